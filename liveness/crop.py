@@ -1,0 +1,43 @@
+"""Cut the square context crops a liveness model sees around a detector box.
+
+Training and the classify stage both call these functions, so a model sees at run time
+exactly the crops it was trained on.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+Box = Sequence[float]  # [x1, y1, x2, y2] in pixels
+
+
+def crop_face(frame: np.ndarray, box: Box, scale: float, size: int) -> np.ndarray:
+    """A size x size crop of the square of side scale * max(w, h) centred on `box`.
+
+    Parts of the square outside the frame are black, so a face at the frame edge keeps its
+    position and scale inside the crop.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1, 1.0) * scale
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    left, top = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
+    side_px = max(int(round(side)), 1)
+    height, width = frame.shape[:2]
+    canvas = np.zeros((side_px, side_px, frame.shape[2]), dtype=frame.dtype)
+    src_x1, src_y1 = max(left, 0), max(top, 0)
+    src_x2, src_y2 = min(left + side_px, width), min(top + side_px, height)
+    if src_x2 > src_x1 and src_y2 > src_y1:
+        canvas[src_y1 - top : src_y2 - top, src_x1 - left : src_x2 - left] = frame[src_y1:src_y2, src_x1:src_x2]
+    interpolation = cv2.INTER_AREA if side_px > size else cv2.INTER_LINEAR
+    return cv2.resize(canvas, (size, size), interpolation=interpolation)
+
+
+def crop_faces(frame: np.ndarray, boxes: Sequence[Box], scales: Sequence[float], size: int) -> np.ndarray:
+    """uint8 array (N, size, size, 3 * len(scales)): every box cropped at every scale."""
+    out = np.empty((len(boxes), size, size, 3 * len(scales)), dtype=np.uint8)
+    for i, box in enumerate(boxes):
+        for j, scale in enumerate(scales):
+            out[i, :, :, 3 * j : 3 * j + 3] = crop_face(frame, box, scale, size)
+    return out
