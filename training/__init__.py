@@ -1,0 +1,1 @@
+"""Offline training, evaluation and calibration of the liveness model (may import TensorFlow)."""

@@ -1,0 +1,82 @@
+"""Pick the model's decision threshold on development data and write it into its metadata.
+
+    python -m training.calibrate --model models/liveness.onnx --data DEV_DATA --target-apcer 0.05
+    python -m training.calibrate --model models/liveness.onnx --scores runs/loso/oof_scores.csv --target-apcer 0.05
+
+With `--data` the model scores the development faces itself; with `--scores` the threshold is
+chosen on pooled out-of-fold scores of a leave-one-source-out run (training.evaluate --loso),
+which estimate how the recipe scores people it has never seen. The threshold is the lowest
+one whose APCER (worst attack type with --per-attack) is at most the target, so BPCER is as
+low as that allows.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from training import metrics
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray, target_apcer: float, attacks: np.ndarray | None = None) -> float:
+    """Lowest threshold with APCER <= target_apcer (for every attack type when `attacks` is given)."""
+    if attacks is None:
+        return metrics.threshold_at_apcer(labels, scores, target_apcer)
+    per_type = [metrics.threshold_at_apcer(labels[(attacks == kind) | (labels == 1)], scores[(attacks == kind) | (labels == 1)], target_apcer)
+                for kind in sorted(set(attacks[labels == 0].tolist()))]
+    return float(max(per_type))
+
+
+def write_threshold(model_path: Path, threshold: float, policy: str) -> None:
+    """Store a new threshold (and how it was chosen) in the model's metadata."""
+    from liveness.metadata import write_metadata
+    from liveness.model import LivenessModel
+
+    meta = LivenessModel(model_path).metadata
+    write_metadata(model_path, dataclasses.replace(meta, threshold=float(threshold), threshold_policy=policy))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-m", "--model", required=True, type=Path, help="ONNX model whose metadata gets the threshold")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-d", "--data", type=Path, help="development data (folder/manifest or gather_examples output)")
+    source.add_argument("-s", "--scores", type=Path, help="scores CSV (e.g. LOSO oof_scores.csv)")
+    parser.add_argument("--target-apcer", type=float, default=0.05)
+    parser.add_argument("--per-attack", action="store_true", help="target holds for every attack type (print, replay, ...)")
+    parser.add_argument("--dry-run", action="store_true", help="print the threshold, do not write it")
+    args = parser.parse_args(argv)
+
+    from training.evaluate import read_scores
+
+    if args.scores is not None:
+        labels, scores, attacks = read_scores(args.scores)
+        where = f"pooled scores in {args.scores.name}"
+    else:
+        from liveness.model import LivenessModel
+        from training.evaluate import scores_from_model
+        from training.examples import load_dataset
+
+        meta = LivenessModel(args.model).metadata
+        data = load_dataset(args.data, meta.input_size, list(meta.crop_scales), include_jitter=False)
+        labels, scores, attacks = data.y, scores_from_model(args.model, data), data.attack
+        where = f"development data {args.data.name}"
+    threshold = choose_threshold(labels, scores, args.target_apcer, attacks if args.per_attack else None)
+    threshold = float(min(max(threshold, 0.0), 1.0))
+    figures = metrics.summary(labels, scores, threshold, attacks)
+    scope = "every attack type" if args.per_attack else "all attacks"
+    policy = f"APCER <= {args.target_apcer:g} ({scope}) on {where}"
+    print(f"threshold {threshold:.4f}: APCER {100 * figures['apcer']:.1f}%  BPCER {100 * figures['bpcer']:.1f}%  "
+          f"ACER {100 * figures['acer']:.1f}%  ({policy})")
+    if not args.dry_run:
+        write_threshold(args.model, threshold, policy)
+        print(f"wrote threshold into {args.model}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

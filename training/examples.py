@@ -1,0 +1,99 @@
+"""Load gathered crops (see training.gather_examples) into arrays, gathering the shared data first if needed."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.data import REPO_ROOT, items_for
+from training.gather_examples import gather, untile
+
+CACHE_DIR = REPO_ROOT / "runs" / "cache"
+
+
+@dataclass
+class Examples:
+    """Crop stacks and what is known about each (all arrays of length N).
+
+    `x` is uint8 (N, S, S, 3k) with every 3-channel tile in RGB order. `group` is the unit of
+    splitting: the source, except that Replay-Attack is split into its own train and devel
+    people ("replay_attack_train" / "replay_attack_devel").
+    """
+
+    x: np.ndarray
+    y: np.ndarray  # 1 = real, 0 = fake
+    source: np.ndarray
+    group: np.ndarray
+    attack: np.ndarray
+    kind: np.ndarray
+    origin: np.ndarray
+    variant: np.ndarray
+    size: int
+    scales: list[float]
+
+    def subset(self, mask: np.ndarray) -> "Examples":
+        """The examples where `mask` is true."""
+        pick = lambda a: a[mask]  # noqa: E731
+        return Examples(pick(self.x), pick(self.y), pick(self.source), pick(self.group), pick(self.attack),
+                        pick(self.kind), pick(self.origin), pick(self.variant), self.size, self.scales)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def split_group(source: str, origin: str) -> str:
+    """The group a sample is split by (see Examples)."""
+    if source == "replay_attack":
+        name = Path(origin).parent.name
+        return "replay_attack_devel" if name.startswith("devel") else "replay_attack_train"
+    return source
+
+
+def load_gathered(folder: Path, include_jitter: bool = True) -> Examples:
+    """Read a gather_examples output folder (labelled samples only)."""
+    settings = json.loads((folder / "gather.json").read_text())
+    size, scales = int(settings["size"]), [float(s) for s in settings["scales"]]
+    rows = []
+    with open(folder / "manifest.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["label"] in ("real", "fake") and (include_jitter or row["variant"] == "0"):
+                rows.append(row)
+    x = np.empty((len(rows), size, size, 3 * len(scales)), dtype=np.uint8)
+    for i, row in enumerate(rows):
+        image = cv2.imread(str(folder / row["file"]), cv2.IMREAD_COLOR)
+        stack = untile(image, size)
+        # Tiles are stored BGR (as OpenCV writes); the model is trained on RGB tiles.
+        x[i] = stack.reshape(size, size, -1, 3)[..., ::-1].reshape(stack.shape)
+    column = lambda name: np.array([r[name] for r in rows])  # noqa: E731
+    return Examples(
+        x=x,
+        y=(column("label") == "real").astype(np.int64),
+        source=column("source"),
+        group=np.array([split_group(r["source"], r["origin"]) for r in rows]),
+        attack=column("attack"),
+        kind=column("kind"),
+        origin=column("origin"),
+        variant=column("variant").astype(np.int64),
+        size=size,
+        scales=scales,
+    )
+
+
+def load_dataset(dataset: Path, size: int, scales: list[float], jitter: int = 2, include_jitter: bool = True) -> Examples:
+    """Examples from a gathered folder, or from a data set folder / manifest (gathered once into runs/cache)."""
+    if (dataset / "gather.json").is_file():
+        return load_gathered(dataset, include_jitter)
+    manifest = dataset if dataset.suffix == ".csv" else dataset / "manifest.csv"
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:10]
+    scale_tag = "-".join(f"{s:g}" for s in scales)
+    cache = CACHE_DIR / f"gathered_{digest}_{size}_{scale_tag}_j{jitter}"
+    if not (cache / "gather.json").is_file():
+        print(f"gathering {manifest} into {cache} (once)", file=sys.stderr)
+        gather(items_for(manifest), cache, size, scales, jitter=jitter, origin_root=manifest.parent)
+    return load_gathered(cache, include_jitter)

@@ -1,0 +1,300 @@
+"""Train a liveness classifier on gathered crops and export it as the pipeline's ONNX model.
+
+    python -m training.train --dataset ../shared/data --model models/liveness.onnx --plot runs/plot.png
+
+`--dataset` is a data set folder or manifest (gathered once into runs/cache with the pipeline's
+detector and crops) or a folder written by `training.gather_examples`. Train and validation are
+split by source (person and capture setup), never by frame. The ONNX file carries its metadata
+(input size, channel order, scaling, crop scales, labels, threshold, training summary) and
+is checked against Keras on real crops before it is accepted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from training.augment import augment
+from training.examples import Examples, load_dataset
+
+MEAN = [0.5, 0.5, 0.5]
+STD = [0.5, 0.5, 0.5]
+PARITY_LIMIT = 1e-4
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (stored in the model's metadata)."""
+
+    architecture: str = "mobile"
+    size: int = 64
+    scales: list[float] = field(default_factory=lambda: [1.5, 2.7])
+    epochs: int = 24
+    samples_per_epoch: int = 4096
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    seed: int = 7
+    # Share of the sampling weight a source gets grows only with sqrt(its size), so the big
+    # frame sources do not drown the many small ones, nor the other way round.
+    source_power: float = 0.5
+    # Crop sources are tight crops padded with black (not what the pipeline sees on frames):
+    # they teach face texture but get less weight than full-frame sources.
+    crop_weight: float = 0.5
+
+
+def configure_tensorflow(seed: int) -> None:
+    """Deterministic, two-thread TensorFlow (see shared docs/stack.md), imported quietly."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    stderr = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)  # oneDNN INFO lines ignore TF_CPP_MIN_LOG_LEVEL
+    try:
+        import tensorflow as tf
+    finally:
+        os.dup2(stderr, 2)
+        os.close(devnull)
+        os.close(stderr)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # already initialised in this process: the first call's settings hold
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def normalise(x_uint8: np.ndarray) -> np.ndarray:
+    """uint8 crop stacks -> the model's float input ((x / 255 - mean) / std per channel)."""
+    channels = x_uint8.shape[-1]
+    mean = np.tile(np.asarray(MEAN, np.float32), channels // 3)
+    std = np.tile(np.asarray(STD, np.float32), channels // 3)
+    return (x_uint8.astype(np.float32) / 255.0 - mean) / std
+
+
+def sampling_weights(data: Examples, config: TrainConfig) -> np.ndarray:
+    """Per-sample sampling probability: classes balanced overall, sources by sqrt(size)."""
+    weights = np.zeros(len(data), dtype=np.float64)
+    for label in (0, 1):
+        in_class = data.y == label
+        groups = sorted(set(data.group[in_class].tolist()))
+        shares = {g: float(np.sum(in_class & (data.group == g))) ** config.source_power for g in groups}
+        total = sum(shares.values())
+        for g in groups:
+            mask = in_class & (data.group == g)
+            weights[mask] = 0.5 * shares[g] / total / mask.sum()
+    weights[data.kind == "crop"] *= config.crop_weight
+    return weights / weights.sum()
+
+
+def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`count` samples drawn by `probabilities`, augmented, normalised; one-hot labels."""
+    index = rng.choice(len(data), size=count, p=probabilities)
+    labels = ("fake", "real")
+    x = np.stack([augment(data.x[i], labels[data.y[i]], rng) for i in index])
+    y = np.eye(2, dtype=np.float32)[data.y[index]]
+    return normalise(x), y
+
+
+def train_model(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1):
+    """Fit a fresh model; returns (keras model, history dict). Deterministic for a given config."""
+    configure_tensorflow(config.seed)
+    import keras
+
+    from training.livenessnet import build
+    from training.metrics import roc_auc
+
+    model = build(config.architecture, config.size, train.x.shape[-1])
+    steps = config.epochs * (config.samples_per_epoch // config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, warmup_target=None)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    rng = np.random.default_rng(config.seed)
+    probabilities = sampling_weights(train, config)
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "val_auc": []}
+    val_x = normalise(validation.x) if validation is not None and len(validation) else None
+    for epoch in range(config.epochs):
+        started = time.time()
+        x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng)
+        fit = model.fit(x, y, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
+        history["loss"].append(float(fit.history["loss"][-1]))
+        history["accuracy"].append(float(fit.history["accuracy"][-1]))
+        line = f"epoch {epoch + 1}/{config.epochs}  loss {history['loss'][-1]:.4f}  acc {history['accuracy'][-1]:.3f}"
+        if val_x is not None:
+            p = model.predict(val_x, batch_size=256, verbose=0)
+            target = np.eye(2, dtype=np.float32)[validation.y]
+            history["val_loss"].append(float(np.mean(-np.sum(target * np.log(np.clip(p, 1e-7, 1.0)), axis=1))))
+            history["val_accuracy"].append(float(np.mean(np.argmax(p, axis=1) == validation.y)))
+            history["val_auc"].append(roc_auc(validation.y, p[:, 1]))
+            line += f"  val_loss {history['val_loss'][-1]:.4f}  val_acc {history['val_accuracy'][-1]:.3f}  val_auc {history['val_auc'][-1]:.3f}"
+        if verbose:
+            print(f"{line}  ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+    return model, history
+
+
+def predict(model, x_uint8: np.ndarray) -> np.ndarray:
+    """P(real) from a Keras model for uint8 RGB crop stacks (inference mode)."""
+    return model.predict(normalise(x_uint8), batch_size=256, verbose=0)[:, 1]
+
+
+def save_plot(history: dict[str, list[float]], path: Path) -> None:
+    """Training curves (loss and accuracy; validation where there was any) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(epochs, history["loss"], label="train loss")
+    axes[1].plot(epochs, history["accuracy"], label="train accuracy")
+    if history.get("val_loss"):
+        axes[0].plot(epochs, history["val_loss"], label="validation loss (unseen sources)")
+        axes[1].plot(epochs, history["val_accuracy"], label="validation accuracy")
+        axes[1].plot(epochs, history["val_auc"], label="validation ROC AUC")
+    for axis, title in zip(axes, ("loss", "accuracy")):
+        axis.set_xlabel("epoch")
+        axis.set_title(title)
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def data_summary(data: Examples) -> dict[str, dict[str, int]]:
+    """Faces per source and label (detector-box crops, box-jitter copies not counted)."""
+    out: dict[str, dict[str, int]] = {}
+    base = data.variant == 0
+    for source in sorted(set(data.source.tolist())):
+        mask = base & (data.source == source)
+        out[source] = {"real": int(np.sum(mask & (data.y == 1))), "fake": int(np.sum(mask & (data.y == 0)))}
+    return out
+
+
+def export_onnx(model, path: Path, metadata, parity_crops: np.ndarray) -> float:
+    """Export with model.export(format="onnx"), embed metadata, and check parity on real crops.
+
+    Returns the max abs difference of P(real) between Keras and onnxruntime (through
+    LivenessModel, exactly as the classify stage runs it); raises above PARITY_LIMIT.
+    """
+    from liveness.metadata import write_metadata
+    from liveness.model import LivenessModel
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stdout = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # tf2onnx prints its conversion log to stdout
+    try:
+        model.export(str(path), format="onnx", verbose=False)
+    finally:
+        os.dup2(stdout, 1)
+        os.close(devnull)
+        os.close(stdout)
+    write_metadata(path, metadata)
+    runner = LivenessModel(path, threads=1)
+    onnx_scores = runner.predict_crops(parity_crops)
+    keras_scores = predict(model, parity_crops)
+    difference = float(np.max(np.abs(onnx_scores - keras_scores)))
+    if not difference <= PARITY_LIMIT:
+        raise RuntimeError(f"ONNX parity check failed: max abs difference {difference:.2e} > {PARITY_LIMIT:g}")
+    return difference
+
+
+def split_by_group(data: Examples, validation_groups: Sequence[str]) -> tuple[Examples, Examples]:
+    """(train, validation): validation = the named groups, detector boxes only (no jitter copies)."""
+    held = np.isin(data.group, list(validation_groups))
+    return data.subset(~held), data.subset(held & (data.variant == 0))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-d", "--dataset", required=True, type=Path, help="data set folder/manifest, or gather_examples output")
+    parser.add_argument("-m", "--model", required=True, type=Path, help="ONNX file to write")
+    parser.add_argument("-p", "--plot", type=Path, default=Path("runs/plot.png"), help="training-curve PNG")
+    parser.add_argument("--architecture", default="mobile", choices=("mobile", "livenessnet"))
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7])
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--samples-per-epoch", type=int, default=TrainConfig.samples_per_epoch)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--val-groups", nargs="*", default=["replay_attack_devel"],
+                        help="sources held out for validation (default: Replay-Attack's devel people); none: train on all")
+    parser.add_argument("--limit", type=int, default=0, help="use at most N samples (quick smoke runs)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="decision threshold to store (default: at 5%% APCER on the validation sources, else 0.5)")
+    parser.add_argument("--version", default="1", help="model_version stored in the metadata")
+    args = parser.parse_args(argv)
+
+    from liveness.metadata import ModelMetadata
+    from training.metrics import summary, threshold_at_apcer
+
+    config = TrainConfig(architecture=args.architecture, size=args.size, scales=args.scales, epochs=args.epochs,
+                         samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed)
+    data = load_dataset(args.dataset, args.size, args.scales)
+    if args.limit and len(data) > args.limit:
+        pick = np.random.default_rng(args.seed).choice(len(data), args.limit, replace=False)
+        data = data.subset(np.sort(pick))
+    val_groups = [] if args.val_groups in ([], ["none"]) else args.val_groups
+    train, validation = split_by_group(data, val_groups)
+    print(f"train: {len(train)} crops from {len(set(train.group.tolist()))} sources; "
+          f"validation: {len(validation)} crops from {sorted(set(validation.group.tolist()))}", file=sys.stderr)
+    model, history = train_model(train, config, validation if len(validation) else None)
+    save_plot(history, args.plot)
+
+    threshold, policy = 0.5, "default 0.5 (not calibrated)"
+    validation_figures: dict[str, float] = {}
+    if len(validation) and len(set(validation.y.tolist())) == 2:
+        scores = predict(model, validation.x)
+        if args.threshold is None:
+            threshold = threshold_at_apcer(validation.y, scores, 0.05)
+            policy = f"APCER 5% on validation sources {', '.join(val_groups)}"
+        validation_figures = summary(validation.y, scores, threshold if args.threshold is None else args.threshold, validation.attack)
+    if args.threshold is not None:
+        threshold, policy = args.threshold, "given on the command line"
+    threshold = float(min(max(threshold, 0.0), 1.0))
+    metadata = ModelMetadata(
+        input_size=config.size,
+        crop_scales=[float(s) for s in config.scales],
+        labels=["fake", "real"],
+        threshold=threshold,
+        channel_order="RGB",
+        mean=MEAN,
+        std=STD,
+        model_version=args.version,
+        threshold_policy=policy,
+        training={
+            "config": asdict(config),
+            "data": "face-liveness development data (../shared/data): research and evaluation use only",
+            "faces_per_source": data_summary(train),
+            "validation_sources": val_groups,
+            "validation": {k: round(v, 4) for k, v in validation_figures.items()},
+            "detector": "res10 confidence 0.5, largest face",
+        },
+    )
+    parity_crops = (validation if len(validation) else train).x[:64]
+    difference = export_onnx(model, args.model, metadata, parity_crops)
+    print(f"wrote {args.model} ({args.model.stat().st_size / 1e6:.2f} MB); parity max abs diff {difference:.2e}; "
+          f"threshold {threshold:.4f} ({policy})")
+    if validation_figures:
+        print("validation: " + json.dumps({k: round(v, 4) for k, v in validation_figures.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
