@@ -1,0 +1,422 @@
+"""Runs one stage as an OS process: sockets, decoding, ordering, delivery policy, metrics, shutdown.
+
+    python -m stages.detect --config configs/file.yaml [--worker 1] [--control ipc://...]
+
+Started by run_pipeline.py (which passes --control) or by hand on another host (no control:
+the stage starts at once and exits after end of stream).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from pipeline.config import ConfigError, PipelineConfig, load_config
+from pipeline.control import DONE, ERROR, METRICS, READY, START, STOP, StageControl
+from pipeline.graph import SPECS, Format, Port, StageSpec, outputs_for, required_result_subscribers
+from pipeline.metrics import StageMetrics
+from pipeline.reorder import Reorderer
+from pipeline.stage import SourceStage, Stage, StageError
+from pipeline.transport import Role, open_socket
+from pipeline.wire import TOPIC_RESULT, Message, WireError, decode, encode
+
+_SOCKET_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.XPUB, "sub": zmq.SUB}
+_TOPIC_EOS = b"eos"
+_POLL_MS = 100
+_METRICS_EVERY_S = 1.0
+_LIVE_REORDER_WAIT_S = 1.0  # live mode: a frame lost in flight stops holding the others back after this
+_LIVE_CREDIT_EXPIRY_S = 2.0  # live mode: a frame whose result never came stops counting as in flight
+
+
+def main(stage_class: type[Stage], argv: list[str] | None = None) -> int:
+    """Entry point of `python -m stages.NAME`."""
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{stage_class.name}", description=stage_class.__doc__)
+    parser.add_argument("--config", required=True, help="pipeline YAML config")
+    parser.add_argument("--worker", type=int, default=0, help="worker index when several run")
+    parser.add_argument("--control", default=None, help="supervisor control endpoint (set by run_pipeline.py)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.set)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    runner = StageRunner(stage_class(args.worker), SPECS[stage_class.name], config, args.control)
+    return runner.run()
+
+
+class StageRunner:
+    """The loop around one stage."""
+
+    def __init__(self, stage: Stage, spec: StageSpec, config: PipelineConfig, control_endpoint: str | None) -> None:
+        self.stage, self.spec, self.config = stage, spec, config
+        self.key = f"{spec.name}.{stage.worker}" if spec.name == "detect" else spec.name
+        self.live = config.policy() == "live"
+        self.metrics = StageMetrics(self.key)
+        self.control_endpoint = control_endpoint
+        self.stop_requested = False
+        self.parent_pid = os.getppid()
+        self.context = zmq.Context()
+        self.control = StageControl(self.context, control_endpoint, self.key)
+        self.input: zmq.Socket | None = None
+        self.outputs: list[tuple[Port, zmq.Socket]] = []
+        self._last_metrics = 0.0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        code = 0
+        try:
+            self.stage.setup(self.config)
+            self._open_sockets()
+            self.control.send(READY)
+            if isinstance(self.stage, SourceStage):
+                self._run_source(self.stage)
+            else:
+                self._run_loop()
+        except (StageError, zmq.ZMQError, OSError) as error:
+            self._report_error(str(error))
+            code = 1
+        except Exception as error:  # a bug: one line with where it happened, not a traceback wall
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            self._report_error(f"{type(error).__name__}: {error} (at {Path(where.filename).name}:{where.lineno})")
+            code = 1
+        finally:
+            try:
+                self.stage.teardown()
+            except Exception as error:  # teardown must not hide the first error
+                print(f"{self.key}: teardown failed: {error}", file=sys.stderr)
+            self.control.send(METRICS, snapshot=self.metrics.snapshot())
+            for sock in [self.input, *(s for _, s in self.outputs)]:
+                if sock is not None:
+                    sock.close()
+            self.control.close()
+            self.context.term()
+        return code
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+
+    def _report_error(self, text: str) -> None:
+        if self.control.socket is not None:
+            self.control.send(ERROR, text=text)
+        else:
+            print(f"{self.key}: error: {text}", file=sys.stderr)
+
+    def _should_stop(self) -> bool:
+        """Stop on a signal, a supervisor STOP, or when the supervisor died."""
+        if self.control.receive() == STOP:
+            self.stop_requested = True
+        if self.control_endpoint and os.getppid() != self.parent_pid:
+            self.stop_requested = True
+        self._maybe_send_metrics()
+        return self.stop_requested
+
+    def _maybe_send_metrics(self) -> None:
+        now = time.monotonic()
+        if now - self._last_metrics >= _METRICS_EVERY_S:
+            self._last_metrics = now
+            self.control.send(METRICS, snapshot=self.metrics.snapshot())
+
+    # ---- sockets ---------------------------------------------------------------------------
+    def _endpoint(self, port: Port) -> str:
+        endpoint = getattr(self.config.endpoints, port.endpoint)
+        if endpoint == "auto":
+            raise StageError(
+                f"endpoints.{port.endpoint} is 'auto', which only run_pipeline.py can resolve; "
+                "set a tcp:// or ipc:// endpoint to run a stage on its own"
+            )
+        return endpoint
+
+    def _hwm(self, port: Port) -> int:
+        if port.format is Format.RESULT:
+            return self.config.transport.results_hwm
+        return self.config.transport.live_hwm if self.live else self.config.transport.lossless_hwm
+
+    def _open(self, port: Port) -> zmq.Socket:
+        subscribe = b"" if port.socket == "sub" else None
+        sock = open_socket(self.context, _SOCKET_TYPES[port.socket], self._endpoint(port), port.role, self._hwm(port), subscribe)
+        if port.socket == "pub" and not self.live:
+            sock.setsockopt(zmq.XPUB_NODROP, 1)  # lossless: a slow recorder slows us down instead of losing results
+        return sock
+
+    def _open_sockets(self) -> None:
+        if self.spec.input is not None:
+            self.input = self._open(self.spec.input)
+        self.outputs = [(port, self._open(port)) for port in outputs_for(self.spec, self.config)]
+        for port, sock in self.outputs:
+            if port.socket == "pub":
+                self._wait_for_subscribers(sock, required_result_subscribers(self.config))
+
+    def _wait_for_subscribers(self, sock: zmq.Socket, required: int) -> None:
+        """Block until the pipeline's own result subscribers have joined (no slow-joiner loss)."""
+        joined = 0
+        deadline = time.monotonic() + self.config.transport.ready_timeout_s
+        while joined < required:
+            if self._should_stop():
+                return
+            if time.monotonic() > deadline:
+                raise StageError(f"endpoints.results: {required - joined} of {required} subscribers never joined")
+            if sock.poll(_POLL_MS):
+                if sock.recv()[:1] == b"\x01":
+                    joined += 1
+
+    def _send(self, port: Port, sock: zmq.Socket, parts: list[Any]) -> bool:
+        """Send with the port's policy: live ports that may drop never wait; others wait (backpressure)."""
+        may_drop = self.live and port.live_drops
+        while True:
+            try:
+                sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+                return True
+            except zmq.Again:
+                if may_drop:
+                    self.metrics.drop(f"{port.endpoint}_busy")
+                    return False
+            if self._should_stop():
+                return False
+            sock.poll(_POLL_MS, zmq.POLLOUT)
+
+    def _emit(self, message: Message) -> None:
+        """Send one processed message on every output port."""
+        for port, sock in self.outputs:
+            if port.format is Format.RESULT:
+                topic = _TOPIC_EOS if message.kind == "eos" else TOPIC_RESULT
+                parts = [topic, *encode(message, with_pixels=False)]
+            else:
+                parts = encode(message)
+            self._send(port, sock, parts)
+
+    # ---- receiving stages ------------------------------------------------------------------
+    def _receive(self) -> Message | None:
+        assert self.input is not None
+        parts = self.input.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+        received = time.monotonic_ns()
+        if self.spec.input is not None and self.spec.input.format is Format.RESULT:
+            parts = parts[1:]  # drop the topic
+        try:
+            message = decode(parts)
+        except WireError as error:
+            self.metrics.malformed += 1
+            if self.metrics.malformed <= 3:
+                print(f"{self.key}: dropped a malformed message ({error})", file=sys.stderr)
+            return None
+        if message.stamps:
+            last_sent = max(stamp[-1] for stamp in message.stamps.values())
+            self.metrics.hop_ms.append((received - last_sent) / 1e6)
+        message.stamps[self.key] = [received]
+        return message
+
+    def _run_loop(self) -> None:
+        assert self.input is not None
+        poller = zmq.Poller()
+        poller.register(self.input, zmq.POLLIN)
+        for port, sock in self.outputs:
+            if port.socket == "pub":
+                poller.register(sock, zmq.POLLIN)  # subscription notices: read so they never pile up
+        reorder = Reorderer() if self.spec.ordered else None
+        eos: Message | None = None
+        while not self._should_stop():
+            events = dict(poller.poll(_POLL_MS))
+            for port, sock in self.outputs:
+                if sock in events:
+                    while sock.poll(0):
+                        sock.recv()
+            if self.input in events:
+                for _ in range(64):  # drain a burst, then look at control again
+                    try:
+                        message = self._receive()
+                    except zmq.Again:
+                        break
+                    if message is None:
+                        continue
+                    self.metrics.frames_in += message.kind == "frame"
+                    if message.kind == "eos":
+                        eos = message
+                    elif reorder is not None:
+                        for ready in reorder.push(message):
+                            self._handle(ready)
+                    else:
+                        self._handle(message)
+            if reorder is not None and self.live:
+                released, skipped = reorder.expire(_LIVE_REORDER_WAIT_S)
+                if skipped:
+                    self.metrics.drop("lost_in_flight", skipped)
+                for ready in released:
+                    self._handle(ready)
+            if eos is not None and (reorder is None or reorder.complete(eos.info.get("last_seq", -1))):
+                self._finish(eos)
+                if self.spec.sink or self.control.socket is None:
+                    return
+                eos = None  # stay up (quietly) until the supervisor says stop
+
+    def _handle(self, message: Message) -> None:
+        started = time.monotonic_ns()
+        if message.frame is None and self.spec.input is not None and self.spec.input.format is Format.FRAME:
+            outputs = [message]  # a frame the source could not read: pass its error on untouched
+        else:
+            outputs = self.stage.process(message)
+        done = time.monotonic_ns()
+        self.metrics.process_ms.append((done - started) / 1e6)
+        for out in outputs:
+            out.stamps.setdefault(self.key, [started]).append(time.monotonic_ns())
+            self._emit(out)
+            self.metrics.frames_out += 1
+            if out.t_capture_ns:
+                self.metrics.latency_ms.append((time.monotonic_ns() - out.t_capture_ns) / 1e6)
+
+    def _finish(self, eos: Message) -> None:
+        self.stage.end_of_stream()
+        eos.stamps.setdefault(self.key, []).append(time.monotonic_ns())
+        for port, sock in self.outputs:
+            self._emit_one(port, sock, eos)
+        self.control.send(DONE, info=eos.info)
+
+    def _emit_one(self, port: Port, sock: zmq.Socket, message: Message) -> None:
+        if port.format is Format.RESULT:
+            self._send(port, sock, [_TOPIC_EOS, *encode(message, with_pixels=False)])
+        else:
+            # end of stream must arrive even on a port that drops frames in live mode
+            while not self.stop_requested:
+                try:
+                    sock.send_multipart(encode(message), flags=zmq.NOBLOCK)
+                    return
+                except zmq.Again:
+                    sock.poll(_POLL_MS, zmq.POLLOUT)
+                    self._should_stop()
+
+    # ---- the source ------------------------------------------------------------------------
+    def _run_source(self, source: SourceStage) -> None:
+        if self.control.socket is not None:
+            while not self._wait_for_start():
+                if self.stop_requested:
+                    return
+        port, sock = self.outputs[0]
+        frames = _LiveEntrance(self, source) if self.live else self._lossless_frames(source)
+        previous = -1
+        for message in frames:
+            message.prev_seq = previous
+            message.stamps["capture"] = [message.t_capture_ns, time.monotonic_ns()]
+            if not self._send(port, sock, encode(message)):
+                break
+            previous = message.seq
+            self.metrics.frames_out += 1
+        if self.stop_requested:
+            return
+        eos = Message(kind="eos", source=self.config.source.id, seq=previous + 1, prev_seq=previous,
+                      info={"last_seq": previous, "frames_read": self.metrics.frames_in, "dropped": dict(self.metrics.dropped)})
+        self._send(port, sock, encode(eos))
+        self.control.send(DONE, info=eos.info)
+
+    def _wait_for_start(self) -> bool:
+        assert self.control.socket is not None
+        if self.control.socket.poll(_POLL_MS):
+            kind = self.control.receive()
+            if kind == STOP:
+                self.stop_requested = True
+            return kind == START
+        self._should_stop()
+        return False
+
+    def _lossless_frames(self, source: SourceStage):
+        for message in source.frames():
+            self.metrics.frames_in += 1
+            if self._should_stop():
+                return
+            yield message
+
+
+class _LiveEntrance:
+    """Live policy at the pipeline's entrance (a flow limiter, as in MediaPipe).
+
+    A reader thread keeps only the newest frame in a one-slot mailbox; a frame is sent on only
+    while fewer than `max_in_flight` frames are between capture and result (counted from the
+    result stream), so queues never build up and latency cannot grow. Replaced frames are
+    counted as dropped.
+    """
+
+    def __init__(self, runner: StageRunner, source: SourceStage) -> None:
+        self.runner = runner
+        config = runner.config
+        self.max_in_flight = config.source.max_in_flight or config.detect.workers + 1
+        self.slot: Message | None = None
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+        self.wake_address = f"inproc://wake-{id(self)}"
+        self.wake_pull = runner.context.socket(zmq.PULL)
+        self.wake_pull.bind(self.wake_address)
+        self.results = open_socket(runner.context, zmq.SUB, config.endpoints.results, Role.CONNECT,
+                                   config.transport.results_hwm, subscribe=TOPIC_RESULT)
+        self.in_flight: dict[int, float] = {}
+        self.thread = threading.Thread(target=self._read, args=(source,), daemon=True)
+        self.thread.start()
+
+    def _read(self, source: SourceStage) -> None:
+        wake = self.runner.context.socket(zmq.PUSH)
+        wake.setsockopt(zmq.LINGER, 0)
+        wake.connect(self.wake_address)
+        try:
+            for message in source.frames():
+                self.runner.metrics.frames_in += 1
+                with self.lock:
+                    if self.slot is not None:
+                        self.runner.metrics.drop("busy")
+                    self.slot = message
+                try:
+                    wake.send(b"", zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+                if self.runner.stop_requested:
+                    break
+        except StageError as error:
+            self.runner._report_error(str(error))
+        finally:
+            self.finished.set()
+            try:
+                wake.send(b"", zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+            wake.close()
+
+    def _collect_results(self) -> None:
+        while self.results.poll(0):
+            parts = self.results.recv_multipart()
+            try:
+                self.in_flight.pop(decode(parts[1:]).seq, None)
+            except WireError:
+                pass
+        now = time.monotonic()
+        for seq in [s for s, sent in self.in_flight.items() if now - sent > _LIVE_CREDIT_EXPIRY_S]:
+            del self.in_flight[seq]
+
+    def __iter__(self):
+        poller = zmq.Poller()
+        poller.register(self.wake_pull, zmq.POLLIN)
+        poller.register(self.results, zmq.POLLIN)
+        try:
+            while not self.runner._should_stop():
+                events = dict(poller.poll(_POLL_MS))
+                if self.wake_pull in events:
+                    while self.wake_pull.poll(0):
+                        self.wake_pull.recv()
+                self._collect_results()
+                if len(self.in_flight) < self.max_in_flight:
+                    with self.lock:
+                        message, self.slot = self.slot, None
+                    if message is not None:
+                        self.in_flight[message.seq] = time.monotonic()
+                        yield message
+                        continue
+                if self.finished.is_set() and self.slot is None:
+                    return
+        finally:
+            self.wake_pull.close(0)
+            self.results.close(0)

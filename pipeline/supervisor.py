@@ -1,0 +1,208 @@
+"""Starts every stage as its own process, waits until all are ready, watches them, stops them.
+
+The run is over when every sink has handled end of stream (exit 0), when a stage dies (exit 1,
+naming the stage and its exit status), or on Ctrl-C / SIGTERM (every process asked to stop,
+then terminated, then killed; exit 130). The private run folder with its ipc sockets is removed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from pipeline.config import REPO_ROOT, PipelineConfig, dump_config
+from pipeline.control import DONE, ERROR, METRICS, READY, START, STOP
+from pipeline.graph import StageInstance, plan
+from pipeline.metrics import summary_line
+from pipeline.transport import Role, open_socket
+
+EXIT_OK, EXIT_STAGE_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+_STOP_GRACE_S = 3.0
+
+
+def log(text: str) -> None:
+    print(f"run_pipeline: {text}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Running:
+    instance: StageInstance
+    process: subprocess.Popen
+    ready: bool = False
+    done: bool = False
+    error: str | None = None
+    snapshot: dict[str, Any] = field(default_factory=dict)
+
+
+class Supervisor:
+    """One pipeline run."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        self.run_dir = Path(tempfile.mkdtemp(prefix="liveness-run-"))
+        self.stages: dict[str, Running] = {}
+        self.interrupted = False
+        self.context = zmq.Context()
+
+    def resolve_endpoints(self) -> PipelineConfig:
+        """Replace every "auto" endpoint with an ipc socket in this run's private folder."""
+        endpoints = {
+            name: (f"ipc://{self.run_dir / name}.sock" if value == "auto" else value)
+            for name, value in dataclasses.asdict(self.config.endpoints).items()
+        }
+        return dataclasses.replace(self.config, endpoints=type(self.config.endpoints)(**endpoints))
+
+    def run(self) -> int:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        control = None
+        try:
+            resolved = self.resolve_endpoints()
+            config_path = self.run_dir / "config.yaml"
+            dump_config(resolved, config_path)
+            try:
+                control = open_socket(self.context, zmq.ROUTER, resolved.endpoints.control, Role.BIND, 1000)
+            except zmq.ZMQError as error:
+                log(f"error: endpoints.control: {error}")
+                return EXIT_STAGE_FAILED
+            log(f"{resolved.policy()} run of {resolved.source.uri!r}; results on {resolved.endpoints.results}")
+            for instance in plan(resolved):
+                self._start(instance, config_path, resolved.endpoints.control)
+            code = self._supervise(control)
+            return code
+        finally:
+            self._stop_all(control)
+            if control is not None:
+                control.close(0)
+            self.context.term()
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
+
+    def _start(self, instance: StageInstance, config_path: Path, control: str) -> None:
+        command = [sys.executable, "-m", instance.spec.module, "--config", str(config_path),
+                   "--worker", str(instance.worker), "--control", control]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        self.stages[instance.key] = Running(instance, subprocess.Popen(command, env=env))
+
+    def _supervise(self, control: zmq.Socket) -> int:
+        started = False
+        ready_deadline = time.monotonic() + self.config.transport.ready_timeout_s
+        last_summary = time.monotonic()
+        while not self.interrupted:
+            if control.poll(100):
+                self._on_control(control)
+                while control.poll(0):
+                    self._on_control(control)
+            failed = self._failed_stage()
+            if failed:
+                return self._fail(failed)
+            if not started:
+                if all(s.ready for s in self.stages.values()):
+                    control.send_multipart([b"capture", msgpack.packb({"type": START})])
+                    started = True
+                    log(f"all {len(self.stages)} stages ready: {', '.join(self.stages)}")
+                elif time.monotonic() > ready_deadline:
+                    waiting = [key for key, s in self.stages.items() if not s.ready]
+                    log(f"error: stages never became ready: {', '.join(waiting)} (transport.ready_timeout_s)")
+                    return EXIT_STAGE_FAILED
+                continue
+            if self._finished():
+                self._print_summary()
+                log("end of stream: every frame processed")
+                return EXIT_OK
+            if time.monotonic() - last_summary >= self.config.metrics_interval_s:
+                last_summary = time.monotonic()
+                self._print_summary()
+        log("interrupted: stopping every stage")
+        return EXIT_INTERRUPTED
+
+    def _on_control(self, control: zmq.Socket) -> None:
+        identity, raw = control.recv_multipart()
+        stage = self.stages.get(identity.decode(errors="replace"))
+        try:
+            message = msgpack.unpackb(raw)
+        except Exception:
+            return
+        if stage is None or not isinstance(message, dict):
+            return
+        kind = message.get("type")
+        if kind == READY:
+            stage.ready = True
+        elif kind == DONE:
+            stage.done = True
+        elif kind == ERROR:
+            stage.error = str(message.get("text", "unknown error"))
+        elif kind == METRICS and isinstance(message.get("snapshot"), dict):
+            stage.snapshot = message["snapshot"]
+
+    def _failed_stage(self) -> Running | None:
+        for stage in self.stages.values():
+            code = stage.process.poll()
+            if stage.error is not None and code is None:
+                try:
+                    stage.process.wait(timeout=2)  # it reported an error and is exiting
+                except subprocess.TimeoutExpired:
+                    pass
+                code = stage.process.poll()
+            if code is not None and (code != 0 or stage.error is not None):
+                return stage
+            if code == 0 and not stage.done and stage.instance.spec.name != "capture":
+                return stage  # a stage that exits 0 before end of stream has failed too
+        return None
+
+    def _fail(self, stage: Running) -> int:
+        code = stage.process.poll()
+        status = f"exit status {code}" if code is None or code >= 0 else f"killed by signal {-code}"
+        if stage.error:
+            log(f"error: {stage.instance.key}: {stage.error}")
+        log(f"stage {stage.instance.key} stopped ({status}); stopping the pipeline")
+        return EXIT_STAGE_FAILED
+
+    def _finished(self) -> bool:
+        sinks = [s for s in self.stages.values() if s.instance.spec.sink]
+        if sinks:
+            return all(s.done and s.process.poll() == 0 for s in sinks)
+        classify = self.stages.get("classify")
+        return classify is not None and classify.done
+
+    def _print_summary(self) -> None:
+        snapshots = {key: s.snapshot for key, s in self.stages.items() if s.snapshot}
+        if snapshots:
+            log(summary_line(snapshots))
+
+    def _stop_all(self, control: zmq.Socket | None) -> None:
+        """Ask politely, then terminate, then kill: no process outlives the run."""
+        alive = [s for s in self.stages.values() if s.process.poll() is None]
+        if control is not None:
+            for stage in alive:
+                try:
+                    control.send_multipart([stage.instance.key.encode(), msgpack.packb({"type": STOP})], zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for stage in alive:
+            try:
+                stage.process.wait(timeout=max(deadline - time.monotonic(), 0.05))
+            except subprocess.TimeoutExpired:
+                stage.process.terminate()
+        for stage in alive:
+            try:
+                stage.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                stage.process.kill()
+                stage.process.wait()

@@ -1,0 +1,212 @@
+"""The one wire format: every ZeroMQ message between stages and to consumers.
+
+A message is multipart `[header, pixels?]`: the header a msgpack map (schema below), the pixels
+the frame's raw bytes, sent without copies. Results published to consumers are
+`[topic, header]` with no pixels. Nothing is pickled. `decode` validates everything it reads
+and raises `WireError` for anything malformed, oversized or of another version; callers count
+and drop such messages.
+
+Header fields (version 1), also documented for users in docs/result_schema.md:
+  v            int    schema version (1)
+  kind         str    "frame" (a source frame), "eos" (end of stream), "status" (a notice)
+  source       str    source id from the config
+  seq          int    frame index in its source, from 0
+  prev_seq     int    seq of the previous frame that entered the pipeline (-1: none); frames
+                      dropped at the entrance leave gaps, this lets the classifier reorder exactly
+  t_capture_ns int    capture time, CLOCK_MONOTONIC ns (comparable between processes of one host)
+  t_wall       float  capture time, Unix seconds
+  stamps       map    stage name -> [received_ns, sent_ns] (monotonic), filled by the framework
+  shape        list   [height, width, channels] of the pixels part, or absent
+  faces        list   maps: box [x1,y1,x2,y2] px, det_conf; after classify also score = P(real),
+                      label "real"/"fake", threshold
+  info         map    kind-specific extras: eos {last_seq, frames_read, dropped}; frame {fps, error}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+SCHEMA_VERSION = 1
+KINDS = ("frame", "eos", "status")
+MAX_HEADER_BYTES = 1 << 20
+MAX_FRAME_BYTES = 8192 * 8192 * 3
+MAX_FACES = 256
+TOPIC_RESULT = b"result"
+TOPIC_STATUS = b"status"
+
+
+class WireError(ValueError):
+    """A message that does not follow the wire format."""
+
+
+@dataclass
+class Face:
+    """One face in a frame. score/label/threshold are set by the classifier."""
+
+    box: list[int]
+    det_conf: float
+    score: float | None = None
+    label: str | None = None
+    threshold: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"box": self.box, "det_conf": round(self.det_conf, 5)}
+        if self.score is not None:
+            data.update(score=round(self.score, 5), label=self.label, threshold=self.threshold)
+        return data
+
+
+@dataclass
+class Message:
+    """A frame (or end-of-stream / status notice) travelling through the pipeline."""
+
+    kind: str
+    source: str
+    seq: int
+    prev_seq: int = -1
+    t_capture_ns: int = 0
+    t_wall: float = 0.0
+    stamps: dict[str, list[int]] = field(default_factory=dict)
+    faces: list[Face] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    frame: np.ndarray | None = None
+
+    def header(self) -> dict[str, Any]:
+        header: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "kind": self.kind,
+            "source": self.source,
+            "seq": self.seq,
+            "prev_seq": self.prev_seq,
+            "t_capture_ns": self.t_capture_ns,
+            "t_wall": self.t_wall,
+            "stamps": self.stamps,
+            "faces": [face.to_dict() for face in self.faces],
+            "info": self.info,
+        }
+        if self.frame is not None:
+            header["shape"] = list(self.frame.shape)
+        return header
+
+
+def encode(message: Message, with_pixels: bool = True) -> list[Any]:
+    """Multipart parts for `message`: [header] or [header, pixel buffer] (zero-copy view)."""
+    parts: list[Any] = [msgpack.packb(message.header() if with_pixels else _without_shape(message))]
+    if with_pixels and message.frame is not None:
+        frame = message.frame
+        if frame.dtype != np.uint8 or frame.ndim != 3:
+            raise WireError(f"frame must be uint8 HxWxC, got {frame.dtype} {frame.shape}")
+        parts.append(memoryview(np.ascontiguousarray(frame)).cast("B"))
+    return parts
+
+
+def _without_shape(message: Message) -> dict[str, Any]:
+    header = message.header()
+    header.pop("shape", None)
+    return header
+
+
+def decode(parts: list[Any]) -> Message:
+    """Validate and decode [header] or [header, pixels]; raises WireError on anything malformed."""
+    if not 1 <= len(parts) <= 2:
+        raise WireError(f"expected 1 or 2 parts, got {len(parts)}")
+    raw_header = bytes(parts[0].buffer if hasattr(parts[0], "buffer") else parts[0])
+    if len(raw_header) > MAX_HEADER_BYTES:
+        raise WireError(f"header of {len(raw_header)} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        header = msgpack.unpackb(raw_header, strict_map_key=True)
+    except Exception as error:  # msgpack raises several exception types for bad input
+        raise WireError(f"header is not msgpack: {type(error).__name__}") from None
+    if not isinstance(header, dict):
+        raise WireError("header is not a map")
+    if header.get("v") != SCHEMA_VERSION:
+        raise WireError(f"schema version {header.get('v')!r} is not {SCHEMA_VERSION}")
+    kind = _get(header, "kind", str)
+    if kind not in KINDS:
+        raise WireError(f"unknown kind {kind!r}")
+    message = Message(
+        kind=kind,
+        source=_get(header, "source", str),
+        seq=_get(header, "seq", int),
+        prev_seq=_get(header, "prev_seq", int),
+        t_capture_ns=_get(header, "t_capture_ns", int),
+        t_wall=float(_get(header, "t_wall", (int, float))),
+        stamps=_stamps(header.get("stamps", {})),
+        faces=[_face(raw) for raw in _get(header, "faces", list)],
+        info=_get(header, "info", dict),
+    )
+    if len(message.faces) > MAX_FACES:
+        raise WireError(f"{len(message.faces)} faces exceed {MAX_FACES}")
+    shape = header.get("shape")
+    if len(parts) == 2:
+        message.frame = _pixels(parts[1], shape)
+    elif shape is not None:
+        raise WireError("header has a shape but no pixels follow")
+    return message
+
+
+def _get(header: dict[str, Any], key: str, kinds: type | tuple[type, ...]) -> Any:
+    value = header.get(key)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        raise WireError(f"field {key!r} missing or of the wrong type")
+    return value
+
+
+def _stamps(raw: Any) -> dict[str, list[int]]:
+    if not isinstance(raw, dict) or len(raw) > 64:
+        raise WireError("field 'stamps' is not a small map")
+    for name, value in raw.items():
+        if not isinstance(name, str) or not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+            raise WireError("field 'stamps' has a bad entry")
+    return raw
+
+
+def _face(raw: Any) -> Face:
+    if not isinstance(raw, dict):
+        raise WireError("a face is not a map")
+    box = raw.get("box")
+    if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in box):
+        raise WireError("a face box is not 4 integers")
+    det_conf = raw.get("det_conf")
+    if not isinstance(det_conf, (int, float)) or isinstance(det_conf, bool):
+        raise WireError("a face has no det_conf number")
+    score, label, threshold = raw.get("score"), raw.get("label"), raw.get("threshold")
+    if score is not None and (not isinstance(score, (int, float)) or label not in ("real", "fake")):
+        raise WireError("a face score/label is malformed")
+    return Face(box=box, det_conf=float(det_conf), score=score, label=label, threshold=threshold)
+
+
+def _pixels(part: Any, shape: Any) -> np.ndarray:
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise WireError("pixels without a valid [height, width, channels] shape")
+    if shape[2] not in (1, 3, 4):
+        raise WireError(f"unsupported channel count {shape[2]}")
+    buffer = part.buffer if hasattr(part, "buffer") else memoryview(part)
+    expected = shape[0] * shape[1] * shape[2]
+    if expected > MAX_FRAME_BYTES or len(buffer) != expected:
+        raise WireError(f"pixel part has {len(buffer)} bytes, shape {shape} needs {expected}")
+    return np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
+
+
+def result_record(message: Message) -> dict[str, Any]:
+    """The JSON-friendly view of a classified frame: what consumers read and the JSON-lines file holds.
+
+    latency_ms is capture to classification (same host clocks); size is [width, height].
+    """
+    record: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "source": message.source,
+        "seq": message.seq,
+        "t_wall": message.t_wall,
+        "size": message.info.get("size"),
+        "faces": [face.to_dict() for face in message.faces],
+    }
+    classified = message.stamps.get("classify")
+    if classified and message.t_capture_ns:
+        record["latency_ms"] = round((classified[-1] - message.t_capture_ns) / 1e6, 3)
+    if "error" in message.info:
+        record["error"] = message.info["error"]
+    return record

@@ -1,0 +1,103 @@
+"""Display: draw boxes, labels and scores; show a window and/or write an annotated video."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.config import PipelineConfig
+from pipeline.runner import main
+from pipeline.stage import Stage, StageError
+from pipeline.wire import Message
+
+GREEN, RED, WHITE = (0, 200, 0), (0, 0, 230), (255, 255, 255)
+
+
+def display_available() -> bool:
+    """True where a window can open; cv2.imshow without a display aborts the whole process."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def annotate(frame: np.ndarray, message: Message, fps: float, latency_ms: float) -> np.ndarray:
+    """A copy of `frame` with every face boxed (green real, red fake) and an FPS/latency overlay."""
+    canvas = frame.copy()
+    for face in message.faces:
+        x1, y1, x2, y2 = face.box
+        colour = GREEN if face.label == "real" else RED if face.label == "fake" else WHITE
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
+        text = f"{face.label} {face.score:.2f}" if face.score is not None else f"face {face.det_conf:.2f}"
+        cv2.putText(canvas, text, (x1, max(y1 - 8, 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.55, colour, 2)
+    overlay = f"{fps:5.1f} fps  {latency_ms:6.1f} ms  #{message.seq}"
+    cv2.putText(canvas, overlay, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3)
+    cv2.putText(canvas, overlay, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, WHITE, 1)
+    return canvas
+
+
+class Display(Stage):
+    """Shows each annotated frame in a window where a display exists, and writes the video file if asked."""
+
+    name = "display"
+
+    def setup(self, config: PipelineConfig) -> None:
+        settings = config.display
+        self.title = settings.title
+        wants_window = settings.window == "on" or (settings.window == "auto" and display_available())
+        self.window = wants_window and display_available()
+        video = settings.video
+        if not self.window and settings.window != "off":
+            if settings.headless_video and not video:
+                video = settings.headless_video
+            print(f"display: no display found; {'writing the annotated video to ' + video if video else 'nothing is shown (set display.video)'}",
+                  file=sys.stderr)
+        self.video_path = Path(video) if video else None
+        if self.video_path is not None:
+            self.video_path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer: cv2.VideoWriter | None = None
+        self.arrivals: deque[float] = deque(maxlen=30)
+        self.quit = False
+
+    def process(self, message: Message) -> list[Message]:
+        now = time.monotonic()
+        self.arrivals.append(now)
+        fps = (len(self.arrivals) - 1) / (self.arrivals[-1] - self.arrivals[0]) if len(self.arrivals) > 1 else 0.0
+        latency_ms = (time.monotonic_ns() - message.t_capture_ns) / 1e6
+        canvas = annotate(message.frame, message, fps, latency_ms)
+        if self.video_path is not None:
+            self._write(canvas, float(message.info.get("fps", 30.0)))
+        if self.window:
+            cv2.imshow(self.title, canvas)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                raise StageError("display: window closed by the user (q)")
+        return []
+
+    def _write(self, canvas: np.ndarray, fps: float) -> None:
+        if self.writer is None:
+            fourcc = "mp4v" if self.video_path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG"
+            self.video_size = (canvas.shape[1], canvas.shape[0])
+            self.writer = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*fourcc), fps, self.video_size)
+            if not self.writer.isOpened():
+                raise StageError(f"display.video {self.video_path}: cannot write this file ({fourcc})")
+        if (canvas.shape[1], canvas.shape[0]) != self.video_size:
+            canvas = cv2.resize(canvas, self.video_size)  # a folder of mixed sizes still makes one video
+        self.writer.write(canvas)
+
+    def end_of_stream(self) -> None:
+        self.teardown()
+
+    def teardown(self) -> None:
+        if getattr(self, "writer", None) is not None:
+            self.writer.release()
+            self.writer = None
+        if getattr(self, "window", False):
+            cv2.destroyAllWindows()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(Display))
