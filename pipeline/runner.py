@@ -67,6 +67,7 @@ class StageRunner:
         self.context = zmq.Context()
         self.control = StageControl(self.context, control_endpoint, self.key)
         self.input: zmq.Socket | None = None
+        self.results: zmq.Socket | None = None  # live source only: the result stream, for flow control
         self.outputs: list[tuple[Port, zmq.Socket]] = []
         self._last_metrics = 0.0
 
@@ -96,7 +97,7 @@ class StageRunner:
             except Exception as error:  # teardown must not hide the first error
                 print(f"{self.key}: teardown failed: {error}", file=sys.stderr)
             self.control.send(METRICS, snapshot=self.metrics.snapshot())
-            for sock in [self.input, *(s for _, s in self.outputs)]:
+            for sock in [self.input, self.results, *(s for _, s in self.outputs)]:
                 if sock is not None:
                     sock.close()
             self.control.close()
@@ -153,6 +154,11 @@ class StageRunner:
         if self.spec.input is not None:
             self.input = self._open(self.spec.input)
         self.outputs = [(port, self._open(port)) for port in outputs_for(self.spec, self.config)]
+        if isinstance(self.stage, SourceStage) and self.live:
+            # the live flow limiter counts finished frames on the result stream; subscribe before
+            # reporting ready, because classify waits for this subscription
+            self.results = open_socket(self.context, zmq.SUB, self.config.endpoints.results, Role.CONNECT,
+                                       self.config.transport.results_hwm, subscribe=TOPIC_RESULT)
         for port, sock in self.outputs:
             if port.socket == "pub":
                 self._wait_for_subscribers(sock, required_result_subscribers(self.config))
@@ -353,8 +359,8 @@ class _LiveEntrance:
         self.wake_address = f"inproc://wake-{id(self)}"
         self.wake_pull = runner.context.socket(zmq.PULL)
         self.wake_pull.bind(self.wake_address)
-        self.results = open_socket(runner.context, zmq.SUB, config.endpoints.results, Role.CONNECT,
-                                   config.transport.results_hwm, subscribe=TOPIC_RESULT)
+        assert runner.results is not None
+        self.results = runner.results
         self.in_flight: dict[int, float] = {}
         self.thread = threading.Thread(target=self._read, args=(source,), daemon=True)
         self.thread.start()
@@ -419,4 +425,3 @@ class _LiveEntrance:
                     return
         finally:
             self.wake_pull.close(0)
-            self.results.close(0)

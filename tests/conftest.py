@@ -1,0 +1,104 @@
+"""Shared fixtures: free loopback ports, a real video of a real (public-domain) face, a pipeline runner."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = Path(os.environ.get("LIVENESS_MODEL", REPO / "models" / "liveness.onnx"))  # the shipped model unless told
+DATA = Path(os.environ.get("LIVENESS_DATA", REPO.parent / "shared" / "data"))
+
+needs_model = pytest.mark.skipif(not MODEL.is_file(), reason="models/liveness.onnx is not built yet")
+needs_data = pytest.mark.skipif(not (DATA / "manifest.csv").is_file(),
+                                reason=f"shared liveness data not found at {DATA} (set LIVENESS_DATA)")
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def astronaut_bgr() -> np.ndarray:
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def write_face_video(path: Path, frames: int = 24, fps: float = 30.0) -> Path:
+    """A 640x480 video of the public-domain astronaut photo drifting across the frame."""
+    photo = cv2.resize(astronaut_bgr(), (320, 320))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
+    for i in range(frames):
+        canvas = np.full((480, 640, 3), 40, np.uint8)
+        x, y = 40 + (i * 7) % 260, 60 + (i * 3) % 90
+        canvas[y : y + 320, x : x + 320] = photo
+        writer.write(canvas)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_face_video(tmp_path_factory.mktemp("video") / "astronaut.avi")
+
+
+def make_config(tmp_path: Path, **sections: dict) -> Path:
+    """A config file based on configs/file.yaml with private endpoints and outputs in tmp_path."""
+    config = yaml.safe_load((REPO / "configs" / "file.yaml").read_text())
+    config["endpoints"] = {"results": f"tcp://127.0.0.1:{free_port()}"}
+    config["display"] = {"window": "off", "video": str(tmp_path / "annotated.avi")}
+    config["record"] = {"jsonl": str(tmp_path / "results.jsonl")}
+    config["metrics_interval_s"] = 1.0
+    config["classify"] = {"model": str(MODEL)}
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_pipeline(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "run_pipeline.py"), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_pipeline(*args: str) -> subprocess.Popen:
+    """The pipeline in its own process group, so a test can send it Ctrl-C like a terminal does."""
+    return subprocess.Popen([sys.executable, str(REPO / "run_pipeline.py"), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def count_video_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    return frames
+
+
+def stage_processes(marker: str) -> list[int]:
+    """PIDs whose command line mentions `marker` (e.g. a run's temp folder)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids

@@ -1,0 +1,91 @@
+"""The wire format: round trips, and malformed input rejected (never a crash)."""
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+
+from pipeline.wire import Face, Message, WireError, decode, encode, result_record
+
+
+def _frame_message() -> Message:
+    frame = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    return Message(kind="frame", source="cam", seq=7, prev_seq=5, t_capture_ns=123, t_wall=1.5,
+                   stamps={"capture": [100, 123]}, faces=[Face([1, 2, 30, 40], 0.9, 0.8, "real", 0.5)],
+                   info={"fps": 30.0, "size": [64, 48]}, frame=frame)
+
+
+def _bytes(parts: list) -> list[bytes]:
+    return [bytes(part) for part in parts]
+
+
+def test_round_trip_with_pixels() -> None:
+    message = _frame_message()
+    decoded = decode(_bytes(encode(message)))
+    assert np.array_equal(decoded.frame, message.frame)
+    assert (decoded.seq, decoded.prev_seq, decoded.source, decoded.info) == (7, 5, "cam", message.info)
+    assert decoded.faces[0].box == [1, 2, 30, 40] and decoded.faces[0].label == "real"
+    assert decoded.stamps == {"capture": [100, 123]}
+
+
+def test_round_trip_without_pixels() -> None:
+    decoded = decode(_bytes(encode(_frame_message(), with_pixels=False)))
+    assert decoded.frame is None and decoded.seq == 7
+
+
+def test_encode_is_zero_copy() -> None:
+    message = _frame_message()
+    pixels = encode(message)[1]
+    assert isinstance(pixels, memoryview)
+    assert np.shares_memory(np.frombuffer(pixels, np.uint8), message.frame)
+
+
+def test_result_record_fields() -> None:
+    message = _frame_message()
+    message.stamps["classify"] = [200, 1_000_123]
+    record = result_record(message)
+    assert record["seq"] == 7 and record["size"] == [64, 48]
+    assert record["faces"] == [{"box": [1, 2, 30, 40], "det_conf": 0.9, "score": 0.8, "label": "real", "threshold": 0.5}]
+    assert record["latency_ms"] == pytest.approx(1.0)
+
+
+def _header(**changes) -> bytes:
+    header = _frame_message().header()
+    header.update(changes)
+    return msgpack.packb({k: v for k, v in header.items() if v is not None})
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [],
+        [b"not msgpack \xc1"],
+        [msgpack.packb([1, 2, 3])],
+        [_header(v=2)],
+        [_header(kind="boom")],
+        [_header(seq="7")],
+        [_header(seq=None)],
+        [_header(faces=[{"box": [1, 2, 3], "det_conf": 0.5}])],
+        [_header(faces=[{"box": [1, 2, 3, 4], "det_conf": 0.5, "score": 0.3, "label": "maybe"}])],
+        [_header(), b"\x00" * 10],  # pixel bytes do not match the shape
+        [_header(shape=[48, 64, 7]), b"\x00" * (48 * 64 * 7)],
+        [_header(shape=[-1, 64, 3]), b""],
+        [_header(shape=[100000, 100000, 3]), b"\x00"],
+        [_header()],  # a shape but no pixels
+        [_header(), b"", b""],
+        [_header(stamps={"x": "y"})],
+    ],
+)
+def test_malformed_messages_raise_wire_error(parts: list) -> None:
+    with pytest.raises(WireError):
+        decode(parts)
+
+
+def test_random_bytes_never_crash() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        blob = rng.integers(0, 256, rng.integers(0, 64), dtype=np.uint8).tobytes()
+        try:
+            decode([blob])
+        except WireError:
+            pass
