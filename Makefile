@@ -1,0 +1,44 @@
+# make run    : set up (.venv, pinned packages, detector weights) and run the pipeline
+# make test   : set up and run every test
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WEIGHTS := face_detector/weights/.fetched
+DATA ?= ../shared/data
+SOURCE ?=
+
+.PHONY: setup run demo test train evaluate loso calibrate bench clean
+
+setup: $(STAMP) $(WEIGHTS)
+
+$(STAMP): requirements.txt requirements-train.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(WEIGHTS): $(STAMP) face_detector/fetch_weights.py
+	$(PY) -m face_detector.fetch_weights
+	touch $@
+
+# The camera where one exists (or SOURCE=...), else the demo video made from a public-domain photo.
+run: setup
+	@if [ -n "$(SOURCE)" ] || ls /dev/video* >/dev/null 2>&1; then \
+		$(PY) run_pipeline.py --config configs/default.yaml $(if $(SOURCE),--source "$(SOURCE)"); \
+	else \
+		echo "make run: no camera on this machine, so running the demo video (make run SOURCE=FILE|URL|FOLDER for yours)"; \
+		$(MAKE) --no-print-directory demo; \
+	fi
+
+demo: setup
+	$(PY) examples/make_demo_video.py runs/demo.avi
+	$(PY) run_pipeline.py --config configs/file.yaml --source runs/demo.avi --jsonl runs/demo.jsonl \
+		--set display.video=runs/demo_annotated.avi
+	@echo "make demo: results in runs/demo.jsonl, annotated video in runs/demo_annotated.avi"
+
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,101 @@
+"""Gathering, a tiny training run with ONNX export, and the shipped model.
+
+Tests that read the shared data set skip with a reason where it is absent (a fresh clone
+outside the workplace has no ../shared/data); its location is $LIVENESS_DATA if set.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from liveness import LivenessModel
+from training.data import data_dir
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = data_dir()
+needs_data = pytest.mark.skipif(not (DATA / "manifest.csv").is_file(),
+                                reason=f"shared liveness data not found at {DATA} (set LIVENESS_DATA)")
+needs_weights = pytest.mark.skipif(not (REPO / "face_detector" / "weights" / "deploy.prototxt").is_file(),
+                                   reason="res10 weights absent: run python -m face_detector.fetch_weights res10")
+
+
+def _rows(manifest: Path) -> list[dict[str, str]]:
+    with open(manifest, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@needs_data
+@needs_weights
+def test_gather_on_a_shared_video_yields_crops(tmp_path: Path) -> None:
+    from training.gather_examples import main, untile
+
+    video = DATA / "videos" / "manikantha_m" / "fake.mp4"
+    assert main(["--input", str(video), "--output", str(tmp_path), "--label", "fake", "--skip", "15",
+                 "--size", "48", "--scales", "1.5", "2.7", "--jitter", "1"]) == 0
+    rows = _rows(tmp_path / "manifest.csv")
+    detected = [r for r in rows if r["variant"] == "0"]
+    assert len(detected) >= 5, "res10 should find the face in most sampled frames"
+    assert {r["label"] for r in rows} == {"fake"} and len(rows) == 2 * len(detected)
+    first = detected[0]
+    assert int(first["frame"]) % 15 == 0 and first["box_from"] == "detector"
+    assert float(first["x2"]) > float(first["x1"]) and float(first["y2"]) > float(first["y1"])
+    image = cv2.imread(str(tmp_path / first["file"]))
+    assert image.shape == (48, 96, 3)
+    assert untile(image, 48).shape == (48, 48, 6)
+    # The stored crop is exactly what the classify stage cuts from that frame and box.
+    from liveness.crop import crop_faces
+
+    from training.data import video_frames
+
+    # Seeking in mp4 is not frame-exact: read up to the frame instead.
+    frame = next(f for i, f in video_frames(video, skip=1) if i == int(first["frame"]))
+    box = [float(first[k]) for k in ("x1", "y1", "x2", "y2")]
+    np.testing.assert_array_equal(untile(image, 48), crop_faces(frame, [box], [1.5, 2.7], 48)[0])
+
+
+@needs_data
+@needs_weights
+def test_tiny_training_run_exports_a_loadable_model(tmp_path: Path) -> None:
+    from training.gather_examples import main as gather_main
+    from training.train import main as train_main
+
+    gathered = tmp_path / "gathered"
+    assert gather_main(["--input", str(DATA / "faces" / "trickyf0x"), "--crops", "--output", str(gathered),
+                        "--size", "32", "--scales", "1.5", "2.7"]) == 0
+    model_path, plot = tmp_path / "tiny.onnx", tmp_path / "plot.png"
+    assert train_main(["--dataset", str(gathered), "--model", str(model_path), "--plot", str(plot),
+                       "--architecture", "livenessnet", "--size", "32", "--scales", "1.5", "2.7",
+                       "--epochs", "2", "--samples-per-epoch", "64", "--batch-size", "32", "--val-groups", "none",
+                       "--threshold", "0.6", "--version", "test"]) == 0
+    assert plot.is_file()
+    model = LivenessModel(model_path)  # export passed the parity check or train_main would have raised
+    meta = model.metadata
+    assert (meta.input_size, meta.crop_scales, meta.channel_order) == (32, [1.5, 2.7], "RGB")
+    assert meta.labels == ["fake", "real"] and model.threshold == pytest.approx(0.6)
+    assert meta.training["faces_per_source"]["trickyf0x"]["fake"] > 0
+    frame = np.full((240, 320, 3), 128, np.uint8)
+    scores = model.score(frame, [(100, 60, 180, 160)])
+    assert scores.shape == (1,) and 0.0 <= float(scores[0]) <= 1.0
+
+
+@needs_weights
+def test_shipped_model_scores_a_face() -> None:
+    from skimage import data
+
+    from face_detector import create_detector
+
+    path = REPO / "models" / "liveness.onnx"
+    assert path.stat().st_size < 5_000_000
+    model = LivenessModel(path)
+    meta = model.metadata
+    assert meta.threshold_policy and meta.training.get("faces_per_source")
+    frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    faces = create_detector("res10", confidence=0.5).detect(frame)
+    assert faces, "res10 finds the astronaut's face"
+    scores = model.score(frame, [max(faces, key=lambda f: f.area).box])
+    assert scores.shape == (1,) and 0.0 <= float(scores[0]) <= 1.0
+    assert model.label(float(scores[0])) in ("real", "fake")
