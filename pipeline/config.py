@@ -52,6 +52,7 @@ class ClassifyConfig:
     model: str = "models/liveness.onnx"
     threshold: float | None = None  # None: the model's own calibrated threshold
     debug_delay_ms: float = 0.0  # test knob: slow the classifier down artificially
+    workers: int = 1  # classification processes; above 1, a dispatch and a collect step order the results
 
 
 @dataclass
@@ -61,6 +62,8 @@ class DisplayConfig:
     video: str | None = None  # annotated video file, always written when set
     headless_video: str | None = None  # written instead of the window where no display exists
     title: str = "liveness"
+    web_port: int | None = None  # serve the annotated stream and a live page over HTTP; null or 0 = off
+    web_host: str = "127.0.0.1"  # loopback unless told otherwise
 
 
 @dataclass
@@ -76,6 +79,8 @@ class EndpointsConfig:
     detections: str = "auto"  # detect workers (PUSH) -> classify (PULL, bind)
     results: str = "tcp://127.0.0.1:5556"  # classify (PUB, bind) -> any consumer (SUB)
     annotated: str = "auto"  # classify (PUSH, bind) -> display (PULL)
+    classify_in: str = "auto"  # classify.workers > 1: dispatch (PUSH, bind) -> classifiers (PULL)
+    classify_out: str = "auto"  # classify.workers > 1: classifiers (PUSH) -> collect (PULL, bind)
     control: str = "auto"  # every stage (DEALER) -> run_pipeline.py (ROUTER, bind)
 
 
@@ -88,6 +93,12 @@ class TransportConfig:
 
 
 @dataclass
+class MetricsConfig:
+    prometheus_port: int | None = None  # the supervisor serves /metrics here; null or 0 = off
+    prometheus_host: str = "127.0.0.1"
+
+
+@dataclass
 class PipelineConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
@@ -96,6 +107,7 @@ class PipelineConfig:
     record: RecordConfig = field(default_factory=RecordConfig)
     endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     metrics_interval_s: float = 5.0
     config_path: str = ""  # where it was loaded from (set by the loader, not in YAML)
 
@@ -184,6 +196,11 @@ def _check(config: PipelineConfig, check_files: bool = True) -> None:
     threshold = config.classify.threshold
     need(threshold is None or 0.0 <= threshold <= 1.0, "classify.threshold", f"must be in [0, 1], got {threshold}")
     need(config.classify.debug_delay_ms >= 0, "classify.debug_delay_ms", "must not be negative")
+    need(1 <= config.classify.workers <= 32, "classify.workers", f"must be between 1 and 32, got {config.classify.workers}")
+    for path, port in (("display.web_port", config.display.web_port), ("metrics.prometheus_port", config.metrics.prometheus_port)):
+        need(port is None or 0 <= port < 65536, path, f"must be a TCP port (1-65535), or 0 or null for off, got {port}")
+    for path, host in (("display.web_host", config.display.web_host), ("metrics.prometheus_host", config.metrics.prometheus_host)):
+        need(bool(re.match(r"^[\w.\-:]+$", host)), path, f"must be a host name or address, got {host!r}")
     need(config.display.window in ("auto", "on", "off"), "display.window", f"must be auto, on or off, got {config.display.window!r}")
     for name in ("live_hwm", "lossless_hwm", "results_hwm"):
         need(getattr(config.transport, name) >= 1, f"transport.{name}", "must be at least 1")

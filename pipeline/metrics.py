@@ -31,6 +31,8 @@ class StageMetrics:
     process_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))
     hop_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))  # previous stage's send -> our receive
     latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))  # capture -> our send
+    queue_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))  # our receive -> processing starts (reorder buffer, bursts)
+    send_wait_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))  # blocked on a full downstream queue
     started: float = field(default_factory=time.monotonic)
 
     def drop(self, reason: str, count: int = 1) -> None:
@@ -48,12 +50,19 @@ class StageMetrics:
             "process_ms": _percentiles(self.process_ms),
             "hop_ms": _percentiles(self.hop_ms),
             "latency_ms": _percentiles(self.latency_ms),
+            "queue_ms": _percentiles(self.queue_ms),
+            "send_wait_ms": _percentiles(self.send_wait_ms),
         }
+
+
+def publisher_key(stages: Any) -> str:
+    """The stage that publishes results: "collect" when classification is scaled out, else "classify"."""
+    return "collect" if "collect" in stages else "classify"
 
 
 def summary_line(snapshots: dict[str, dict[str, Any]]) -> str:
     """One line for the terminal: end-to-end fps and latency, drops, per-stage processing time."""
-    classify = snapshots.get("classify", {})
+    classify = snapshots.get(publisher_key(snapshots), {})
     latency = classify.get("latency_ms", {})
     parts = [f"fps {classify.get('fps', 0):.1f}"]
     if latency:

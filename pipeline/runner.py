@@ -179,14 +179,18 @@ class StageRunner:
     def _send(self, port: Port, sock: zmq.Socket, parts: list[Any]) -> bool:
         """Send with the port's policy: live ports that may drop never wait; others wait (backpressure)."""
         may_drop = self.live and port.live_drops
+        blocked_since = 0
         while True:
             try:
                 sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+                # backpressure: time spent waiting for room downstream (0 when there was room)
+                self.metrics.send_wait_ms.append((time.monotonic_ns() - blocked_since) / 1e6 if blocked_since else 0.0)
                 return True
             except zmq.Again:
                 if may_drop:
                     self.metrics.drop(f"{port.endpoint}_busy")
                     return False
+                blocked_since = blocked_since or time.monotonic_ns()
             if self._should_stop():
                 return False
             sock.poll(_POLL_MS, zmq.POLLOUT)
@@ -237,7 +241,10 @@ class StageRunner:
                     while sock.poll(0):
                         sock.recv()
             if self.input in events:
-                for _ in range(64):  # drain a burst, then look at control again
+                burst_ends = time.monotonic() + _POLL_MS / 1000
+                for _ in range(64):  # drain a burst, then look at control (and send metrics) again
+                    if time.monotonic() > burst_ends:  # a slow stage must not go silent for 64 frames
+                        break
                     try:
                         message = self._receive()
                     except zmq.Again:
@@ -266,6 +273,9 @@ class StageRunner:
 
     def _handle(self, message: Message) -> None:
         started = time.monotonic_ns()
+        received = message.stamps.get(self.key)
+        if received:  # time spent waiting in this stage (reorder buffer, a drained burst) before processing
+            self.metrics.queue_ms.append((started - received[0]) / 1e6)
         if message.frame is None and self.spec.input is not None and self.spec.input.format is Format.FRAME:
             outputs = [message]  # a frame the source could not read: pass its error on untouched
         else:

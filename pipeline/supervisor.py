@@ -24,7 +24,8 @@ import zmq
 from pipeline.config import REPO_ROOT, PipelineConfig, dump_config
 from pipeline.control import DONE, ERROR, METRICS, READY, START, STOP
 from pipeline.graph import StageInstance, plan
-from pipeline.metrics import summary_line
+from pipeline.metrics import publisher_key, summary_line
+from pipeline.prometheus import PrometheusExporter
 from pipeline.transport import Role, open_socket
 
 EXIT_OK, EXIT_STAGE_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -54,6 +55,20 @@ class Supervisor:
         self.stages: dict[str, Running] = {}
         self.interrupted = False
         self.context = zmq.Context()
+        self.exporter = PrometheusExporter(lambda: {key: s.snapshot for key, s in list(self.stages.items()) if s.snapshot})
+
+    def _start_exporter(self) -> bool:
+        """Serve /metrics when `metrics.prometheus_port` is set; False (logged) when it cannot bind."""
+        host, port = self.config.metrics.prometheus_host, self.config.metrics.prometheus_port
+        if not port:
+            return True
+        try:
+            self.exporter.start(host, port)
+        except OSError as error:
+            log(f"error: metrics.prometheus_port: cannot serve on {host}:{port} ({error.strerror or error})")
+            return False
+        log(f"Prometheus metrics on http://{host}:{port}/metrics")
+        return True
 
     def resolve_endpoints(self) -> PipelineConfig:
         """Replace every "auto" endpoint with an ipc socket in this run's private folder."""
@@ -75,6 +90,8 @@ class Supervisor:
             except zmq.ZMQError as error:
                 log(f"error: endpoints.control: {error}")
                 return EXIT_STAGE_FAILED
+            if not self._start_exporter():
+                return EXIT_STAGE_FAILED
             log(f"{resolved.policy()} run of {resolved.source.uri!r}; results on {resolved.endpoints.results}")
             for instance in plan(resolved):
                 self._start(instance, config_path, resolved.endpoints.control)
@@ -82,6 +99,7 @@ class Supervisor:
             return code
         finally:
             self._stop_all(control)
+            self.exporter.stop()
             if control is not None:
                 control.close(0)
             self.context.term()
@@ -177,8 +195,8 @@ class Supervisor:
         sinks = [s for s in self.stages.values() if s.instance.spec.sink]
         if sinks:
             return all(s.done and s.process.poll() == 0 for s in sinks)
-        classify = self.stages.get("classify")
-        return classify is not None and classify.done
+        publisher = self.stages.get(publisher_key(self.stages))
+        return publisher is not None and publisher.done
 
     def _print_summary(self) -> None:
         snapshots = {key: s.snapshot for key, s in self.stages.items() if s.snapshot}
