@@ -1,56 +1,63 @@
-"""Training-time augmentation of multi-scale crop stacks (uint8, H x W x 3k, BGR tiles).
+"""Training-time augmentation of multi-scale crop stacks (uint8, N x H x W x 3k, one RGB tile per scale).
 
 Every transform is applied identically to all scale tiles of one sample (they show the same
-scene). Image-quality damage (blur, downscaling, JPEG, noise) is applied to real faces at
-least as often as to attacks: in the training data many attacks are smaller and blurrier
-than the real faces, and the model must not learn "blurry = fake".
+scene). Image-quality damage (blur, downscaling, JPEG, noise) is applied to real faces more
+often than to attacks: in the training data many attacks are smaller and blurrier than the
+real faces, and the model must not learn "blurry = fake". Work is done a batch at a time
+with numpy (a per-sample Python loop cost more than the training step on two cores).
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-# Probability of quality damage per class; real faces get it more often on purpose (see above).
-DEGRADE_P = {"real": 0.6, "fake": 0.35}
-
-
-def _tiles(stack: np.ndarray) -> list[np.ndarray]:
-    return [np.ascontiguousarray(stack[:, :, 3 * j : 3 * j + 3]) for j in range(stack.shape[2] // 3)]
+# Probability of quality damage per label (0 = fake, 1 = real); real faces more often on purpose.
+DEGRADE_P = (0.35, 0.6)
 
 
 def _degrade(tile: np.ndarray, kind: int, amount: float, quality: int) -> np.ndarray:
     size = tile.shape[0]
-    if kind == 0:  # defocus / motion-free blur
+    if kind == 0:  # defocus blur
         return cv2.GaussianBlur(tile, (0, 0), 0.4 + 1.2 * amount)
-    if kind == 1:  # low-resolution camera or a small face upscaled
+    if kind == 1:  # low-resolution camera, or a small face scaled up
         small = max(8, int(round(size * (1.0 - 0.6 * amount))))
         down = cv2.resize(tile, (small, small), interpolation=cv2.INTER_AREA)
         return cv2.resize(down, (size, size), interpolation=cv2.INTER_LINEAR)
-    ok, encoded = cv2.imencode(".jpg", tile, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else tile
+    # Tiles are RGB; the JPEG codec expects BGR (its luma weights differ per channel).
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(tile[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1] if ok else tile
 
 
-def augment(stack: np.ndarray, label: str, rng: np.random.Generator) -> np.ndarray:
-    """One randomly augmented copy of a crop stack (same shape and dtype)."""
-    tiles = _tiles(stack)
-    if rng.random() < 0.5:
-        tiles = [t[:, ::-1] for t in tiles]
-    if rng.random() < DEGRADE_P.get(label, 0.5):
+def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks."""
+    n, size, _, channels = x.shape
+    tiles = channels // 3
+    x = x.copy()
+    flip = rng.random(n) < 0.5
+    x[flip] = x[flip][:, :, ::-1]
+    degrade = rng.random(n) < np.asarray(DEGRADE_P)[labels]
+    for i in np.nonzero(degrade)[0]:
         kind, amount, quality = int(rng.integers(0, 3)), float(rng.random()), int(rng.integers(25, 90))
-        tiles = [_degrade(np.ascontiguousarray(t), kind, amount, quality) for t in tiles]
-    out = np.concatenate(tiles, axis=2).astype(np.float32)
-    # Colour jitter: brightness, contrast, per-channel gain (white balance), gamma.
-    gain = rng.uniform(0.9, 1.1, 3).astype(np.float32)
-    out = out * np.tile(gain, len(tiles))
-    contrast = rng.uniform(0.7, 1.3)
-    out = (out - out.mean()) * contrast + out.mean() + rng.uniform(-30, 30)
-    out = np.clip(out, 0, 255)
-    if rng.random() < 0.3:
-        gamma = rng.uniform(0.7, 1.4)
-        out = 255.0 * (out / 255.0) ** gamma
-    if rng.random() < 0.2:  # greyscale: colour cast of screens must not be the only cue
-        grey = out.reshape(*out.shape[:2], -1, 3) @ np.array([0.114, 0.587, 0.299], dtype=np.float32)
-        out = np.repeat(grey, 3, axis=-1).reshape(out.shape)
-    if rng.random() < 0.2:
-        out = out + rng.normal(0, rng.uniform(2, 8), out.shape)
-    return np.clip(out, 0, 255).astype(np.uint8)
+        for j in range(tiles):
+            tile = np.ascontiguousarray(x[i, :, :, 3 * j : 3 * j + 3])
+            x[i, :, :, 3 * j : 3 * j + 3] = _degrade(tile, kind, amount, quality)
+    out = x.astype(np.float32)
+    # Colour jitter: per-channel gain (white balance), contrast around the mean, brightness.
+    gain = np.tile(rng.uniform(0.9, 1.1, (n, 1, 1, 3)).astype(np.float32), (1, 1, 1, tiles))
+    mean = out.mean(axis=(1, 2, 3), keepdims=True)
+    contrast = rng.uniform(0.7, 1.3, (n, 1, 1, 1)).astype(np.float32)
+    shift = rng.uniform(-30, 30, (n, 1, 1, 1)).astype(np.float32)
+    out = np.clip((out * gain - mean) * contrast + mean + shift, 0, 255)
+    gamma = np.nonzero(rng.random(n) < 0.3)[0]
+    if gamma.size:
+        power = rng.uniform(0.7, 1.4, (gamma.size, 1, 1, 1)).astype(np.float32)
+        out[gamma] = 255.0 * (out[gamma] / 255.0) ** power
+    grey = np.nonzero(rng.random(n) < 0.2)[0]  # colour casts of screens must not be the only cue
+    if grey.size:
+        g = out[grey].reshape(grey.size, size, size, tiles, 3) @ np.array([0.299, 0.587, 0.114], np.float32)
+        out[grey] = np.repeat(g[..., None], 3, axis=-1).reshape(grey.size, size, size, channels)
+    noisy = np.nonzero(rng.random(n) < 0.2)[0]
+    if noisy.size:
+        sigma = rng.uniform(2, 8, (noisy.size, 1, 1, 1)).astype(np.float32)
+        out[noisy] += rng.standard_normal(out[noisy].shape, dtype=np.float32) * sigma
+    return np.clip(out, 0, 255)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.augment import augment
+from training.augment import augment_batch
 from training.examples import Examples, load_dataset
 
 MEAN = [0.5, 0.5, 0.5]
@@ -36,7 +36,7 @@ class TrainConfig:
     architecture: str = "mobile"
     size: int = 64
     scales: list[float] = field(default_factory=lambda: [1.5, 2.7])
-    epochs: int = 24
+    epochs: int = 12
     samples_per_epoch: int = 4096
     batch_size: int = 64
     learning_rate: float = 2e-3
@@ -73,12 +73,12 @@ def configure_tensorflow(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def normalise(x_uint8: np.ndarray) -> np.ndarray:
-    """uint8 crop stacks -> the model's float input ((x / 255 - mean) / std per channel)."""
-    channels = x_uint8.shape[-1]
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Crop stacks (pixel values 0..255) -> the model's float input ((x / 255 - mean) / std per channel)."""
+    channels = x.shape[-1]
     mean = np.tile(np.asarray(MEAN, np.float32), channels // 3)
     std = np.tile(np.asarray(STD, np.float32), channels // 3)
-    return (x_uint8.astype(np.float32) / 255.0 - mean) / std
+    return ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
 
 
 def sampling_weights(data: Examples, config: TrainConfig) -> np.ndarray:
@@ -99,10 +99,9 @@ def sampling_weights(data: Examples, config: TrainConfig) -> np.ndarray:
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; one-hot labels."""
     index = rng.choice(len(data), size=count, p=probabilities)
-    labels = ("fake", "real")
-    x = np.stack([augment(data.x[i], labels[data.y[i]], rng) for i in index])
-    y = np.eye(2, dtype=np.float32)[data.y[index]]
-    return normalise(x), y
+    x = np.concatenate([normalise(augment_batch(data.x[index[i : i + 512]], data.y[index[i : i + 512]], rng))
+                        for i in range(0, count, 512)])
+    return x, np.eye(2, dtype=np.float32)[data.y[index]]
 
 
 def train_model(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1):
