@@ -94,12 +94,27 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[tupl
     return merged
 
 
+# Measured on the NUAA frames (bench/detector_agreement.py): BlazeFace boxes are about 10% wider
+# and 13% shorter than res10's, centred 6% of the res10 box height lower. The liveness model's
+# crops are cut around res10-shaped boxes, so BlazeFace boxes are mapped to that shape.
+_RES10_WIDTH, _RES10_HEIGHT, _RES10_SHIFT_UP = 1 / 1.10, 1 / 0.87, 0.06
+
+
+def res10_geometry(box: np.ndarray) -> np.ndarray:
+    """A BlazeFace box [x1, y1, x2, y2] reshaped to where res10 would have put it."""
+    cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    width, height = (box[2] - box[0]) * _RES10_WIDTH, (box[3] - box[1]) * _RES10_HEIGHT
+    cy -= _RES10_SHIFT_UP * height
+    return np.array([cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2], dtype=np.float64)
+
+
 class BlazeFaceDetector:
     """Every face above `confidence` whose shorter box side is at least `min_size` pixels.
 
     `short_range` picks the 128x128 model (faces within about 2 m, fastest); the default full-range
     192x192 model also finds small, distant faces. `nms_iou` is the overlap above which two boxes
-    are taken for the same face and merged.
+    are taken for the same face and merged. `match_res10` reshapes boxes to res10's geometry,
+    which the liveness model's crops assume.
     """
 
     def __init__(
@@ -109,6 +124,7 @@ class BlazeFaceDetector:
         min_size: int = 20,
         threads: int = 1,
         nms_iou: float = 0.3,
+        match_res10: bool = True,
     ) -> None:
         if not 0.0 < confidence <= 1.0:
             raise ValueError(f"blazeface confidence must be in (0, 1], got {confidence}")
@@ -117,6 +133,7 @@ class BlazeFaceDetector:
         self.confidence = confidence
         self.min_size = min_size
         self.nms_iou = nms_iou
+        self.match_res10 = match_res10
         self._spec = _SHORT if short_range else _FULL
         cv2.setNumThreads(threads)
         self._net = cv2.dnn.readNetFromTFLite(str(weight_path(self._spec.file_name)))
@@ -159,6 +176,8 @@ class BlazeFaceDetector:
         boxes = (boxes - (pad_x, pad_y, pad_x, pad_y)) / scale
         faces: list[Detection] = []
         for box, score in weighted_nms(boxes, scores, self.nms_iou):
+            if self.match_res10:
+                box = res10_geometry(box)
             clipped = clip_box(tuple(box), width, height)
             if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) >= self.min_size:
                 faces.append(Detection(clipped, score))
