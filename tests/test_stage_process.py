@@ -11,10 +11,11 @@ import msgpack
 import yaml
 import zmq
 
-from conftest import REPO, astronaut_bgr, free_port, make_config
+from conftest import REPO, astronaut_bgr, free_port, make_config, needs_model
 from pipeline.wire import Message, decode, encode
 
 
+@needs_model  # the config names the model; the stage checks that it exists
 def test_detect_stage_alone_survives_malformed_messages(tmp_path: Path) -> None:
     frames, detections = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     config = make_config(tmp_path)
@@ -23,6 +24,7 @@ def test_detect_stage_alone_survives_malformed_messages(tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump(raw))
     context = zmq.Context()
     push, pull = context.socket(zmq.PUSH), context.socket(zmq.PULL)
+    push.setsockopt(zmq.SNDTIMEO, 20000)  # a stage that never came up fails the test instead of hanging it
     push.bind(frames)
     pull.bind(detections)
     stage = subprocess.Popen([sys.executable, "-m", "stages.detect", "--config", str(config)], cwd=REPO,
@@ -51,6 +53,7 @@ def test_detect_stage_alone_survives_malformed_messages(tmp_path: Path) -> None:
         context.term()
 
 
+@needs_model
 def test_stage_alone_with_auto_endpoint_explains(tmp_path: Path) -> None:
     config = make_config(tmp_path)  # frames/detections are "auto"
     result = subprocess.run([sys.executable, "-m", "stages.detect", "--config", str(config)], cwd=REPO,
