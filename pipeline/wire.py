@@ -204,7 +204,7 @@ def result_record(message: Message) -> dict[str, Any]:
         "size": message.info.get("size"),
         "faces": [face.to_dict() for face in message.faces],
     }
-    classified = message.stamps.get("classify")
+    classified = message.stamps.get("collect") or message.stamps.get("classify")  # collect publishes when classify is scaled out
     if classified and message.t_capture_ns:
         record["latency_ms"] = round((classified[-1] - message.t_capture_ns) / 1e6, 3)
     if "error" in message.info:
