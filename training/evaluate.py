@@ -90,6 +90,17 @@ def report(data: Examples, scores: np.ndarray, threshold: float, title: str) -> 
     return "\n".join(lines), figures
 
 
+def markdown_table(figures: dict[str, dict], threshold: float) -> str:
+    """The per-source figures as a Markdown table (for the model card)."""
+    lines = [f"| source | real | attacks | APCER | BPCER | ACER | EER | AUC | BPCER@APCER5% |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for key, f in figures.items():
+        auc = "n/a" if f["auc"] != f["auc"] else f"{f['auc']:.3f}"
+        lines.append(f"| {key} | {f['n_real']} | {f['n_attack']} | {_fmt(f['apcer']).strip()} | {_fmt(f['bpcer']).strip()} | "
+                     f"{_fmt(f['acer']).strip()} | {_fmt(f['eer']).strip()} | {auc} | {_fmt(f['bpcer_at_apcer5']).strip()} |")
+    return f"At threshold {threshold:.4f}; figures in %.\n\n" + "\n".join(lines)
+
+
 def save_plots(labels: np.ndarray, scores: np.ndarray, threshold: float, out: Path, title: str) -> None:
     """roc.png (BPCER against APCER, log-free) and histogram.png (P(real) per class, threshold marked)."""
     import matplotlib
@@ -124,6 +135,40 @@ def save_plots(labels: np.ndarray, scores: np.ndarray, threshold: float, out: Pa
     figure.tight_layout()
     figure.savefig(out / "histogram.png", dpi=100)
     plt.close(figure)
+
+
+def stress_report(model_path: Path, data: Examples, threshold: float) -> str:
+    """BPCER of real faces and APCER of attacks after quality damage to every crop.
+
+    Many training attacks are smaller and blurrier than the real faces; a model that learned
+    "blurry = fake" rejects real faces from a poor camera. This shows how far scores move.
+    """
+    import cv2
+
+    def damaged(x: np.ndarray, how: str) -> np.ndarray:
+        out = x.copy()
+        size = x.shape[1]
+        for i in range(len(x)):
+            for j in range(x.shape[3] // 3):
+                tile = np.ascontiguousarray(x[i, :, :, 3 * j : 3 * j + 3])
+                if how == "blur":
+                    tile = cv2.GaussianBlur(tile, (0, 0), 1.0)
+                elif how == "downscale":
+                    tile = cv2.resize(cv2.resize(tile, (size // 2, size // 2), interpolation=cv2.INTER_AREA), (size, size))
+                else:
+                    ok, enc = cv2.imencode(".jpg", tile, [cv2.IMWRITE_JPEG_QUALITY, 30])
+                    tile = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+                out[i, :, :, 3 * j : 3 * j + 3] = tile
+        return out
+
+    lines = [f"quality stress at threshold {threshold:.4f}: {'damage':<12}{'BPCER':>7}{'APCER':>7}{'mean P(real) real':>19}{'attack':>8}"]
+    for how in ("none", "blur", "downscale", "jpeg30"):
+        copy = data if how == "none" else Examples(damaged(data.x, how), data.y, data.source, data.group, data.attack,
+                                                   data.kind, data.origin, data.variant, data.size, data.scales)
+        s = scores_from_model(model_path, copy)
+        lines.append(f"{'':<40}{how:<12}{_fmt(metrics.bpcer(data.y, s, threshold)):>7}{_fmt(metrics.apcer(data.y, s, threshold)):>7}"
+                     f"{s[data.y == 1].mean():>19.3f}{s[data.y == 0].mean():>8.3f}")
+    return "\n".join(lines)
 
 
 def write_scores(path: Path, data: Examples, scores: np.ndarray, folds: Sequence[str] | None = None) -> None:
@@ -187,7 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--out", type=Path, default=Path("runs/eval"), help="folder for plots, scores and figures")
     parser.add_argument("--loso", action="store_true", help="leave-one-source-out: train per fold, score the left-out source")
     parser.add_argument("--folds", nargs="*", default=[], help="LOSO: run only these folds")
+    parser.add_argument("--groups", nargs="*", default=[],
+                        help="plain mode: score only these sources (e.g. replay_attack_devel)")
     parser.add_argument("--threshold", type=float, default=None, help="threshold to report at (default: the model's)")
+    parser.add_argument("--stress", action="store_true", help="also score blurred / downscaled / JPEG-damaged copies of every crop")
     parser.add_argument("--size", type=int, default=64, help="LOSO without --model: crop size")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="LOSO without --model: crop scales")
     args = parser.parse_args(argv)
@@ -219,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (args.out / "config.json").write_text(json.dumps(config.__dict__, indent=1))
     else:
         test = load_dataset(args.data, config.size, config.scales, include_jitter=False)
+        if args.groups:
+            test = test.subset(np.isin(test.group, args.groups))
         scores = scores_from_model(args.model, test)
         write_scores(args.out / "scores.csv", test, scores)
         done = np.ones(len(test), dtype=bool)
@@ -234,9 +284,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         text2, figures2 = report(test, scores, pooled, "LOSO out-of-fold at the pooled APCER-5% threshold")
         extra = "\n\n" + text2
         figures = {"at_threshold": figures, "pooled_apcer5_threshold": pooled, "at_pooled_threshold": figures2}
+    if args.stress and not args.loso:
+        extra += "\n\n" + stress_report(args.model, test, threshold)
     print(text + extra)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.txt").write_text(text + extra + "\n")
+    if args.loso:
+        markdown = markdown_table(figures["at_threshold"], threshold) + "\n\n" + markdown_table(
+            figures["at_pooled_threshold"], figures["pooled_apcer5_threshold"])
+    else:
+        markdown = markdown_table(figures, threshold)
+    (args.out / "report.md").write_text(markdown + "\n")
     (args.out / "figures.json").write_text(json.dumps(figures, indent=1, default=float))
     save_plots(test.y, scores, threshold, args.out, title)
     print(f"plots, scores and figures in {args.out}", file=sys.stderr)
