@@ -92,6 +92,52 @@ class TransportConfig:
     ready_timeout_s: float = 60.0
 
 
+RESTART_POLICIES = ("never", "on-failure")
+RESTARTABLE_STAGES = ("capture", "detect", "classify", "display", "record")
+
+
+@dataclass
+class StageRestartConfig:
+    """One stage's restart policy; null fields take the value of the `restart` section."""
+
+    policy: str | None = None
+    max_restarts: int | None = None
+    backoff_s: float | None = None
+
+
+@dataclass
+class RestartConfig:
+    """What run_pipeline.py does when a stage process dies."""
+
+    policy: str = "never"  # never: a dead stage stops the run (exit 1); on-failure: start it again
+    max_restarts: int = 5  # per stage, over the whole run; one more failure stops the run
+    backoff_s: float = 0.5  # wait before the first restart; doubles with each restart of that stage
+    max_backoff_s: float = 30.0
+    window: int = 32  # lossless: frames capture keeps (and resends after a restart) until the sinks acknowledge them
+    capture: StageRestartConfig = field(default_factory=StageRestartConfig)
+    detect: StageRestartConfig = field(default_factory=StageRestartConfig)
+    classify: StageRestartConfig = field(default_factory=StageRestartConfig)
+    display: StageRestartConfig = field(default_factory=StageRestartConfig)
+    record: StageRestartConfig = field(default_factory=StageRestartConfig)
+
+    def for_stage(self, name: str) -> tuple[str, int, float]:
+        """(policy, max_restarts, backoff_s) for a stage name, per-stage fields first."""
+        own = getattr(self, name, None) or StageRestartConfig()
+        return (own.policy or self.policy,
+                self.max_restarts if own.max_restarts is None else own.max_restarts,
+                self.backoff_s if own.backoff_s is None else own.backoff_s)
+
+
+@dataclass
+class CurveConfig:
+    """CurveZMQ on tcp:// endpoints (key files made by `python -m pipeline.keys DIR NAME`); all null = plain."""
+
+    server_secret_key: str | None = None  # binding side: its secret key file (NAME.key_secret)
+    allowed_clients: str | None = None  # binding side: folder of accepted client public keys (*.key)
+    client_secret_key: str | None = None  # connecting side: its secret key file
+    server_public_key: str | None = None  # connecting side: the server's public key file (NAME.key)
+
+
 @dataclass
 class MetricsConfig:
     prometheus_port: int | None = None  # the supervisor serves /metrics here; null or 0 = off
@@ -107,6 +153,8 @@ class PipelineConfig:
     record: RecordConfig = field(default_factory=RecordConfig)
     endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
+    restart: RestartConfig = field(default_factory=RestartConfig)
+    curve: CurveConfig = field(default_factory=CurveConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     metrics_interval_s: float = 5.0
     config_path: str = ""  # where it was loaded from (set by the loader, not in YAML)
@@ -205,6 +253,25 @@ def _check(config: PipelineConfig, check_files: bool = True) -> None:
     for name in ("live_hwm", "lossless_hwm", "results_hwm"):
         need(getattr(config.transport, name) >= 1, f"transport.{name}", "must be at least 1")
     need(config.metrics_interval_s > 0, "metrics_interval_s", "must be positive")
+    for name in ("", *RESTARTABLE_STAGES):
+        section = getattr(config.restart, name) if name else config.restart
+        where = f"restart.{name + '.' if name else ''}"
+        need(section.policy is None or section.policy in RESTART_POLICIES, where + "policy",
+             f"must be one of {', '.join(RESTART_POLICIES)}, got {section.policy!r}")
+        need(section.max_restarts is None or section.max_restarts >= 0, where + "max_restarts", "must not be negative")
+        need(section.backoff_s is None or section.backoff_s >= 0, where + "backoff_s", "must not be negative")
+    need(config.restart.window >= 1, "restart.window", "must be at least 1")
+    curve = config.curve
+    need((curve.server_secret_key is None) == (curve.allowed_clients is None), "curve.allowed_clients",
+         "curve.server_secret_key and curve.allowed_clients go together")
+    need((curve.client_secret_key is None) == (curve.server_public_key is None), "curve.server_public_key",
+         "curve.client_secret_key and curve.server_public_key go together")
+    if check_files:
+        for name in ("server_secret_key", "client_secret_key", "server_public_key"):
+            key = getattr(curve, name)
+            need(key is None or resolve_path(key).is_file(), f"curve.{name}", f"key file not found: {key}")
+        need(curve.allowed_clients is None or resolve_path(curve.allowed_clients).is_dir(), "curve.allowed_clients",
+             f"folder not found: {curve.allowed_clients}")
     for name, endpoint in dataclasses.asdict(config.endpoints).items():
         need(bool(_ENDPOINT.match(endpoint)), f"endpoints.{name}",
              f"malformed endpoint {endpoint!r} (expected auto, tcp://HOST:PORT or ipc:///path)")

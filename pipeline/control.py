@@ -2,8 +2,10 @@
 
 Each stage has a DEALER socket (identity = its key, e.g. "detect.1") connected to the
 supervisor's ROUTER. Messages are small msgpack maps with a "type":
-  stage -> supervisor: ready, done (end of stream handled), error {text}, metrics {snapshot}
-  supervisor -> stage: start (capture may begin), stop
+  stage -> supervisor: ready, done (end of stream handled), error {text}, metrics {snapshot},
+                       ack {seq} (lossless sinks: handled up to seq, see pipeline/recovery.py)
+  supervisor -> stage: start {epoch, floor} (capture may begin), stop,
+                       ack {seq} and resend {epoch, floor} (to capture, lossless)
 DEALER/ROUTER never hangs on a dead peer, unlike REQ/REP.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ class StageControl:
 
     def __init__(self, context: zmq.Context, endpoint: str | None, key: str) -> None:
         self.socket: zmq.Socket | None = None
+        self.last: dict[str, Any] = {}
         if endpoint:
             self.socket = context.socket(zmq.DEALER)
             self.socket.setsockopt(zmq.IDENTITY, key.encode())
@@ -44,9 +47,12 @@ class StageControl:
             return None
         try:
             message = msgpack.unpackb(raw)
-            return message.get("type") if isinstance(message, dict) else None
         except Exception:
             return None
+        if not isinstance(message, dict):
+            return None
+        self.last = message  # the whole message, for types that carry fields (start, ack, resend)
+        return message.get("type")
 
     def close(self) -> None:
         if self.socket is not None:

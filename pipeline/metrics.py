@@ -77,4 +77,7 @@ def summary_line(snapshots: dict[str, dict[str, Any]]) -> str:
     malformed = sum(snap.get("malformed", 0) for snap in snapshots.values())
     if malformed:
         parts.append(f"malformed {malformed}")
+    restarts = {name: snap["restarts"] for name, snap in snapshots.items() if snap.get("restarts")}
+    if restarts:
+        parts.append("restarts " + ", ".join(f"{k}={v}" for k, v in sorted(restarts.items())))
     return " | ".join(parts)

@@ -45,6 +45,11 @@ class Reorderer:
         self.last_released = prev_seq
         return self._release(), 1
 
+    def reset(self, last_released: int) -> None:
+        """Start again after `last_released`, forgetting what is held (a lossless resend follows)."""
+        self.last_released = last_released
+        self._pending.clear()
+
     def complete(self, last_seq: int) -> bool:
         """True once every frame up to `last_seq` has been released."""
         return self.last_released >= last_seq

@@ -23,6 +23,7 @@ from pipeline.config import ConfigError, PipelineConfig, load_config
 from pipeline.control import DONE, ERROR, METRICS, READY, START, STOP, StageControl
 from pipeline.graph import Format, Port, StageSpec, outputs_for, required_result_subscribers, spec_for, stage_key
 from pipeline.metrics import StageMetrics
+from pipeline.recovery import ACK, RESEND, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
 from pipeline.stage import SourceStage, Stage, StageError
 from pipeline.transport import Role, open_socket
@@ -43,13 +44,16 @@ def main(stage_class: type[Stage], argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", type=int, default=0, help="worker index when several run")
     parser.add_argument("--control", default=None, help="supervisor control endpoint (set by run_pipeline.py)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    parser.add_argument("--attempt", type=int, default=0, help="restart count (set by run_pipeline.py)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.set)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
-    runner = StageRunner(stage_class(args.worker), spec_for(stage_class.name, config), config, args.control)
+    stage = stage_class(args.worker)
+    stage.attempt = args.attempt
+    runner = StageRunner(stage, spec_for(stage_class.name, config), config, args.control)
     return runner.run()
 
 
@@ -70,6 +74,15 @@ class StageRunner:
         self.results: zmq.Socket | None = None  # live source only: the result stream, for flow control
         self.outputs: list[tuple[Port, zmq.Socket]] = []
         self._last_metrics = 0.0
+        # lossless under a supervisor: acknowledgements and resends (pipeline/recovery.py)
+        self.recovering = not self.live and control_endpoint is not None
+        has_sinks = config.display.enabled or bool(config.record.jsonl)
+        self.acks = self.recovering and (spec.sink or (spec.ordered and not has_sinks))
+        self.sink_gate: SinkGate | None = None
+        self.epoch_gate = EpochGate() if self.recovering and spec.ordered else None
+        self.started = False  # capture: the supervisor said start
+        self.epoch, self.floor, self.resend = 0, -1, False  # capture: from the supervisor
+        self.last_handled, self._ack_sent, self._ack_time = -1, -1, 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:
@@ -78,6 +91,9 @@ class StageRunner:
         code = 0
         try:
             self.stage.setup(self.config)
+            if self.recovering and self.spec.sink:
+                self.last_handled = self._ack_sent = self.stage.resume_point()  # a restarted sink skips what it has
+                self.sink_gate = SinkGate(self.last_handled)
             self._open_sockets()
             self.control.send(READY)
             if isinstance(self.stage, SourceStage):
@@ -115,12 +131,34 @@ class StageRunner:
 
     def _should_stop(self) -> bool:
         """Stop on a signal, a supervisor STOP, or when the supervisor died."""
-        if self.control.receive() == STOP:
-            self.stop_requested = True
+        kind = self.control.receive()
+        while kind is not None:
+            fields = self.control.last
+            if kind == STOP:
+                self.stop_requested = True
+            elif kind in (START, RESEND):
+                self.started = True
+                self.epoch = int(fields.get("epoch", 0))
+                self.floor = max(self.floor, int(fields.get("floor", -1)))
+                self.resend = kind == RESEND
+            elif kind == ACK:
+                self.floor = max(self.floor, int(fields.get("seq", -1)))
+            kind = self.control.receive()
+        self._flush_ack()
         if self.control_endpoint and os.getppid() != self.parent_pid:
             self.stop_requested = True
         self._maybe_send_metrics()
         return self.stop_requested
+
+    def _flush_ack(self, final: bool = False) -> None:
+        """Tell the supervisor how far this sink got (at most every 50 ms, and once more at the end)."""
+        if not self.acks:
+            return
+        lag = min(self.stage.ack_lag, self.config.restart.window // 2)  # a lag as long as the window would stall capture
+        seq = self.last_handled if final else self.last_handled - lag
+        if seq > self._ack_sent and (final or time.monotonic() - self._ack_time >= 0.05):
+            self.control.send(ACK, seq=seq)
+            self._ack_sent, self._ack_time = seq, time.monotonic()
 
     def _maybe_send_metrics(self) -> None:
         now = time.monotonic()
@@ -252,6 +290,13 @@ class StageRunner:
                     if message is None:
                         continue
                     self.metrics.frames_in += message.kind == "frame"
+                    if self.epoch_gate is not None and reorder is not None and not self.epoch_gate.admit(message, reorder):
+                        self.metrics.drop("repeat")  # sent again after a restart: not a loss
+                        continue
+                    if self.sink_gate is not None and not self.sink_gate.admit(message):
+                        if message.kind == "frame":
+                            self.metrics.drop("repeat" if message.seq <= self.sink_gate.last_handled else "ahead")
+                        continue
                     if message.kind == "eos":
                         eos = message
                     elif reorder is not None:
@@ -288,9 +333,16 @@ class StageRunner:
             self.metrics.frames_out += 1
             if out.t_capture_ns:
                 self.metrics.latency_ms.append((time.monotonic_ns() - out.t_capture_ns) / 1e6)
+        if message.kind == "frame":
+            self.last_handled = message.seq
+            if self.sink_gate is not None:
+                self.sink_gate.handled(message)
 
     def _finish(self, eos: Message) -> None:
         self.stage.end_of_stream()
+        if self.acks:
+            self.last_handled = max(self.last_handled, int(eos.info.get("last_seq", -1)))
+            self._flush_ack(final=True)
         eos.stamps.setdefault(self.key, []).append(time.monotonic_ns())
         for port, sock in self.outputs:
             self._emit_one(port, sock, eos)
@@ -315,6 +367,9 @@ class StageRunner:
             while not self._wait_for_start():
                 if self.stop_requested:
                     return
+        if self.recovering:
+            self._run_recovering_source(source)
+            return
         port, sock = self.outputs[0]
         frames = _LiveEntrance(self, source) if self.live else self._lossless_frames(source)
         previous = -1
@@ -334,13 +389,54 @@ class StageRunner:
 
     def _wait_for_start(self) -> bool:
         assert self.control.socket is not None
-        if self.control.socket.poll(_POLL_MS):
-            kind = self.control.receive()
-            if kind == STOP:
-                self.stop_requested = True
-            return kind == START
-        self._should_stop()
-        return False
+        self.control.socket.poll(_POLL_MS)
+        self._should_stop()  # reads start (with the epoch and floor to resume from) or stop
+        return self.started
+
+    def _run_recovering_source(self, source: SourceStage) -> None:
+        """Lossless under a supervisor: keep every frame until the sinks acknowledge it, resend on request.
+
+        Runs until the supervisor says stop (not at end of stream): a stage restarted after the
+        last frame still needs the window resent.
+        """
+        assert self.control.socket is not None
+        port, sock = self.outputs[0]
+        window = SendWindow(self.config.restart.window)
+        window.acknowledge(self.floor)
+        previous = self.floor
+        frames = iter(source.frames(start=self.floor + 1))  # a restarted capture resumes after the floor
+        eos: Message | None = None
+        self.resend = False  # the start already set the epoch; nothing was sent yet
+        while not self._should_stop():
+            window.acknowledge(self.floor)
+            if self.resend:
+                self.resend = False
+                again = window.pending() + ([eos] if eos is not None else [])
+                for message in again:
+                    if not self._send(port, sock, encode(stamp(message, self.epoch, window.floor))):
+                        return
+                print(f"{self.key}: resending {len(again)} unacknowledged frames (epoch {self.epoch})", file=sys.stderr, flush=True)
+                continue
+            if eos is None and not window.full():
+                message = next(frames, None)
+                if message is None:
+                    eos = Message(kind="eos", source=self.config.source.id, seq=previous + 1, prev_seq=previous,
+                                  info={"last_seq": previous, "frames_read": self.metrics.frames_in,
+                                        "dropped": dict(self.metrics.dropped)})
+                    if not self._send(port, sock, encode(stamp(eos, self.epoch, window.floor))):
+                        return
+                    self.control.send(DONE, info=eos.info)
+                    continue
+                self.metrics.frames_in += 1
+                message.prev_seq = previous
+                message.stamps["capture"] = [message.t_capture_ns, time.monotonic_ns()]
+                window.add(message)
+                if not self._send(port, sock, encode(stamp(message, self.epoch, window.floor))):
+                    return
+                previous = message.seq
+                self.metrics.frames_out += 1
+                continue
+            self.control.socket.poll(_POLL_MS)  # window full or stream over: wait for acknowledgements
 
     def _lossless_frames(self, source: SourceStage):
         for message in source.frames():

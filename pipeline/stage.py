@@ -24,9 +24,11 @@ class Stage:
     """A processing step: `setup` once, `process` per message, `teardown` at the end."""
 
     name = "stage"
+    ack_lag = 0  # lossless sinks: how many handled frames may still sit in a buffer a crash would lose
 
     def __init__(self, worker: int = 0) -> None:
         self.worker = worker
+        self.attempt = 0  # how many times run_pipeline.py restarted this stage before this process
 
     def setup(self, config: PipelineConfig) -> None:
         """Load models, open files. Raise StageError for anything the user must fix."""
@@ -34,6 +36,13 @@ class Stage:
     def process(self, message: Message) -> list[Message]:
         """Handle one frame message; return the messages to send on (often the same one)."""
         return [message]
+
+    def resume_point(self) -> int:
+        """Sinks: the last seq already handled by an earlier process of this stage (-1: none).
+
+        Called after `setup`; a restarted sink that keeps a file reports how far the file got,
+        and the framework skips frames up to there."""
+        return -1
 
     def end_of_stream(self) -> None:
         """The last frame has been processed (flush files here)."""
@@ -45,6 +54,7 @@ class Stage:
 class SourceStage(Stage):
     """A stage that produces frames instead of receiving them."""
 
-    def frames(self) -> Iterator[Message]:
-        """Yield frame messages with kind, source, seq, capture times, pixels and info filled in."""
+    def frames(self, start: int = 0) -> Iterator[Message]:
+        """Yield frame messages with kind, source, seq, capture times, pixels and info filled in,
+        from frame `start` on (a restarted lossless capture resumes after the acknowledged frames)."""
         raise NotImplementedError

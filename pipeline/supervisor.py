@@ -23,6 +23,7 @@ import zmq
 
 from pipeline.config import REPO_ROOT, PipelineConfig, dump_config
 from pipeline.control import DONE, ERROR, METRICS, READY, START, STOP
+from pipeline.recovery import ACK, RESEND
 from pipeline.graph import StageInstance, plan
 from pipeline.metrics import publisher_key, summary_line
 from pipeline.prometheus import PrometheusExporter
@@ -44,6 +45,10 @@ class Running:
     done: bool = False
     error: str | None = None
     snapshot: dict[str, Any] = field(default_factory=dict)
+    restarts: int = 0  # how many times this stage was started again
+    restart_at: float | None = None  # dead, to be started again at this time (monotonic)
+    resumed: bool = True  # False: restarted, and the pipeline has not yet been told (start / resend)
+    acked: int = -1  # lossless: the last seq this stage (a sink) acknowledged
 
 
 class Supervisor:
@@ -87,6 +92,7 @@ class Supervisor:
             dump_config(resolved, config_path)
             try:
                 control = open_socket(self.context, zmq.ROUTER, resolved.endpoints.control, Role.BIND, 1000)
+                control.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted stage reuses its identity at once
             except zmq.ZMQError as error:
                 log(f"error: endpoints.control: {error}")
                 return EXIT_STAGE_FAILED
@@ -110,9 +116,10 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.interrupted = True
 
-    def _start(self, instance: StageInstance, config_path: Path, control: str) -> None:
+    def _start(self, instance: StageInstance, config_path: Path, control: str, attempt: int = 0) -> None:
+        self._launch = (config_path, control)
         command = [sys.executable, "-m", instance.spec.module, "--config", str(config_path),
-                   "--worker", str(instance.worker), "--control", control]
+                   "--worker", str(instance.worker), "--control", control, "--attempt", str(attempt)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         self.stages[instance.key] = Running(instance, subprocess.Popen(command, env=env))
@@ -127,11 +134,12 @@ class Supervisor:
                 while control.poll(0):
                     self._on_control(control)
             failed = self._failed_stage()
-            if failed:
+            if failed and not (started and self._schedule_restart(failed)):
                 return self._fail(failed)
+            self._restart_due(control)
             if not started:
                 if all(s.ready for s in self.stages.values()):
-                    control.send_multipart([b"capture", msgpack.packb({"type": START})])
+                    control.send_multipart([b"capture", msgpack.packb({"type": START, "epoch": 0, "floor": -1})])
                     started = True
                     log(f"all {len(self.stages)} stages ready: {', '.join(self.stages)}")
                 elif time.monotonic() > ready_deadline:
@@ -166,10 +174,63 @@ class Supervisor:
         elif kind == ERROR:
             stage.error = str(message.get("text", "unknown error"))
         elif kind == METRICS and isinstance(message.get("snapshot"), dict):
-            stage.snapshot = message["snapshot"]
+            stage.snapshot = {**message["snapshot"], "restarts": stage.restarts}
+        elif kind == ACK and isinstance(message.get("seq"), int):
+            stage.acked = max(stage.acked, message["seq"])
+            self._relay_floor(control)
+
+    def _floor(self) -> int:
+        """Lossless: the last seq every sink (or, without sinks, the publisher) has acknowledged."""
+        acking = [s for s in self.stages.values() if s.instance.spec.sink]
+        acking = acking or [s for s in self.stages.values() if s.instance.spec.ordered]
+        return min((s.acked for s in acking), default=-1)
+
+    def _relay_floor(self, control: zmq.Socket) -> None:
+        floor = self._floor()
+        if floor > getattr(self, "_floor_sent", -1):
+            self._floor_sent = floor
+            control.send_multipart([b"capture", msgpack.packb({"type": ACK, "seq": floor})])
+
+    def _schedule_restart(self, stage: Running) -> bool:
+        """Apply the stage's restart policy to a dead stage: True when it will be started again.
+
+        A stage that never became ready is not restarted: its error (a missing camera, a bad
+        model) is one the user has to fix."""
+        policy, limit, backoff = self.config.restart.for_stage(stage.instance.spec.name)
+        if policy != "on-failure" or not stage.ready:
+            return False
+        key = stage.instance.key
+        if stage.restarts >= limit:
+            log(f"stage {key}: not restarted again, it already was {stage.restarts} times (restart.max_restarts)")
+            return False
+        code = stage.process.poll()
+        status = f"exit status {code}" if code is None or code >= 0 else f"killed by signal {-code}"
+        delay = min(backoff * 2 ** stage.restarts, self.config.restart.max_backoff_s)
+        reason = f": {stage.error}" if stage.error else ""
+        log(f"stage {key} stopped ({status}{reason}); restart {stage.restarts + 1} of {limit} in {delay:.1f} s")
+        stage.restart_at = time.monotonic() + delay
+        return True
+
+    def _restart_due(self, control: zmq.Socket) -> None:
+        """Start the stages whose back-off is over; tell capture when a restarted stage is ready."""
+        for key, stage in list(self.stages.items()):
+            if stage.restart_at is not None and time.monotonic() >= stage.restart_at:
+                config_path, endpoint = self._launch
+                self._start(stage.instance, config_path, endpoint, attempt=stage.restarts + 1)
+                new = self.stages[key]
+                new.restarts, new.acked, new.resumed = stage.restarts + 1, stage.acked, False
+            elif not stage.resumed and stage.ready:
+                # a new epoch: capture sends every unacknowledged frame again (a restarted capture
+                # starts after the acknowledged ones); see pipeline/recovery.py
+                stage.resumed = True
+                self._epoch = getattr(self, "_epoch", 0) + 1
+                kind = START if stage.instance.spec.name == "capture" else RESEND
+                control.send_multipart([b"capture", msgpack.packb({"type": kind, "epoch": self._epoch, "floor": self._floor()})])
 
     def _failed_stage(self) -> Running | None:
         for stage in self.stages.values():
+            if stage.restart_at is not None:
+                continue  # dead, waiting for its restart
             code = stage.process.poll()
             if stage.error is not None and code is None:
                 try:

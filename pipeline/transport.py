@@ -6,6 +6,7 @@ from enum import Enum
 from pathlib import Path
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 
 class Role(Enum):
@@ -58,7 +59,7 @@ def _ipc_in_use(context: zmq.Context, endpoint: str) -> bool:
     try:
         probe.connect(endpoint)
         if monitor.poll(200):
-            event = zmq.utils.monitor.recv_monitor_message(monitor)
+            event = recv_monitor_message(monitor)
             return event["event"] == zmq.EVENT_CONNECTED
         return False
     finally:

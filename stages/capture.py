@@ -51,11 +51,11 @@ class Capture(SourceStage):
         if not 1.0 <= self.fps <= 240.0:
             self.fps = 30.0
 
-    def frames(self) -> Iterator[Message]:
-        seq = 0
-        started = time.monotonic()
+    def frames(self, start: int = 0) -> Iterator[Message]:
+        seq = start
+        started = time.monotonic() - start / self.fps
         limit = self.config.max_frames
-        for image, error in self._read():
+        for image, error in self._read(skip=start):
             if limit is not None and seq >= limit:
                 return
             if self.config.pace:
@@ -71,20 +71,24 @@ class Capture(SourceStage):
                           t_wall=time.time(), info=info, frame=image)
             seq += 1
 
-    def _read(self) -> Iterator[tuple]:
-        """(frame or None, error text) pairs until the source ends."""
+    def _read(self, skip: int = 0) -> Iterator[tuple]:
+        """(frame or None, error text) pairs until the source ends, after skipping `skip` frames unread."""
         while True:
             if self.images is not None:
-                for path in self.images:
+                for path in self.images[skip:]:
                     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                     yield (image, None) if image is not None else (None, f"unreadable image {path.name}")
             else:
                 assert self.capture is not None
+                for _ in range(skip):
+                    if not self.capture.grab():  # grab without decoding: a cheap seek that counts exactly
+                        break
                 while True:
                     ok, image = self.capture.read()
                     if not ok:
                         break
                     yield image, None
+            skip = 0
             if not self.config.loop:
                 return
             if self.capture is not None:

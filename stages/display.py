@@ -13,6 +13,7 @@ import numpy as np
 from pipeline.config import PipelineConfig
 from pipeline.runner import main
 from pipeline.stage import Stage, StageError
+from pipeline.webview import WebView, frame_stats
 from pipeline.wire import Message
 
 GREEN, RED, WHITE = (0, 200, 0), (0, 0, 230), (255, 255, 255)
@@ -61,6 +62,14 @@ class Display(Stage):
             self.video_path.parent.mkdir(parents=True, exist_ok=True)
         self.writer: cv2.VideoWriter | None = None
         self.arrivals: deque[float] = deque(maxlen=30)
+        self.web: WebView | None = None
+        if settings.web_port:  # the live page, for machines without a screen
+            try:
+                self.web = WebView(settings.web_host, settings.web_port, self.title)
+            except OSError as error:
+                raise StageError(f"display.web_port: cannot serve on {settings.web_host}:{settings.web_port} "
+                                 f"({error.strerror or error})") from None
+            print(f"display: live view on {self.web.url}", file=sys.stderr, flush=True)
         self.quit = False
 
     def process(self, message: Message) -> list[Message]:
@@ -69,6 +78,9 @@ class Display(Stage):
         fps = (len(self.arrivals) - 1) / (self.arrivals[-1] - self.arrivals[0]) if len(self.arrivals) > 1 else 0.0
         latency_ms = (time.monotonic_ns() - message.t_capture_ns) / 1e6
         canvas = annotate(message.frame, message, fps, latency_ms)
+        if self.web is not None:
+            self.web.publish(canvas, {"fps": round(fps, 1), "latency": round(latency_ms, 1), "seq": message.seq,
+                                      "faces": len(message.faces), "stages": frame_stats(message.stamps)})
         if self.video_path is not None:
             self._write(canvas, float(message.info.get("fps", 30.0)))
         if self.window:
@@ -92,6 +104,9 @@ class Display(Stage):
         self.teardown()
 
     def teardown(self) -> None:
+        if getattr(self, "web", None) is not None:
+            self.web.close()
+            self.web = None
         if getattr(self, "writer", None) is not None:
             self.writer.release()
             self.writer = None

@@ -18,11 +18,19 @@ class Record(Stage):
     def setup(self, config: PipelineConfig) -> None:
         assert config.record.jsonl
         path = Path(config.record.jsonl)
+        self.resume_after = -1
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = path.open("w", encoding="utf-8")
+            if self.attempt and path.is_file():  # restarted: keep what the last process wrote
+                self.resume_after = _repair(path)
+                self.file = path.open("a", encoding="utf-8")
+            else:
+                self.file = path.open("w", encoding="utf-8")
         except OSError as error:
             raise StageError(f"record.jsonl {path}: cannot write ({error.strerror})") from None
+
+    def resume_point(self) -> int:
+        return self.resume_after
 
     def process(self, message: Message) -> list[Message]:
         self.file.write(json.dumps(result_record(message)) + "\n")
@@ -35,6 +43,22 @@ class Record(Stage):
     def teardown(self) -> None:
         if getattr(self, "file", None) is not None and not self.file.closed:
             self.file.close()
+
+
+def _repair(path: Path) -> int:
+    """Cut a line left half-written by a killed process; return the seq of the last whole line (-1: none)."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with path.open("r+b") as file:
+            file.truncate(end)
+    lines = data[:end].splitlines()
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["seq"])
+        except (ValueError, KeyError, TypeError):
+            continue  # not one of ours: look further back
+    return -1
 
 
 if __name__ == "__main__":

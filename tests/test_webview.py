@@ -1,0 +1,178 @@
+"""The display's live web view, loaded in a real headless browser (Debian's chromium) during a real run."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import free_port, make_config, needs_model, start_pipeline
+from pipeline.client import subscribe
+
+pytestmark = needs_model
+CHROMIUM = shutil.which("chromium")
+
+
+class DevTools:
+    """Headless chromium driven over its DevTools pipe (fd 3 in, fd 4 out, NUL-separated JSON)."""
+
+    def __init__(self, profile: Path) -> None:
+        assert CHROMIUM is not None
+        # the child's ends above fd 10, so moving them onto fds 3 and 4 cannot overwrite one another
+        to_browser_r, self.to_browser_w = os.pipe()
+        self.from_browser_r, from_browser_w = os.pipe()
+        self.to_browser_r = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10)
+        self.from_browser_w = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                 "--remote-debugging-pipe", "about:blank"]
+        child_in, child_out = self.to_browser_r, self.from_browser_w
+
+        def onto_fds_3_and_4() -> None:  # chromium expects its DevTools pipe there
+            os.dup2(child_in, 3)
+            os.dup2(child_out, 4)
+            os.close(child_in)
+            os.close(child_out)
+
+        # close_fds=False: pass_fds would close 3 and 4 after the move (Python's own fds are not inherited anyway)
+        self.process = subprocess.Popen([CHROMIUM, *flags], close_fds=False, preexec_fn=onto_fds_3_and_4,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        os.close(self.to_browser_r)
+        os.close(self.from_browser_w)
+        self.next_id = 0
+        self.buffer = b""
+
+    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
+             timeout: float = 20.0) -> dict[str, Any]:
+        self.next_id += 1
+        command: dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            command["sessionId"] = session
+        os.write(self.to_browser_w, json.dumps(command).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while b"\0" in self.buffer:
+                raw, self.buffer = self.buffer.split(b"\0", 1)
+                message = json.loads(raw)
+                if message.get("id") == self.next_id:
+                    if "error" in message:
+                        raise AssertionError(f"{method}: {message['error']}")
+                    return message["result"]
+            ready, _, _ = select.select([self.from_browser_r], [], [], 0.5)
+            if ready:
+                chunk = os.read(self.from_browser_r, 1 << 20)
+                if not chunk:
+                    raise AssertionError("chromium closed its DevTools pipe")
+                self.buffer += chunk
+        raise AssertionError(f"no answer to {method} within {timeout} s")
+
+    def evaluate(self, session: str, expression: str) -> Any:
+        return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)["result"].get("value")
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close", timeout=5)
+        except (AssertionError, OSError):
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        os.close(self.to_browser_w)
+        os.close(self.from_browser_r)
+
+
+def _wait_for_line(process: subprocess.Popen, words: str, timeout: float = 60) -> None:
+    deadline, seen = time.monotonic() + timeout, []
+    assert process.stderr is not None
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if words in line:
+            return
+    raise AssertionError(f"never saw {words!r}; stderr so far:\n{''.join(seen)}")
+
+
+def _stalled_client(port: int) -> socket.socket:
+    """A viewer that asks for the stream and then never reads a byte."""
+    client = socket.create_connection(("127.0.0.1", port))
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    return client
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+def test_live_page_in_headless_chromium(tmp_path: Path, face_video: Path) -> None:
+    web_port = free_port()
+    config = make_config(tmp_path, source={"pace": True, "loop": True}, display={"web_port": web_port})
+    pipeline = start_pipeline("--config", str(config), "--source", str(face_video))
+    stalled: list[socket.socket] = []
+    browser: DevTools | None = None
+    try:
+        _wait_for_line(pipeline, f"display: live view on http://127.0.0.1:{web_port}/")
+        _wait_for_line(pipeline, "stages ready")
+        # viewers that stall must not hold the pipeline back (a lossless run: the display is a sink)
+        stalled = [_stalled_client(web_port) for _ in range(3)]
+        browser = DevTools(tmp_path / "profile")
+        target = browser.call("Target.createTarget", {"url": f"http://127.0.0.1:{web_port}/"})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        frames_seen, deadline = 0, time.monotonic() + 30
+        while frames_seen < 5 and time.monotonic() < deadline:
+            frames_seen = int(browser.evaluate(session, "document.getElementById('frames-seen')?.textContent || '0'"))
+            time.sleep(0.2)
+        assert frames_seen >= 5  # distinct, non-blank frames drawn from the MJPEG stream inside the page
+        stages = browser.evaluate(session, "document.getElementById('stages').innerText")
+        assert "detect.0" in stages and "classify" in stages, stages  # per-stage figures on the page
+        assert float(browser.evaluate(session, "document.getElementById('fps').textContent")) > 0
+        endpoint = json.loads(json.dumps(__import__("yaml").safe_load(config.read_text())))["endpoints"]["results"]
+        results = []
+        for result in subscribe(endpoint, timeout_s=10):  # results keep flowing with stalled viewers attached
+            results.append(result.seq)
+            if len(results) == 30:
+                break
+        assert len(results) == 30
+        stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{web_port}/stats.json", timeout=5).read())
+        assert stats["clients"] >= 1 and stats["seq"] >= 0
+        frame = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/frame.jpg", timeout=5).read()
+        assert frame[:2] == b"\xff\xd8"  # a JPEG
+    finally:
+        if browser is not None:
+            browser.close()
+        for client in stalled:
+            client.close()
+        if pipeline.poll() is None:
+            os.killpg(pipeline.pid, signal.SIGINT)
+            try:
+                pipeline.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(pipeline.pid, signal.SIGKILL)
+                pipeline.wait()
+    assert pipeline.returncode == 130
+
+
+def test_web_port_in_use_names_the_field(tmp_path: Path, face_video: Path) -> None:
+    from conftest import run_pipeline
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_pipeline("--config", str(make_config(tmp_path, display={"web_port": port})),
+                              "--source", str(face_video), timeout=60)
+    assert result.returncode == 1
+    assert f"display.web_port: cannot serve on 127.0.0.1:{port}" in result.stderr, result.stderr
