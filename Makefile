@@ -40,5 +40,11 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# Throughput, live latency, memory, scaling (BENCHMARKS.md); the last line is one JSON object.
+# BENCH_ARGS="--live-seconds 60" shortens the 5-minute live run.
+BENCH_ARGS ?=
+bench: setup
+	$(PY) bench/pipeline_bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf runs .pytest_cache

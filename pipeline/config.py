@@ -34,7 +34,7 @@ class SourceConfig:
     pace: bool = False  # play files at their native frame rate
     loop: bool = False  # restart a file at its end (soak runs)
     max_frames: int | None = None
-    max_in_flight: int = 0  # live only: frames between capture and result; 0 = detect workers + 1
+    max_in_flight: int = 0  # live only: frames between capture and result; 0 = one per worker of the larger pool (a second frame per detector would only wait in its queue)
     width: int | None = None  # camera capture size request
     height: int | None = None
 

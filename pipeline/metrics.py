@@ -29,7 +29,8 @@ class StageMetrics:
     malformed: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     process_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))
-    hop_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))  # previous stage's send -> our receive
+    hop_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))  # transport: previous stage's send (or the moment we were free) -> our receive
+    inbox_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))  # queued at our input while we were busy
     latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))  # capture -> our send
     queue_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))  # our receive -> processing starts (reorder buffer, bursts)
     send_wait_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))  # blocked on a full downstream queue
@@ -50,6 +51,7 @@ class StageMetrics:
             "process_ms": _percentiles(self.process_ms),
             "hop_ms": _percentiles(self.hop_ms),
             "latency_ms": _percentiles(self.latency_ms),
+            "inbox_ms": _percentiles(self.inbox_ms),
             "queue_ms": _percentiles(self.queue_ms),
             "send_wait_ms": _percentiles(self.send_wait_ms),
         }

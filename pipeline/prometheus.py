@@ -21,7 +21,8 @@ Snapshots = dict[str, dict[str, Any]]
 # snapshot timing key -> (metric name, help); exported in seconds, as Prometheus expects
 _TIMINGS = {
     "process_ms": ("liveness_stage_process_seconds", "Time a stage spends processing one frame"),
-    "hop_ms": ("liveness_stage_hop_seconds", "Transport time from the previous stage's send to this stage's receive"),
+    "hop_ms": ("liveness_stage_hop_seconds", "Transport time to this stage: from the previous stage's send, or from when this stage was free, to its receive"),
+    "inbox_ms": ("liveness_stage_inbox_seconds", "Time a frame sat in this stage's input queue while the stage was busy"),
     "queue_ms": ("liveness_stage_queue_seconds", "Time a frame waits inside a stage before processing (reorder buffer, bursts)"),
     "send_wait_ms": ("liveness_stage_send_wait_seconds", "Time a stage waits for room in a full downstream queue"),
     "latency_ms": ("liveness_stage_latency_seconds", "Capture to this stage's send"),

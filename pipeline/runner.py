@@ -74,6 +74,7 @@ class StageRunner:
         self.results: zmq.Socket | None = None  # live source only: the result stream, for flow control
         self.outputs: list[tuple[Port, zmq.Socket]] = []
         self._last_metrics = 0.0
+        self._idle_since = 0  # when this stage last finished a message: what arrives earlier waits in our queue
         # lossless under a supervisor: acknowledgements and resends (pipeline/recovery.py)
         self.recovering = not self.live and control_endpoint is not None
         has_sinks = config.display.enabled or bool(config.record.jsonl)
@@ -259,7 +260,9 @@ class StageRunner:
             return None
         if message.stamps:
             last_sent = max(stamp[-1] for stamp in message.stamps.values())
-            self.metrics.hop_ms.append((received - last_sent) / 1e6)
+            # split the hop: time queued while we were busy with earlier messages, then transport
+            self.metrics.inbox_ms.append(max(0, self._idle_since - last_sent) / 1e6)
+            self.metrics.hop_ms.append((received - max(last_sent, self._idle_since)) / 1e6)
         message.stamps[self.key] = [received]
         return message
 
@@ -333,6 +336,7 @@ class StageRunner:
             self.metrics.frames_out += 1
             if out.t_capture_ns:
                 self.metrics.latency_ms.append((time.monotonic_ns() - out.t_capture_ns) / 1e6)
+        self._idle_since = time.monotonic_ns()
         if message.kind == "frame":
             self.last_handled = message.seq
             if self.sink_gate is not None:
@@ -458,7 +462,7 @@ class _LiveEntrance:
     def __init__(self, runner: StageRunner, source: SourceStage) -> None:
         self.runner = runner
         config = runner.config
-        self.max_in_flight = config.source.max_in_flight or config.detect.workers + config.classify.workers
+        self.max_in_flight = config.source.max_in_flight or max(config.detect.workers, config.classify.workers)
         self.slot: Message | None = None
         self.lock = threading.Lock()
         self.finished = threading.Event()

@@ -55,6 +55,7 @@ def test_prometheus_endpoint_during_a_run(tmp_path: Path, face_video: Path) -> N
         assert _value(values, "liveness_stage_process_seconds", "detect.0", 'quantile="0.5"') > 0
         assert _value(values, "liveness_stage_hop_seconds", "classify", 'quantile="0.99"') >= 0
         assert _value(values, "liveness_stage_queue_seconds", "classify", 'quantile="0.5"') >= 0
+        assert _value(values, "liveness_stage_inbox_seconds", "detect.0", 'quantile="0.5"') >= 0
         assert _value(values, "liveness_stage_latency_seconds", "classify", 'quantile="0.5"') > 0
         assert _value(values, "liveness_stage_send_wait_seconds", "capture", 'quantile="0.5"') >= 0
         os.killpg(process.pid, signal.SIGINT)

@@ -1,0 +1,413 @@
+"""How fast is the pipeline, how long does a frame take, how much memory does each stage use?
+
+Prints figures as it goes and, on its last line, one JSON object (other tools read its keys):
+
+1. file throughput, lossless, on a real video: the pipeline against a single-process loop doing
+   what the seed's demo does (read, detect, classify, draw) with the same detector and model, in
+   the same run, as a ratio; for res10 and for BlazeFace (full range);
+2. live latency: a source paced at 30 fps (5 minutes unless --live-seconds): p50/p99 capture to
+   result, per-hop transport time, drop rate, latency slope over time (linear fit, ms/min);
+3. peak RSS (VmHWM) of every stage process, and whether any stage mapped TensorFlow;
+4. throughput with 1, 2 and 4 detection workers (res10, lossless).
+
+The video is read from $LIVENESS_DATA (default <repo>/../shared/data) videos/*/*.mp4, letterboxed
+to 640x480 into a temporary folder (never into the repository); without the data, the demo video
+made from a public-domain photo is used instead.
+
+    python bench/pipeline_bench.py                    # everything, ~8 minutes
+    python bench/pipeline_bench.py --live-seconds 30  # a shorter live run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+import zmq
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a plain script from anywhere
+    sys.path.insert(0, str(REPO))
+
+from face_detector import create_detector  # noqa: E402
+from liveness import LivenessModel  # noqa: E402
+from pipeline.wire import WireError, decode  # noqa: E402
+from stages.display import annotate  # noqa: E402
+
+DEFAULT_VIDEO = "videos/tranvanluyt2203/real.mp4"
+SIZE = (640, 480)
+WARMUP_S = 5.0  # live: the first seconds (process start-up, caches) are left out of the latency figures
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+def data_root() -> Path:
+    """The shared data folder: $LIVENESS_DATA, else <repo>/../shared/data."""
+    return Path(os.environ.get("LIVENESS_DATA", REPO.parent / "shared" / "data"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def prepare_video(folder: Path, frames: int, source: str | None) -> tuple[Path, str]:
+    """A 640x480 MJPG copy (in `folder`) of a real video, letterboxed; (path, description)."""
+    path = Path(source) if source else data_root() / DEFAULT_VIDEO
+    if not path.is_file():
+        candidates = sorted(data_root().glob("videos/*/*.mp4"))
+        path = candidates[0] if candidates else Path()
+    target = folder / "bench.avi"
+    if not path.is_file():
+        sys.path.insert(0, str(REPO / "examples"))
+        from make_demo_video import write_demo_video
+
+        write_demo_video(target, frames=frames)
+        return target, "demo video (public-domain photo), 640x480"
+    capture = cv2.VideoCapture(str(path))
+    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, SIZE)
+    written = 0
+    while written < frames:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        scale = min(SIZE[0] / frame.shape[1], SIZE[1] / frame.shape[0])
+        resized = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)))
+        canvas = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+        y, x = (SIZE[1] - resized.shape[0]) // 2, (SIZE[0] - resized.shape[1]) // 2
+        canvas[y : y + resized.shape[0], x : x + resized.shape[1]] = resized
+        writer.write(canvas)
+        written += 1
+    writer.release()
+    capture.release()
+    try:
+        name = str(path.relative_to(data_root()))
+    except ValueError:
+        name = path.name
+    return target, f"{name}, first {written} frames letterboxed to 640x480 MJPG"
+
+
+# ---- the single-process loop: what the seed's demo does ---------------------------------------
+def single_process_fps(video: Path, frames: int, backend: str, model_path: Path) -> float:
+    """Frames/s of read -> detect -> classify -> draw in one process (steady state, after the first frame)."""
+    detector = create_detector(backend, confidence=0.5, min_size=40)
+    model = LivenessModel(model_path, threads=1)
+    capture = cv2.VideoCapture(str(video))
+    done: list[float] = []
+    from pipeline.wire import Face, Message
+
+    while len(done) < frames:
+        ok, frame = capture.read()
+        if not ok:  # loop the clip, as the pipeline's source does
+            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            continue
+        faces = [Face(box=list(f.box), det_conf=f.confidence) for f in detector.detect(frame)]
+        if faces:
+            scores = model.score(frame, [face.box for face in faces])
+            for face, score in zip(faces, scores):
+                face.score, face.label = float(score), model.label(float(score))
+        annotate(frame, Message(kind="frame", source="bench", seq=len(done), faces=faces), 0.0, 0.0)
+        done.append(time.perf_counter())
+    capture.release()
+    return (len(done) - 1) / (done[-1] - done[0])
+
+
+# ---- the pipeline, with a result subscriber and a memory monitor --------------------------------
+class Results(threading.Thread):
+    """Subscribes to the result stream before the pipeline starts; keeps arrival time and header of each result."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(daemon=True)
+        self.context = zmq.Context()
+        self.sock = self.context.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, 1_000_000)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(endpoint)
+        self.received: list[tuple[int, Any]] = []
+        self.eos: Any = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set() and self.eos is None:
+            if not self.sock.poll(200):
+                continue
+            parts = self.sock.recv_multipart()
+            now = time.monotonic_ns()
+            try:
+                message = decode(parts[1:])
+            except WireError:
+                continue
+            if parts[0] == b"result":
+                self.received.append((now, message))
+            elif parts[0] == b"eos":
+                self.eos = message
+        self.sock.close(0)
+        self.context.term()
+
+
+class MemoryMonitor(threading.Thread):
+    """Peak RSS (VmHWM) of every stage process under one supervisor, read from /proc until they exit."""
+
+    def __init__(self, supervisor_pid: int) -> None:
+        super().__init__(daemon=True)
+        self.supervisor_pid = supervisor_pid
+        self.peak_mb: dict[str, float] = {}
+        self.tensorflow: set[str] = set()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for pid, name in self._stages():
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+                    if "tensorflow" in Path(f"/proc/{pid}/maps").read_text():
+                        self.tensorflow.add(name)
+                except (OSError, StopIteration):
+                    continue
+                self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), hwm / 1024.0)
+            time.sleep(0.25)
+
+    def _stages(self) -> list[tuple[int, str]]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != self.supervisor_pid:
+                    continue
+                args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if "-m" in args and "--worker" in args:
+                module = args[args.index("-m") + 1].rsplit(".", 1)[-1]
+                worker = args[args.index("--worker") + 1]
+                found.append((int(entry.name), f"{module}.{worker}" if module in ("detect", "classify") else module))
+        return found
+
+
+class Scraper(threading.Thread):
+    """Scrapes the supervisor's Prometheus endpoint every 2 s; keeps the last answer (the stages' own timings)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.last = ""
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(2.0):
+            try:
+                self.last = urllib.request.urlopen(self.url, timeout=2).read().decode()
+            except OSError:
+                pass
+
+    def values(self, metric: str, quantile: str = "0.5") -> dict[str, float]:
+        """stage -> value (ms) of one timing at one quantile, from the last scrape."""
+        found = {}
+        for line in self.last.splitlines():
+            if line.startswith(metric + "{") and f'quantile="{quantile}"' in line:
+                stage = line.split('stage="', 1)[1].split('"', 1)[0]
+                found[stage] = round(float(line.rsplit(" ", 1)[1]) * 1000.0, 3)
+        return found
+
+
+def run_pipeline(folder: Path, video: Path, settings: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One pipeline run; returns its results (arrival ns, message), end-of-stream info, peak RSS per stage
+    and the last Prometheus scrape."""
+    results_endpoint = f"tcp://127.0.0.1:{free_port()}"
+    metrics_port = free_port()
+    config = yaml.safe_load((REPO / "configs" / "file.yaml").read_text())
+    config.pop("record", None)
+    config["display"] = {"window": "off", "video": None}  # the display still draws every frame, like the loop
+    config["endpoints"] = {"results": results_endpoint}
+    config["metrics_interval_s"] = 3600.0
+    config["metrics"] = {"prometheus_port": metrics_port}
+    for section, values in settings.items():
+        config.setdefault(section, {}).update(values)
+    path = folder / f"bench-{time.monotonic_ns()}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    results = Results(results_endpoint)
+    results.start()
+    process = subprocess.Popen([sys.executable, str(REPO / "run_pipeline.py"), "--config", str(path), "--source", str(video)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    memory = MemoryMonitor(process.pid)
+    memory.start()
+    scraper = Scraper(metrics_port)
+    scraper.start()
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait()
+        memory.stop.set()
+        memory.join()
+        scraper.stop.set()
+        scraper.join()
+        results.stop.set()
+        results.join(timeout=5)
+    if process.returncode != 0:
+        raise SystemExit(f"pipeline run failed (exit {process.returncode}): {stderr.strip()[-800:]}")
+    return {"results": results.received, "eos": results.eos, "rss_mb": memory.peak_mb, "tensorflow": memory.tensorflow,
+            "scrape": scraper}
+
+
+def steady_fps(run: dict[str, Any]) -> float:
+    """Results per second between the first and the last result."""
+    arrivals = [arrived for arrived, _ in run["results"]]
+    return (len(arrivals) - 1) / ((arrivals[-1] - arrivals[0]) / 1e9)
+
+
+def file_run(folder: Path, video: Path, frames: int, backend: str, model: Path, workers: int = 1) -> tuple[float, dict]:
+    run = run_pipeline(folder, video, {
+        "source": {"policy": "lossless", "loop": True, "max_frames": frames},
+        "detect": {"backend": backend, "workers": workers},
+        "classify": {"model": str(model)},
+    }, timeout=600)
+    if len(run["results"]) < frames * 0.95:
+        raise SystemExit(f"lossless run lost results: {len(run['results'])} of {frames}")
+    return steady_fps(run), run
+
+
+# ---- live latency ------------------------------------------------------------------------------
+def _p(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 3) if values else float("nan")
+
+
+def live_figures(run: dict[str, Any], fps: float) -> dict[str, Any]:
+    """Latency, hops, budget, slope and drops from the results' stamps."""
+    latency, capture_s, budget, entrance = [], [], [], []
+    hops: dict[str, list[float]] = {}
+    first = min(message.t_capture_ns for _, message in run["results"])
+    for _, message in run["results"]:
+        stamps = sorted(message.stamps.items(), key=lambda item: item[1][0])
+        publisher = stamps[-1][1]
+        t = (message.t_capture_ns - first) / 1e9
+        if t < WARMUP_S:
+            continue
+        capture_s.append(t)
+        latency.append((publisher[-1] - message.t_capture_ns) / 1e6)
+        work = [(times[-1] - times[0]) / 1e6 for name, times in stamps if name.startswith(("detect", "classify"))]
+        budget.append(sum(work))
+        if "capture" in message.stamps:  # read -> sent: the wait in the entrance's one-frame mailbox for a free detector
+            entrance.append((message.stamps["capture"][-1] - message.t_capture_ns) / 1e6)
+        for (before, before_t), (after, after_t) in zip(stamps, stamps[1:]):
+            hops.setdefault(f"{before.split('.')[0]}->{after.split('.')[0]}", []).append((after_t[0] - before_t[-1]) / 1e6)
+    frames_read = int(run["eos"].info.get("frames_read", 0)) if run["eos"] is not None else 0
+    scrape: Scraper = run["scrape"]
+    transport = {stage: ms for stage, ms in scrape.values("liveness_stage_hop_seconds").items() if stage != "capture"}
+    slope = float(np.polyfit(np.asarray(capture_s) / 60.0, latency, 1)[0]) if len(latency) > 2 else float("nan")
+    return {
+        "live_fps_offered": fps,
+        "live_results": len(run["results"]),
+        "live_frames_read": frames_read,
+        "live_drop_rate": round(1.0 - len(run["results"]) / frames_read, 5) if frames_read else None,
+        "live_drops_by_reason": run["eos"].info.get("dropped", {}) if run["eos"] is not None else {},
+        "live_p50_ms": _p(latency, 50),
+        "live_p99_ms": _p(latency, 99),
+        "live_budget_ms": _p(budget, 50),
+        "live_entrance_wait_p50_ms": _p(entrance, 50),
+        "latency_slope_ms_per_min": round(slope, 4),
+        # transport per hop as the receiving stage measures it (its queueing while busy is in inbox_ms);
+        # hop_p50_ms is the slowest hop's p50, over the last ~2048 frames of the run
+        "hop_p50_ms": max(transport.values()) if transport else None,
+        "hop_p50_ms_by_stage": transport,
+        "hop_p99_ms_by_stage": scrape.values("liveness_stage_hop_seconds", "0.99"),
+        "inbox_p50_ms_by_stage": scrape.values("liveness_stage_inbox_seconds"),
+        "process_p50_ms_by_stage": scrape.values("liveness_stage_process_seconds"),
+        # send -> receive from the frames' stamps, queueing included
+        "hop_with_queue_p50_ms": {name: _p(values, 50) for name, values in hops.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--video", help=f"source video (default: $LIVENESS_DATA/{DEFAULT_VIDEO})")
+    parser.add_argument("--model", default=str(REPO / "models" / "liveness.onnx"), help="liveness model (default: %(default)s)")
+    parser.add_argument("--frames", type=int, default=300, help="frames per file run (default: %(default)s)")
+    parser.add_argument("--live-seconds", type=float, default=300.0, help="length of the live run (default: %(default)s)")
+    parser.add_argument("--live-fps", type=float, default=30.0, help="pace of the live source (default: %(default)s)")
+    parser.add_argument("--skip", action="append", default=[], choices=["file", "blazeface", "live", "scaling"],
+                        help="leave a part out (repeatable)")
+    args = parser.parse_args(argv)
+    model = Path(args.model)
+    if not model.is_file():
+        raise SystemExit(f"--model {model}: not found (build or fetch models/liveness.onnx first)")
+    figures: dict[str, Any] = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory(prefix="liveness-bench-") as tmp:
+        folder = Path(tmp)
+        video, description = prepare_video(folder, max(args.frames, 150), args.video)
+        figures["video"] = description
+        log(f"video: {description}; {args.frames} frames per file run; {os.cpu_count()} CPUs, "
+            f"load average {figures['load_average_at_start']:.2f}")
+        rss: dict[str, float] = {}
+        tensorflow: set[str] = set()
+
+        def keep(run: dict[str, Any]) -> None:
+            for name, mb in run["rss_mb"].items():
+                rss[name] = round(max(rss.get(name, 0.0), mb), 1)
+            tensorflow.update(run["tensorflow"])
+
+        if "file" not in args.skip:
+            single = single_process_fps(video, args.frames, "res10", model)
+            piped, run = file_run(folder, video, args.frames, "res10", model)
+            keep(run)
+            figures.update(file_fps_single_res10=round(single, 2), file_fps_pipeline_res10=round(piped, 2),
+                           file_speedup_res10=round(piped / single, 3))
+            log(f"file, res10: single-process loop {single:.1f} fps, pipeline {piped:.1f} fps, ratio {piped / single:.2f}")
+        if "blazeface" not in args.skip:
+            frames = args.frames * 3  # fast enough that a longer run is needed for a stable figure
+            single = single_process_fps(video, frames, "blazeface", model)
+            piped, run = file_run(folder, video, frames, "blazeface", model)
+            keep(run)
+            figures.update(file_fps_single_blazeface=round(single, 2), file_fps_blazeface=round(piped, 2),
+                           file_speedup_blazeface=round(piped / single, 3))
+            log(f"file, BlazeFace: single-process loop {single:.1f} fps, pipeline {piped:.1f} fps, ratio {piped / single:.2f}")
+        if "scaling" not in args.skip:
+            scaling = {}
+            for workers in (1, 2, 4):
+                scaling[str(workers)], run = file_run(folder, video, args.frames, "res10", model, workers)
+                scaling[str(workers)] = round(scaling[str(workers)], 2)
+                keep(run)
+                log(f"scaling, res10, {workers} detection worker(s): {scaling[str(workers)]:.1f} fps")
+            figures["file_fps_by_detect_workers"] = scaling
+        if "live" not in args.skip:
+            frames = int(args.live_seconds * args.live_fps)
+            log(f"live: {args.live_seconds:.0f} s at {args.live_fps:.0f} fps ({frames} frames), res10 ...")
+            run = run_pipeline(folder, video, {
+                "source": {"policy": "live", "pace": True, "loop": True, "max_frames": frames},
+                "classify": {"model": str(model)},
+            }, timeout=args.live_seconds + 120)
+            keep(run)
+            live = live_figures(run, args.live_fps)
+            figures.update(live)
+            log(f"live: p50 {live['live_p50_ms']} ms, p99 {live['live_p99_ms']} ms, budget (detect + classify) "
+                f"{live['live_budget_ms']} ms, entrance wait p50 {live['live_entrance_wait_p50_ms']} ms, slope {live['latency_slope_ms_per_min']} ms/min, drop rate "
+                f"{live['live_drop_rate']}, transport p50 by stage {live['hop_p50_ms_by_stage']} ms, with queueing "
+                f"{live['hop_with_queue_p50_ms']} ms")
+        figures["stage_rss_mb"] = rss
+        figures["max_stage_rss_mb"] = max(rss.values()) if rss else None
+        figures["stages_with_tensorflow"] = sorted(tensorflow)
+        log(f"peak RSS per stage (MB): {rss}; stages that loaded TensorFlow: {sorted(tensorflow) or 'none'}")
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
