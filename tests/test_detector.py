@@ -1,10 +1,11 @@
 """The seed's res10 detector finds the face in a public-domain photo, at the right place."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from conftest import astronaut_bgr
+from conftest import DATA, astronaut_bgr, needs_data
 from face_detector import create_detector
 
 
@@ -26,3 +27,20 @@ def test_res10_on_a_blank_frame_and_size_limit() -> None:
 def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match="unknown detector backend"):
         create_detector("yolo")
+
+
+
+@needs_data
+def test_res10_drops_false_faces_reaching_past_the_frame() -> None:
+    # In this real video res10 also "finds" a confident face on the chin and shoulder, reaching
+    # past the bottom-right corner of the frame; the person's face lies fully inside.
+    capture = cv2.VideoCapture(str(DATA / "videos" / "tranvanluyt2203" / "real.mp4"))
+    frame = None
+    for _ in range(10):
+        frame = capture.read()[1]
+    everything = create_detector("res10", min_inside=0.0).detect(frame)
+    kept = create_detector("res10").detect(frame)
+    assert len(everything) == 2 and len(kept) == 1
+    height, width = frame.shape[:2]
+    dropped = [face for face in everything if face not in kept][0]
+    assert dropped.box[2] == width and dropped.box[3] == height  # clipped at the corner
