@@ -17,6 +17,7 @@ from pipeline.webview import WebView, frame_stats
 from pipeline.wire import Message
 
 GREEN, RED, WHITE = (0, 200, 0), (0, 0, 230), (255, 255, 255)
+_WRITER_LAG_FRAMES = 16  # > 256 KiB of MJPG frames, the most OpenCV's AVI writer holds back
 
 
 def display_available() -> bool:
@@ -62,6 +63,13 @@ class Display(Stage):
             self.video_path.parent.mkdir(parents=True, exist_ok=True)
         self.writer: cv2.VideoWriter | None = None
         self.arrivals: deque[float] = deque(maxlen=30)
+        self.resume_after = -1
+        if self.video_path is not None:
+            # OpenCV's writer keeps up to 256 KiB in memory (several frames) that a kill -9 loses:
+            # acknowledge frames only once that many newer ones are written
+            self.ack_lag = _WRITER_LAG_FRAMES
+            if self.attempt:
+                self.resume_after = self._recover(config.source.id)
         self.web: WebView | None = None
         if settings.web_port:  # the live page, for machines without a screen
             try:
@@ -88,6 +96,36 @@ class Display(Stage):
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                 raise StageError("display: window closed by the user (q)")
         return []
+
+    def resume_point(self) -> int:
+        return self.resume_after
+
+    def _recover(self, source: str) -> int:
+        """Restarted: copy the decodable frames of the video a killed process left into a fresh file.
+
+        Returns the seq of the last frame kept (one video frame per source frame, from seq 0). The
+        last decodable frame may be cut short, so it is not kept; it comes again from capture.
+        """
+        assert self.video_path is not None
+        left = self.video_path.with_name(self.video_path.stem + ".recover" + self.video_path.suffix)
+        if self.video_path.is_file() and not left.is_file():
+            self.video_path.rename(left)  # if this process dies while copying, the next one starts from `left` again
+        if not left.is_file():
+            return -1
+        reader = cv2.VideoCapture(str(left))
+        frames = []
+        while reader.isOpened():
+            ok, image = reader.read()
+            if not ok:
+                break
+            frames.append(image)
+        fps = float(reader.get(cv2.CAP_PROP_FPS)) or 30.0
+        reader.release()
+        for image in frames[:-1]:
+            self._write(image, fps if 1.0 <= fps <= 240.0 else 30.0)
+        left.unlink()
+        print(f"display: restarted; kept {max(len(frames) - 1, 0)} frames of {self.video_path}", file=sys.stderr)
+        return len(frames) - 2 if frames else -1
 
     def _write(self, canvas: np.ndarray, fps: float) -> None:
         if self.writer is None:
