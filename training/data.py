@@ -35,7 +35,7 @@ class Item:
     label: str  # "real" | "fake" | "" (unknown)
     source: str  # person / capture setup; splits are made on this
     kind: str  # "crop" (already a tight face crop) | "frame" | "video"
-    attack: str  # "none" | "print" | "replay" | "mixed"
+    attack: str  # "none" | "print" | "replay" | "mask" | "mixed" | "unknown"
     frame_index: int = 0  # for videos
 
 
@@ -47,6 +47,9 @@ def attack_type(relative_path: str, label: str, source: str) -> str:
         return "print" if "attack_print" in relative_path else "replay"
     if source == "nuaa":
         return "print"
+    if source == "roboflow_fas_raulsilva":  # file names start with the instrument
+        prefix = Path(relative_path).name.split("__")[0]
+        return {"device": "replay", "photo": "print", "mask": "mask"}.get(prefix, "mixed")
     if source in ("minivision_samples", "trueface_sample_apps", "roboflow_fas_raulsilva"):
         return "mixed"
     return "replay"  # every other source is phone / screen / TV replay (see the data README)

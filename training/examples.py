@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.data import REPO_ROOT, items_for
+from training.data import REPO_ROOT, attack_type, items_for
 from training.gather_examples import gather, untile
 
 CACHE_DIR = REPO_ROOT / "runs" / "cache"
@@ -63,6 +63,8 @@ def load_gathered(folder: Path, include_jitter: bool = True) -> Examples:
     with open(folder / "manifest.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             if row["label"] in ("real", "fake") and (include_jitter or row["variant"] == "0"):
+                if row["attack"] == "mixed":  # gathered before the instrument was read from file names
+                    row["attack"] = attack_type(row["origin"], row["label"], row["source"])
                 rows.append(row)
     x = np.empty((len(rows), size, size, 3 * len(scales)), dtype=np.uint8)
     for i, row in enumerate(rows):
