@@ -4,7 +4,9 @@ Prints figures as it goes and, on its last line, one JSON object (other tools re
 
 1. file throughput, lossless, on a real video: the pipeline against a single-process loop doing
    what the seed's demo does (read, detect, classify, draw) with the same detector and model, in
-   the same run, as a ratio; for res10 and for BlazeFace (full range);
+   the same run, as a ratio; for res10 and for BlazeFace (full range); the pipeline with
+   --detect-workers (default 2, one per core) and, for res10, with 1; the loop runs before and
+   after the pipeline and the two are averaged, since the machine's load drifts;
 2. live latency: a source paced at 30 fps (5 minutes unless --live-seconds): p50/p99 capture to
    result, per-hop transport time, drop rate, latency slope over time (linear fit, ms/min);
 3. peak RSS (VmHWM) of every stage process, and whether any stage mapped TensorFlow;
@@ -14,7 +16,7 @@ The video is read from $LIVENESS_DATA (default <repo>/../shared/data) videos/*/*
 to 640x480 into a temporary folder (never into the repository); without the data, the demo video
 made from a public-domain photo is used instead.
 
-    python bench/pipeline_bench.py                    # everything, ~8 minutes
+    python bench/pipeline_bench.py                    # everything, ~9 minutes
     python bench/pipeline_bench.py --live-seconds 30  # a shorter live run
 """
 from __future__ import annotations
@@ -340,7 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", help=f"source video (default: $LIVENESS_DATA/{DEFAULT_VIDEO})")
     parser.add_argument("--model", default=str(REPO / "models" / "liveness.onnx"), help="liveness model (default: %(default)s)")
-    parser.add_argument("--frames", type=int, default=300, help="frames per file run (default: %(default)s)")
+    parser.add_argument("--detect-workers", type=int, default=2,
+                        help="detection workers of the pipeline in the file comparisons (default: %(default)s, "
+                             "configs/two_workers.yaml: one per core of the 2-core target machine)")
+    parser.add_argument("--frames", type=int, default=200, help="frames per file run (default: %(default)s)")
     parser.add_argument("--live-seconds", type=float, default=300.0, help="length of the live run (default: %(default)s)")
     parser.add_argument("--live-fps", type=float, default=30.0, help="pace of the live source (default: %(default)s)")
     parser.add_argument("--skip", action="append", default=[], choices=["file", "blazeface", "live", "scaling"],
@@ -365,19 +370,28 @@ def main(argv: list[str] | None = None) -> int:
             tensorflow.update(run["tensorflow"])
 
         if "file" not in args.skip:
-            single = single_process_fps(video, args.frames, "res10", model)
-            piped, run = file_run(folder, video, args.frames, "res10", model)
+            # the loop before and after the pipeline runs, averaged: the machine's load drifts
+            before = single_process_fps(video, args.frames, "res10", model)
+            piped, run = file_run(folder, video, args.frames, "res10", model, args.detect_workers)
             keep(run)
+            one, run = file_run(folder, video, args.frames, "res10", model, 1)
+            keep(run)
+            single = (before + single_process_fps(video, args.frames, "res10", model)) / 2
             figures.update(file_fps_single_res10=round(single, 2), file_fps_pipeline_res10=round(piped, 2),
-                           file_speedup_res10=round(piped / single, 3))
-            log(f"file, res10: single-process loop {single:.1f} fps, pipeline {piped:.1f} fps, ratio {piped / single:.2f}")
+                           file_speedup_res10=round(piped / single, 3), file_detect_workers=args.detect_workers,
+                           file_speedup_res10_1_worker=round(one / single, 3),
+                           file_process_p50_ms_res10=run["scrape"].values("liveness_stage_process_seconds"))
+            log(f"file, res10: single-process loop {single:.1f} fps, pipeline {piped:.1f} fps with {args.detect_workers} "
+                f"detection workers (ratio {piped / single:.2f}), {one:.1f} fps with 1 (ratio {one / single:.2f})")
         if "blazeface" not in args.skip:
             frames = args.frames * 3  # fast enough that a longer run is needed for a stable figure
-            single = single_process_fps(video, frames, "blazeface", model)
-            piped, run = file_run(folder, video, frames, "blazeface", model)
+            before = single_process_fps(video, frames, "blazeface", model)
+            piped, run = file_run(folder, video, frames, "blazeface", model, args.detect_workers)
             keep(run)
+            single = (before + single_process_fps(video, frames, "blazeface", model)) / 2
             figures.update(file_fps_single_blazeface=round(single, 2), file_fps_blazeface=round(piped, 2),
-                           file_speedup_blazeface=round(piped / single, 3))
+                           file_speedup_blazeface=round(piped / single, 3),
+                           file_process_p50_ms_blazeface=run["scrape"].values("liveness_stage_process_seconds"))
             log(f"file, BlazeFace: single-process loop {single:.1f} fps, pipeline {piped:.1f} fps, ratio {piped / single:.2f}")
         if "scaling" not in args.skip:
             scaling = {}
