@@ -3,9 +3,9 @@
 Every transform is applied identically to all scale tiles of one sample (they show the same
 scene). Image-quality damage (blur, downscaling, JPEG, noise) is applied to real faces more
 often than to attacks: in the training data many attacks are smaller and blurrier than the
-real faces, and the model must not learn "blurry = fake". (Equal rates were tried too: on the
-six crop sources of the first three leave-one-source-out folds every source's ROC AUC was
-lower, 0.54 pooled against 0.66, same seed.) Work is done a batch at a time
+real faces, and the model must not learn "blurry = fake". (Equal rates were tried too: on
+the six crop sources of two leave-one-source-out folds, same seed, every source's ROC AUC
+was lower, 0.54 pooled against 0.66.) Work is done a batch at a time
 with numpy (a per-sample Python loop cost more than the training step on two cores).
 """
 from __future__ import annotations
