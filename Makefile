@@ -1,5 +1,6 @@
 # make run    : set up (.venv, pinned packages, detector weights) and run the pipeline
 # make test   : set up and run every test
+# make fuzz   : fuzz the wire decoder (100,000 cases);  make soak : 10-minute memory and latency soak
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ WEIGHTS := face_detector/weights/.fetched
 DATA ?= ../shared/data
 SOURCE ?=
 
-.PHONY: setup run demo test train evaluate loso calibrate bench clean
+.PHONY: setup run demo test train evaluate loso calibrate bench fuzz soak clean
 
 setup: $(STAMP) $(WEIGHTS)
 
@@ -45,6 +46,16 @@ test: setup
 BENCH_ARGS ?=
 bench: setup
 	$(PY) bench/pipeline_bench.py $(BENCH_ARGS)
+
+# Fuzz the wire decoder (FUZZ_EXAMPLES byte-level mutations of real messages, plus structured cases).
+FUZZ_EXAMPLES ?= 100000
+fuzz: setup
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider --timeout=0 tests/test_fuzz_wire.py
+
+# Run the pipeline on a looping 30 fps file for SOAK_SECONDS; fails above 5% RSS growth after warm-up.
+SOAK_SECONDS ?= 600
+soak: setup
+	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf runs .pytest_cache

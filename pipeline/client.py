@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
+import zmq.auth
 
 from pipeline.wire import TOPIC_RESULT, TOPIC_STATUS, WireError, decode, result_record
 
@@ -56,10 +57,17 @@ class Result:
 
 
 def subscribe(endpoint: str, timeout_s: float | None = None, stop_at_eos: bool = True,
-              context: zmq.Context | None = None) -> Iterator[Result]:
-    """Yield every result published on `endpoint` from now on. Malformed messages are skipped."""
+              context: zmq.Context | None = None, secret_key: str | None = None,
+              server_public_key: str | None = None) -> Iterator[Result]:
+    """Yield every result published on `endpoint` from now on. Malformed messages are skipped.
+
+    With CurveZMQ on the pipeline, pass this client's secret key file and the server's public key
+    file (`python -m pipeline.keys`); the pipeline must list this client's public key."""
     context = context or zmq.Context.instance()
     sock = context.socket(zmq.SUB)
+    if secret_key and server_public_key:
+        sock.curve_publickey, sock.curve_secretkey = zmq.auth.load_certificate(secret_key)
+        sock.curve_serverkey = zmq.auth.load_certificate(server_public_key)[0]
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, 10000)
     for topic in (TOPIC_RESULT, TOPIC_EOS, TOPIC_STATUS):

@@ -26,7 +26,7 @@ from pipeline.metrics import StageMetrics
 from pipeline.recovery import ACK, RESEND, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
 from pipeline.stage import SourceStage, Stage, StageError
-from pipeline.transport import Role, open_socket
+from pipeline.transport import Role, open_socket, stop_authenticator
 from pipeline.wire import TOPIC_RESULT, Message, WireError, decode, encode
 
 _SOCKET_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.XPUB, "sub": zmq.SUB}
@@ -118,6 +118,7 @@ class StageRunner:
                 if sock is not None:
                     sock.close()
             self.control.close()
+            stop_authenticator(self.context)
             self.context.term()
         return code
 
@@ -184,7 +185,8 @@ class StageRunner:
 
     def _open(self, port: Port) -> zmq.Socket:
         subscribe = b"" if port.socket == "sub" else None
-        sock = open_socket(self.context, _SOCKET_TYPES[port.socket], self._endpoint(port), port.role, self._hwm(port), subscribe)
+        sock = open_socket(self.context, _SOCKET_TYPES[port.socket], self._endpoint(port), port.role, self._hwm(port), subscribe,
+                           curve=self.config.curve)
         if port.socket == "pub" and not self.live:
             sock.setsockopt(zmq.XPUB_NODROP, 1)  # lossless: a slow recorder slows us down instead of losing results
         return sock
@@ -197,7 +199,7 @@ class StageRunner:
             # the live flow limiter counts finished frames on the result stream; subscribe before
             # reporting ready, because classify waits for this subscription
             self.results = open_socket(self.context, zmq.SUB, self.config.endpoints.results, Role.CONNECT,
-                                       self.config.transport.results_hwm, subscribe=TOPIC_RESULT)
+                                       self.config.transport.results_hwm, subscribe=TOPIC_RESULT, curve=self.config.curve)
         for port, sock in self.outputs:
             if port.socket == "pub":
                 self._wait_for_subscribers(sock, required_result_subscribers(self.config))

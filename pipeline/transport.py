@@ -6,7 +6,13 @@ from enum import Enum
 from pathlib import Path
 
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
+
+from pipeline.config import CurveConfig, resolve_path
+
+_AUTHENTICATORS: dict[zmq.Context, ThreadAuthenticator] = {}
 
 
 class Role(Enum):
@@ -23,6 +29,7 @@ def open_socket(
     role: Role,
     hwm: int,
     subscribe: bytes | None = None,
+    curve: CurveConfig | None = None,
 ) -> zmq.Socket:
     """A socket with small queues and a bounded linger, bound or connected to `endpoint`.
 
@@ -36,6 +43,8 @@ def open_socket(
     if subscribe is not None:
         sock.setsockopt(zmq.SUBSCRIBE, subscribe)
     try:
+        if curve is not None and endpoint.startswith("tcp://"):
+            _secure(context, sock, role, curve)
         if role is Role.BIND:
             if endpoint.startswith("ipc://"):
                 path = Path(endpoint[len("ipc://"):])
@@ -49,6 +58,42 @@ def open_socket(
         sock.close(0)
         raise zmq.ZMQError(error.errno, f"cannot {role.value} {endpoint}: {error.strerror}") from None
     return sock
+
+
+def _secure(context: zmq.Context, sock: zmq.Socket, role: Role, curve: CurveConfig) -> None:
+    """CurveZMQ on a tcp socket: a binding socket is a server that accepts only the listed client
+    keys (checked by one ZAP authenticator thread per process); a connecting socket is a client."""
+    try:
+        if role is Role.BIND and curve.server_secret_key and curve.allowed_clients:
+            sock.curve_publickey, sock.curve_secretkey = _load_key(curve.server_secret_key, "curve.server_secret_key", secret=True)
+            sock.curve_server = True
+            if context not in _AUTHENTICATORS:
+                authenticator = ThreadAuthenticator(context)
+                authenticator.start()
+                authenticator.configure_curve(domain="*", location=str(resolve_path(curve.allowed_clients)))
+                _AUTHENTICATORS[context] = authenticator
+        elif role is Role.CONNECT and curve.client_secret_key and curve.server_public_key:
+            sock.curve_publickey, sock.curve_secretkey = _load_key(curve.client_secret_key, "curve.client_secret_key", secret=True)
+            sock.curve_serverkey = _load_key(curve.server_public_key, "curve.server_public_key", secret=False)[0]
+    except zmq.ZMQError as error:
+        raise zmq.ZMQError(error.errno, f"CurveZMQ: {error.strerror}") from None
+
+
+def _load_key(path: str, field: str, secret: bool) -> tuple[bytes, bytes | None]:
+    try:
+        public, secret_key = zmq.auth.load_certificate(str(resolve_path(path)))
+    except (OSError, ValueError) as error:
+        raise zmq.ZMQError(zmq.EINVAL, f"{field} {path}: not a key file ({error})") from None
+    if secret and secret_key is None:
+        raise zmq.ZMQError(zmq.EINVAL, f"{field} {path}: holds no secret key (use the NAME.key_secret file)")
+    return public, secret_key
+
+
+def stop_authenticator(context: zmq.Context) -> None:
+    """Stop this context's ZAP thread, if any (before context.term(), which would wait for it)."""
+    authenticator = _AUTHENTICATORS.pop(context, None)
+    if authenticator is not None:
+        authenticator.stop()
 
 
 def _ipc_in_use(context: zmq.Context, endpoint: str) -> bool:

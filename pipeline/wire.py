@@ -23,6 +23,7 @@ Header fields (version 1), also documented for users in docs/result_schema.md:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,11 +134,13 @@ def decode(parts: list[Any]) -> Message:
         seq=_get(header, "seq", int),
         prev_seq=_get(header, "prev_seq", int),
         t_capture_ns=_get(header, "t_capture_ns", int),
-        t_wall=float(_get(header, "t_wall", (int, float))),
+        t_wall=float(_get(header, "t_wall", (int, float))),  # checked finite below
         stamps=_stamps(header.get("stamps", {})),
         faces=[_face(raw) for raw in _get(header, "faces", list)],
-        info=_get(header, "info", dict),
+        info=_info(header.get("info")),
     )
+    if not math.isfinite(message.t_wall):
+        raise WireError("field 't_wall' is not a finite number")
     if len(message.faces) > MAX_FACES:
         raise WireError(f"{len(message.faces)} faces exceed {MAX_FACES}")
     shape = header.get("shape")
@@ -174,9 +177,29 @@ def _face(raw: Any) -> Face:
     if not isinstance(det_conf, (int, float)) or isinstance(det_conf, bool):
         raise WireError("a face has no det_conf number")
     score, label, threshold = raw.get("score"), raw.get("label"), raw.get("threshold")
-    if score is not None and (not isinstance(score, (int, float)) or label not in ("real", "fake")):
-        raise WireError("a face score/label is malformed")
+    if score is not None and (not _finite(score) or label not in ("real", "fake") or not _finite(threshold)):
+        raise WireError("a face score/label/threshold is malformed")
+    if not _finite(det_conf):
+        raise WireError("a face det_conf is not a finite number")
     return Face(box=box, det_conf=float(det_conf), score=score, label=label, threshold=threshold)
+
+
+def _finite(value: Any) -> bool:
+    """A real number that JSON can carry (no bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _info(raw: Any) -> dict[str, Any]:
+    """The info map; the fields that reach the JSON lines (size, error) are checked."""
+    if not isinstance(raw, dict):
+        raise WireError("field 'info' missing or of the wrong type")
+    size = raw.get("size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 31 for v in size)):
+        raise WireError("field 'info.size' is not [width, height]")
+    if "error" in raw and not isinstance(raw["error"], str):
+        raise WireError("field 'info.error' is not text")
+    return raw
 
 
 def _pixels(part: Any, shape: Any) -> np.ndarray:
