@@ -30,6 +30,14 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, target_apcer: float
     return float(max(per_type))
 
 
+def min_acer_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold with the lowest (APCER + BPCER) / 2 (ties: the highest such threshold)."""
+    thresholds, ap, bp = metrics.error_curve(labels, scores)
+    total = ap + bp
+    best = np.nonzero(total <= total.min() + 1e-12)[0]
+    return float(thresholds[best[-1]])
+
+
 def write_threshold(model_path: Path, threshold: float, policy: str) -> None:
     """Store a new threshold (and how it was chosen) in the model's metadata."""
     from liveness.metadata import write_metadata
@@ -48,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("-s", "--scores", type=Path, help="scores CSV (e.g. LOSO oof_scores.csv)")
     parser.add_argument("--target-apcer", type=float, default=0.05)
     parser.add_argument("--per-attack", action="store_true", help="target holds for every attack type (print, replay, ...)")
+    parser.add_argument("--min-acer", action="store_true", help="instead of a target APCER, minimise (APCER + BPCER) / 2")
     parser.add_argument("--dry-run", action="store_true", help="print the threshold, do not write it")
     args = parser.parse_args(argv)
 
@@ -65,11 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = load_dataset(args.data, meta.input_size, list(meta.crop_scales), include_jitter=False)
         labels, scores, attacks = data.y, scores_from_model(args.model, data), data.attack
         where = f"development data {args.data.name}"
-    threshold = choose_threshold(labels, scores, args.target_apcer, attacks if args.per_attack else None)
+    if args.min_acer:
+        threshold = min_acer_threshold(labels, scores)
+        policy = f"lowest ACER on {where}"
+    else:
+        threshold = choose_threshold(labels, scores, args.target_apcer, attacks if args.per_attack else None)
+        scope = "every attack type" if args.per_attack else "all attacks"
+        policy = f"APCER <= {args.target_apcer:g} ({scope}) on {where}"
     threshold = float(min(max(threshold, 0.0), 1.0))
     figures = metrics.summary(labels, scores, threshold, attacks)
-    scope = "every attack type" if args.per_attack else "all attacks"
-    policy = f"APCER <= {args.target_apcer:g} ({scope}) on {where}"
     print(f"threshold {threshold:.4f}: APCER {100 * figures['apcer']:.1f}%  BPCER {100 * figures['bpcer']:.1f}%  "
           f"ACER {100 * figures['acer']:.1f}%  ({policy})")
     if not args.dry_run:

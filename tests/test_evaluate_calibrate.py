@@ -1,0 +1,37 @@
+"""training.calibrate: threshold choice on hand-computed cases, and writing it into a model."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liveness import LivenessModel
+from training.calibrate import choose_threshold, min_acer_threshold, write_threshold
+
+LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+SCORES = np.array([0.1, 0.2, 0.6, 0.9, 0.3, 0.7, 0.8, 0.95])
+ATTACKS = np.array(["print", "print", "replay", "replay", "none", "none", "none", "none"])
+
+
+def test_threshold_at_target_apcer() -> None:
+    assert choose_threshold(LABELS, SCORES, 0.05) == pytest.approx(0.95)  # every attack rejected
+    assert choose_threshold(LABELS, SCORES, 0.25) == pytest.approx(0.7)  # one attack of four may pass
+    # Per attack type: replay has two attacks (0.6, 0.9), so 25% per type still needs 0.95
+    assert choose_threshold(LABELS, SCORES, 0.25, ATTACKS) == pytest.approx(0.95)
+    assert choose_threshold(LABELS, SCORES, 0.5, ATTACKS) == pytest.approx(0.7)
+
+
+def test_min_acer_threshold() -> None:
+    # 0.3 and 0.7 both give ACER 0.25; the higher one is kept (fewer attacks pass)
+    assert min_acer_threshold(LABELS, SCORES) == pytest.approx(0.7)
+
+
+def test_threshold_is_written_into_the_model(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parent.parent / "models" / "liveness.onnx"
+    model_path = tmp_path / "m.onnx"
+    shutil.copy(shipped, model_path)
+    write_threshold(model_path, 0.4242, "test policy")
+    model = LivenessModel(model_path)
+    assert model.threshold == pytest.approx(0.4242)
+    assert model.metadata.threshold_policy == "test policy"
+    assert model.metadata.training == LivenessModel(shipped).metadata.training
