@@ -27,7 +27,7 @@ from pipeline.recovery import ACK, RESEND, EpochGate, SendWindow, SinkGate, stam
 from pipeline.reorder import Reorderer
 from pipeline.stage import SourceStage, Stage, StageError
 from pipeline.transport import Role, open_socket, stop_authenticator
-from pipeline.wire import TOPIC_RESULT, Message, WireError, decode, encode
+from pipeline.wire import TOPIC_RESULT, TOPIC_STATUS, Message, WireError, decode, encode
 
 _SOCKET_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.XPUB, "sub": zmq.SUB}
 _TOPIC_EOS = b"eos"
@@ -240,6 +240,11 @@ class StageRunner:
         """Send one processed message on every output port."""
         for port, sock in self.outputs:
             if port.format is Format.RESULT:
+                event = message.info.get("source_event")
+                if isinstance(event, dict) and message.kind == "frame":  # a camera or stream lost or back
+                    status = Message(kind="status", source=message.source, seq=message.seq, prev_seq=message.prev_seq,
+                                     t_capture_ns=message.t_capture_ns, t_wall=message.t_wall, info=dict(event))
+                    self._send(port, sock, [TOPIC_STATUS, *encode(status, with_pixels=False)])
                 topic = _TOPIC_EOS if message.kind == "eos" else TOPIC_RESULT
                 parts = [topic, *encode(message, with_pixels=False)]
             else:
@@ -434,6 +439,7 @@ class StageRunner:
                     self.control.send(DONE, info=eos.info)
                     continue
                 self.metrics.frames_in += 1
+                _count_source_event(self.metrics, message)
                 message.prev_seq = previous
                 message.stamps["capture"] = [message.t_capture_ns, time.monotonic_ns()]
                 window.add(message)
@@ -447,9 +453,17 @@ class StageRunner:
     def _lossless_frames(self, source: SourceStage):
         for message in source.frames():
             self.metrics.frames_in += 1
+            _count_source_event(self.metrics, message)
             if self._should_stop():
                 return
             yield message
+
+
+def _count_source_event(metrics: StageMetrics, message: Message) -> None:
+    """A camera or stream that went away is counted (frames it did not deliver are lost)."""
+    event = message.info.get("source_event")
+    if isinstance(event, dict) and event.get("event") == "source_lost":
+        metrics.drop("source_lost")
 
 
 class _LiveEntrance:
@@ -484,9 +498,12 @@ class _LiveEntrance:
         try:
             for message in source.frames():
                 self.runner.metrics.frames_in += 1
+                _count_source_event(self.runner.metrics, message)
                 with self.lock:
                     if self.slot is not None:
                         self.runner.metrics.drop("busy")
+                        if "source_event" in self.slot.info and "source_event" not in message.info:
+                            message.info["source_event"] = self.slot.info["source_event"]  # a status must not be dropped
                     self.slot = message
                 try:
                     wake.send(b"", zmq.NOBLOCK)

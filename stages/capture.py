@@ -1,6 +1,7 @@
 """Capture: read frames from a camera, video file, network stream or image folder."""
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,9 @@ from pipeline.runner import main
 from pipeline.stage import SourceStage, StageError
 from pipeline.wire import Message
 
+_STREAM_TIMEOUT_MS = 5000
+_REOPEN_FIRST_S, _REOPEN_MAX_S = 0.25, 8.0  # back-off between attempts to reopen a lost camera or stream
+_BAD_FRAMES_IN_A_ROW = 3  # a file whose frames fail to decode this many times in a row ends there
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 _NO_CAMERA_HINT = (
     "point --source at a video file, an rtsp:// or http:// stream or an image folder, "
@@ -37,13 +41,16 @@ class Capture(SourceStage):
             if self.config.width and self.config.height:
                 self.capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.config.width)
                 self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.config.height)
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:  # one image: a folder of one
+            if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
+                raise StageError(f"source.uri {uri!r}: unreadable image (not a decodable {path.suffix} file)")
+            self.images = [path]
         elif path.is_dir():
             self.images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.images:
                 raise StageError(f"source.uri {uri!r}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         else:
-            target = uri if "://" in uri else str(path)
-            self.capture = cv2.VideoCapture(target)
+            self.capture = self._open()
             if not self.capture.isOpened():
                 kind = "stream" if "://" in uri else "video file"
                 raise StageError(f"source.uri {uri!r}: cannot open {kind} (unreadable, unsupported or unreachable)")
@@ -51,11 +58,42 @@ class Capture(SourceStage):
         if not 1.0 <= self.fps <= 240.0:
             self.fps = 30.0
 
+    def _open(self) -> cv2.VideoCapture:
+        """Open the camera, stream or file (again); streams get open and read timeouts so a silent peer cannot hang us."""
+        uri = self.config.uri
+        if uri.isdigit():
+            return cv2.VideoCapture(int(uri))
+        if "://" in uri:
+            return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, _STREAM_TIMEOUT_MS,
+                                                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, _STREAM_TIMEOUT_MS])
+        return cv2.VideoCapture(str(resolve_path(uri)))
+
+    def _reopen(self) -> Iterator[tuple]:
+        """A camera or stream stopped sending: report it, reopen with back-off until it is back."""
+        uri = self.config.uri
+        lost = time.monotonic()
+        print(f"capture: source {uri} lost; reopening with back-off", file=sys.stderr, flush=True)
+        yield None, f"source lost: {uri} stopped sending frames", {"event": "source_lost", "uri": uri}
+        delay, attempts = _REOPEN_FIRST_S, 0
+        while True:
+            assert self.capture is not None
+            self.capture.release()
+            time.sleep(delay)
+            attempts += 1
+            self.capture = self._open()
+            ok, image = self.capture.read() if self.capture.isOpened() else (False, None)
+            if ok:
+                gap = time.monotonic() - lost
+                print(f"capture: source {uri} back after {gap:.1f} s ({attempts} attempts)", file=sys.stderr, flush=True)
+                yield image, None, {"event": "source_back", "uri": uri, "gap_s": round(gap, 3), "attempts": attempts}
+                return
+            delay = min(delay * 2, _REOPEN_MAX_S)
+
     def frames(self, start: int = 0) -> Iterator[Message]:
         seq = start
         started = time.monotonic() - start / self.fps
         limit = self.config.max_frames
-        for image, error in self._read(skip=start):
+        for image, error, event in self._read(skip=start):
             if limit is not None and seq >= limit:
                 return
             if self.config.pace:
@@ -67,6 +105,8 @@ class Capture(SourceStage):
                 info["size"] = [int(image.shape[1]), int(image.shape[0])]
             if error:
                 info["error"] = error
+            if event:
+                info["source_event"] = event  # published as a status message by the framework
             yield Message(kind="frame", source=self.config.id, seq=seq, t_capture_ns=time.monotonic_ns(),
                           t_wall=time.time(), info=info, frame=image)
             seq += 1
@@ -77,17 +117,32 @@ class Capture(SourceStage):
             if self.images is not None:
                 for path in self.images[skip:]:
                     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                    yield (image, None) if image is not None else (None, f"unreadable image {path.name}")
+                    yield (image, None, None) if image is not None else (None, f"unreadable image {path.name}", None)
             else:
                 assert self.capture is not None
                 for _ in range(skip):
                     if not self.capture.grab():  # grab without decoding: a cheap seek that counts exactly
                         break
+                live = self.config.uri.isdigit() or "://" in self.config.uri
+                total = 0 if live else int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
+                index, decoded, failures = skip, 0, 0
                 while True:
                     ok, image = self.capture.read()
-                    if not ok:
+                    if ok:
+                        index, decoded, failures = index + 1, decoded + 1, 0
+                        yield image, None, None
+                    elif live:
+                        yield from self._reopen()
+                    elif index < total and failures < _BAD_FRAMES_IN_A_ROW:
+                        failures += 1  # a frame the decoder rejects: try the next ones before giving up
+                        index += 1
+                        yield None, "undecodable frame", None
+                    else:
+                        if decoded + skip < total:
+                            name = Path(self.config.uri).name
+                            print(f"capture: {name}: decoded {decoded} of {total} frames; the rest is corrupt or truncated",
+                                  file=sys.stderr, flush=True)
                         break
-                    yield image, None
             skip = 0
             if not self.config.loop:
                 return
