@@ -190,14 +190,34 @@ def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return labels, np.array([float(r["score"]) for r in rows]), np.array([r["attack"] for r in rows])
 
 
-def loso(data: Examples, config, out: Path, only: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+def nuaa_subject_fold(origin: str) -> str:
+    """NUAA split by person: subjects 0001-0004 and 0005-0009 (file names start with the subject id)."""
+    subject = int(Path(origin).name.split("_")[0])
+    return "nuaa_subjects_1-4" if subject <= 4 else "nuaa_subjects_5-9"
+
+
+def sample_folds(data: Examples, nuaa_by_subject: bool = False) -> np.ndarray:
+    """The LOSO fold of every sample; with nuaa_by_subject, NUAA is split into two groups of people.
+
+    The NUAA split answers a different question from leaving all of NUAA out: how well the
+    recipe does on *new people of a capture setup it was trained on* (the held-out prints are
+    other NUAA subjects).
+    """
+    folds = np.array([fold_of(g) for g in data.group])
+    if nuaa_by_subject:
+        for i in np.nonzero(data.source == "nuaa")[0]:
+            folds[i] = nuaa_subject_fold(data.origin[i])
+    return folds
+
+
+def loso(data: Examples, config, out: Path, only: Sequence[str] = (), nuaa_by_subject: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Train once per fold without it, score its detector-box crops; returns (fold per sample, scores).
 
     Scores of finished folds are kept in out/folds/*.csv so an interrupted run resumes.
     """
     from training.train import predict, train_model
 
-    folds = np.array([fold_of(g) for g in data.group])
+    folds = sample_folds(data, nuaa_by_subject)
     scores = np.full(len(data), np.nan)
     test_mask = data.variant == 0
     names = [f for f in dict.fromkeys(folds.tolist()) if not only or f in only]
@@ -232,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--out", type=Path, default=Path("runs/eval"), help="folder for plots, scores and figures")
     parser.add_argument("--loso", action="store_true", help="leave-one-source-out: train per fold, score the left-out source")
     parser.add_argument("--folds", nargs="*", default=[], help="LOSO: run only these folds")
+    parser.add_argument("--nuaa-by-subject", action="store_true",
+                        help="LOSO: split NUAA into two folds of people instead of one fold (use with --folds nuaa_subjects_1-4 nuaa_subjects_5-9)")
     parser.add_argument("--groups", nargs="*", default=[],
                         help="plain mode: score only these sources (e.g. replay_attack_devel)")
     parser.add_argument("--threshold", type=float, default=None, help="threshold to report at (default: the model's)")
@@ -259,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.loso:
         data = load_dataset(args.data, config.size, config.scales)
-        folds, scores = loso(data, config, args.out, args.folds)
+        folds, scores = loso(data, config, args.out, args.folds, args.nuaa_by_subject)
         done = ~np.isnan(scores)
         test = data.subset(done)
         write_scores(args.out / "oof_scores.csv", test, scores[done], folds[done])
