@@ -265,7 +265,8 @@ def run_pipeline(folder: Path, video: Path, settings: dict[str, Any], timeout: f
         results.stop.set()
         results.join(timeout=5)
     if process.returncode != 0:
-        raise SystemExit(f"pipeline run failed (exit {process.returncode}): {stderr.strip()[-800:]}")
+        said = "\n".join(line for line in stderr.splitlines() if line.startswith("run_pipeline:"))
+        raise SystemExit(f"pipeline run failed (exit {process.returncode}):\n{said}\n{stderr.strip()[-800:]}")
     return {"results": results.received, "eos": results.eos, "rss_mb": memory.peak_mb, "tensorflow": memory.tensorflow,
             "scrape": scraper}
 
@@ -314,7 +315,13 @@ def live_figures(run: dict[str, Any], fps: float) -> dict[str, Any]:
     frames_read = int(run["eos"].info.get("frames_read", 0)) if run["eos"] is not None else 0
     scrape: Scraper = run["scrape"]
     transport = {stage: ms for stage, ms in scrape.values("liveness_stage_hop_seconds").items() if stage != "capture"}
-    slope = float(np.polyfit(np.asarray(capture_s) / 60.0, latency, 1)[0]) if len(latency) > 2 else float("nan")
+    minutes = np.asarray(capture_s) / 60.0
+    slope = float(np.polyfit(minutes, latency, 1)[0]) if len(latency) > 2 else float("nan")
+    # does latency grow by itself, or because detection got slower (a busier machine)?
+    overhead = np.asarray(latency) - np.asarray(budget)
+    overhead_slope = float(np.polyfit(minutes, overhead, 1)[0]) if len(latency) > 2 else float("nan")
+    budget_slope = float(np.polyfit(minutes, budget, 1)[0]) if len(latency) > 2 else float("nan")
+    by_minute = {str(int(m)): _p([v for v, t in zip(latency, minutes) if int(t) == m], 50) for m in sorted({int(t) for t in minutes})}
     return {
         "live_fps_offered": fps,
         "live_results": len(run["results"]),
@@ -326,6 +333,9 @@ def live_figures(run: dict[str, Any], fps: float) -> dict[str, Any]:
         "live_budget_ms": _p(budget, 50),
         "live_entrance_wait_p50_ms": _p(entrance, 50),
         "latency_slope_ms_per_min": round(slope, 4),
+        "budget_slope_ms_per_min": round(budget_slope, 4),
+        "latency_minus_budget_slope_ms_per_min": round(overhead_slope, 4),
+        "live_p50_ms_by_minute": by_minute,
         # transport per hop as the receiving stage measures it (its queueing while busy is in inbox_ms);
         # hop_p50_ms is the slowest hop's p50, over the last ~2048 frames of the run
         "hop_p50_ms": max(transport.values()) if transport else None,
@@ -412,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             live = live_figures(run, args.live_fps)
             figures.update(live)
             log(f"live: p50 {live['live_p50_ms']} ms, p99 {live['live_p99_ms']} ms, budget (detect + classify) "
-                f"{live['live_budget_ms']} ms, entrance wait p50 {live['live_entrance_wait_p50_ms']} ms, slope {live['latency_slope_ms_per_min']} ms/min, drop rate "
+                f"{live['live_budget_ms']} ms, entrance wait p50 {live['live_entrance_wait_p50_ms']} ms, slope {live['latency_slope_ms_per_min']} ms/min "
+                f"(detect + classify {live['budget_slope_ms_per_min']}, the rest {live['latency_minus_budget_slope_ms_per_min']}), drop rate "
                 f"{live['live_drop_rate']}, transport p50 by stage {live['hop_p50_ms_by_stage']} ms, with queueing "
                 f"{live['hop_with_queue_p50_ms']} ms")
         figures["stage_rss_mb"] = rss
