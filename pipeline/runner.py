@@ -310,6 +310,8 @@ class StageRunner:
                     if message.kind == "eos":
                         eos = message
                     elif reorder is not None:
+                        if self.live and message.prev_seq == -1 and reorder.last_released >= 0:
+                            reorder.reset(-1)  # live: a restarted capture numbers its frames from 0 again
                         for ready in reorder.push(message):
                             self._handle(ready)
                     else:
@@ -509,6 +511,8 @@ class _LiveEntrance:
                     wake.send(b"", zmq.NOBLOCK)
                 except zmq.Again:
                     pass
+                except zmq.ZMQError:
+                    break  # the context is gone: the stage is shutting down
                 if self.runner.stop_requested:
                     break
         except StageError as error:
@@ -517,8 +521,8 @@ class _LiveEntrance:
             self.finished.set()
             try:
                 wake.send(b"", zmq.NOBLOCK)
-            except zmq.Again:
-                pass
+            except zmq.ZMQError:
+                pass  # full, or the context is gone at shutdown
             wake.close()
 
     def _collect_results(self) -> None:

@@ -30,6 +30,7 @@ class Capture(SourceStage):
 
     def setup(self, config: PipelineConfig) -> None:
         self.config = config.source
+        self.live = config.policy() == "live"
         uri = self.config.uri
         self.images: list[Path] | None = None
         self.capture: cv2.VideoCapture | None = None
@@ -105,6 +106,8 @@ class Capture(SourceStage):
                 info["size"] = [int(image.shape[1]), int(image.shape[0])]
             if error:
                 info["error"] = error
+            if self.live and self.attempt and seq == 0:
+                event = event or {"event": "capture_restarted", "uri": self.config.uri}  # seq starts again at 0
             if event:
                 info["source_event"] = event  # published as a status message by the framework
             yield Message(kind="frame", source=self.config.id, seq=seq, t_capture_ns=time.monotonic_ns(),

@@ -74,3 +74,50 @@ def test_policy_never_still_stops_the_run(tmp_path: Path, long_video: Path) -> N
             process.wait()
     assert process.returncode == 1
     assert "stage record stopped (killed by signal 9); stopping the pipeline" in stderr
+
+
+def test_live_run_goes_on_with_the_newest_frames_after_restarts(tmp_path: Path, long_video: Path) -> None:
+    import yaml
+    import zmq
+
+    from pipeline.wire import decode
+
+    config = make_config(tmp_path, source={"policy": "live", "pace": True, "loop": True},
+                         restart={"policy": "on-failure", "backoff_s": 0.1})
+    endpoint = yaml.safe_load(config.read_text())["endpoints"]["results"]
+    process = start_pipeline("--config", str(config), "--source", str(long_video))
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    for topic in (b"result", b"status"):
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
+    sub.connect(endpoint)
+    deadline = time.monotonic() + 90
+
+    def read_until(results: int, status: str | None = None) -> None:
+        seen, found = 0, status is None
+        while seen < results or not found:
+            assert time.monotonic() < deadline and process.poll() is None, "the live run stalled"
+            if sub.poll(500):
+                topic, *parts = sub.recv_multipart()
+                seen += topic == b"result"
+                found = found or (topic == b"status" and decode(parts).info.get("event") == status)
+
+    try:
+        read_until(10)
+        os.kill(_stage_pid("stages.capture", process.pid), signal.SIGKILL)
+        read_until(10, status="capture_restarted")  # numbering starts again, and results flow again
+        os.kill(_stage_pid("stages.classify", process.pid), signal.SIGKILL)
+        read_until(10)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        sub.close(0)
+        context.term()
+    assert process.returncode == 130, stderr
+    assert "stage capture stopped (killed by signal 9); restart 1 of 5" in stderr
+    assert "stage classify stopped (killed by signal 9); restart 1 of 5" in stderr
+    assert "Traceback" not in stderr
