@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         jsonl = work / "soak.jsonl"
         command = [sys.executable, str(REPO / "run_pipeline.py"), "--config", args.config, "--source", str(video),
                    "--jsonl", str(jsonl), "--set", "source.loop=true", "--set", "source.pace=true",
-                   "--set", "display.video=null", "--set", "display.window=off", "--set", "metrics_interval_s=60"]
+                   "--set", "display.video=null", "--set", "display.window=\"off\"", "--set", "metrics_interval_s=60"]
         for override in args.set:
             command += ["--set", override]
         print(f"soak: {args.seconds:.0f} s on {video.name} looping at its own frame rate; warm-up {warmup:.0f} s", flush=True)

@@ -261,6 +261,7 @@ def _check(config: PipelineConfig, check_files: bool = True) -> None:
         need(section.max_restarts is None or section.max_restarts >= 0, where + "max_restarts", "must not be negative")
         need(section.backoff_s is None or section.backoff_s >= 0, where + "backoff_s", "must not be negative")
     need(config.restart.window >= 1, "restart.window", "must be at least 1")
+    need(config.restart.max_backoff_s >= 0, "restart.max_backoff_s", "must not be negative")
     curve = config.curve
     need((curve.server_secret_key is None) == (curve.allowed_clients is None), "curve.allowed_clients",
          "curve.server_secret_key and curve.allowed_clients go together")

@@ -43,6 +43,7 @@ class _SnapshotCollector:
         malformed = CounterMetricFamily("liveness_stage_malformed", "Malformed messages dropped", labels=["stage"])
         dropped = CounterMetricFamily("liveness_stage_dropped", "Frames dropped, by reason", labels=["stage", "reason"])
         fps = GaugeMetricFamily("liveness_stage_fps", "Frames sent per second since the stage started", labels=["stage"])
+        restarts = CounterMetricFamily("liveness_stage_restarts", "Times run_pipeline.py restarted the stage (restart.policy)", labels=["stage"])
         timings = {key: GaugeMetricFamily(name, help_text, labels=["stage", "quantile"]) for key, (name, help_text) in _TIMINGS.items()}
         means = {key: GaugeMetricFamily(f"{name}_mean", f"{help_text} (mean)", labels=["stage"]) for key, (name, help_text) in _TIMINGS.items()}
         for stage, snap in sorted(snapshots.items()):
@@ -50,6 +51,7 @@ class _SnapshotCollector:
             frames_out.add_metric([stage], snap.get("frames_out", 0))
             malformed.add_metric([stage], snap.get("malformed", 0))
             fps.add_metric([stage], snap.get("fps", 0.0))
+            restarts.add_metric([stage], snap.get("restarts", 0))
             for reason, count in snap.get("dropped", {}).items():
                 dropped.add_metric([stage, reason], count)
             for key in _TIMINGS:
@@ -59,7 +61,7 @@ class _SnapshotCollector:
                         timings[key].add_metric([stage, quantile], values[name] / 1000.0)
                 if "mean" in values:
                     means[key].add_metric([stage], values["mean"] / 1000.0)
-        yield from (frames_in, frames_out, malformed, dropped, fps, *timings.values(), *means.values())
+        yield from (frames_in, frames_out, malformed, dropped, fps, restarts, *timings.values(), *means.values())
 
 
 class PrometheusExporter:

@@ -121,3 +121,11 @@ def test_live_run_goes_on_with_the_newest_frames_after_restarts(tmp_path: Path, 
     assert "stage capture stopped (killed by signal 9); restart 1 of 5" in stderr
     assert "stage classify stopped (killed by signal 9); restart 1 of 5" in stderr
     assert "Traceback" not in stderr
+
+
+def test_restarts_are_exported_to_prometheus() -> None:
+    from pipeline.prometheus import _SnapshotCollector
+
+    families = {m.name: m for m in _SnapshotCollector(lambda: {"record": {"restarts": 2}, "capture": {}}).collect()}
+    samples = {s.labels["stage"]: s.value for s in families["liveness_stage_restarts"].samples}
+    assert samples == {"capture": 0, "record": 2}
