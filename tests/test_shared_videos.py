@@ -39,7 +39,7 @@ def test_shipped_model_on_shared_videos(tmp_path: Path, label: str) -> None:
     assert result.returncode == 0, result.stderr
     records = read_jsonl(tmp_path / "results.jsonl")
     assert [r["seq"] for r in records] == list(range(len(records))) and len(records) > 600
-    assert sum(bool(r["faces"]) for r in records) > 0.9 * len(records)  # res10 finds the face in almost every frame
+    assert sum(bool(r["faces"]) for r in records) > 0.85 * len(records)  # res10 finds the face in most frames
     apcer, bpcer = _expected_error_rates()
     live = _live_fraction(records)
     if label == "real":
