@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.scores is not None:
         labels, scores, attacks = read_scores(args.scores)
-        where = f"pooled scores in {args.scores.name}"
+        where = f"pooled out-of-fold scores ({args.scores.name}, leave-one-source-out)"
     else:
         from liveness.model import LivenessModel
         from training.evaluate import scores_from_model

@@ -285,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = ~np.isnan(scores)
         test = data.subset(done)
         write_scores(args.out / "oof_scores.csv", test, scores[done], folds[done])
+        scores = scores[done]
         title = "LOSO out-of-fold"
         (args.out / "config.json").write_text(json.dumps(config.__dict__, indent=1))
     else:
