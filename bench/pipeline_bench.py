@@ -357,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                              "configs/two_workers.yaml: one per core of the 2-core target machine)")
     parser.add_argument("--frames", type=int, default=200, help="frames per file run (default: %(default)s)")
     parser.add_argument("--live-seconds", type=float, default=300.0, help="length of the live run (default: %(default)s)")
+    parser.add_argument("--live-backend", default="res10", choices=["res10", "blazeface", "blazeface_short"],
+                        help="detector of the live run (default: %(default)s)")
     parser.add_argument("--live-fps", type=float, default=30.0, help="pace of the live source (default: %(default)s)")
     parser.add_argument("--skip", action="append", default=[], choices=["file", "blazeface", "live", "scaling"],
                         help="leave a part out (repeatable)")
@@ -413,14 +415,15 @@ def main(argv: list[str] | None = None) -> int:
             figures["file_fps_by_detect_workers"] = scaling
         if "live" not in args.skip:
             frames = int(args.live_seconds * args.live_fps)
-            log(f"live: {args.live_seconds:.0f} s at {args.live_fps:.0f} fps ({frames} frames), res10 ...")
+            log(f"live: {args.live_seconds:.0f} s at {args.live_fps:.0f} fps ({frames} frames), {args.live_backend} ...")
             run = run_pipeline(folder, video, {
                 "source": {"policy": "live", "pace": True, "loop": True, "max_frames": frames},
+                "detect": {"backend": args.live_backend},
                 "classify": {"model": str(model)},
             }, timeout=args.live_seconds + 120)
             keep(run)
             live = live_figures(run, args.live_fps)
-            figures.update(live)
+            figures.update(live, live_backend=args.live_backend)
             log(f"live: p50 {live['live_p50_ms']} ms, p99 {live['live_p99_ms']} ms, budget (detect + classify) "
                 f"{live['live_budget_ms']} ms, entrance wait p50 {live['live_entrance_wait_p50_ms']} ms, slope {live['latency_slope_ms_per_min']} ms/min "
                 f"(detect + classify {live['budget_slope_ms_per_min']}, the rest {live['latency_minus_budget_slope_ms_per_min']}), drop rate "
