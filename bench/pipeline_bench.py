@@ -16,7 +16,7 @@ The video is read from $LIVENESS_DATA (default <repo>/../shared/data) videos/*/*
 to 640x480 into a temporary folder (never into the repository); without the data, the demo video
 made from a public-domain photo is used instead.
 
-    python bench/pipeline_bench.py                    # everything, ~9 minutes
+    python bench/pipeline_bench.py                    # everything, ~11 minutes
     python bench/pipeline_bench.py --live-seconds 30  # a shorter live run
 """
 from __future__ import annotations
