@@ -7,7 +7,7 @@ Scores are P(real); a face is accepted as real when score >= threshold. Labels: 
 - BPCER: share of real faces rejected.
 - ACER = (APCER + BPCER) / 2.
 - EER: the error where APCER = BPCER as the threshold moves.
-- BPCER@APCER=x: BPCER at the highest threshold... i.e. at the lowest-BPCER threshold whose APCER <= x.
+- BPCER@APCER=x: BPCER at the lowest threshold whose APCER <= x (BPCER20 for x = 5%).
 """
 from __future__ import annotations
 
