@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -102,3 +103,18 @@ def stage_processes(marker: str) -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+def wait_for_line(process: subprocess.Popen, words: str, timeout: float = 60) -> list[str]:
+    """Read the pipeline's stderr until a line containing `words` appears."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert process.stderr is not None
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if words in line:
+            return seen
+    raise AssertionError(f"never saw {words!r}; stderr so far:\n{''.join(seen)}")

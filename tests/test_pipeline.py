@@ -10,25 +10,11 @@ from pathlib import Path
 import pytest
 
 from conftest import (count_video_frames, make_config, needs_model, read_jsonl, run_pipeline, stage_processes,
+                      wait_for_line,
                       start_pipeline)
 from pipeline.client import subscribe
 
 pytestmark = needs_model
-
-
-def _wait_for_line(process: subprocess.Popen, words: str, timeout: float = 60) -> list[str]:
-    """Read the pipeline's stderr until a line containing `words` appears."""
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert process.stderr is not None
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if words in line:
-            return seen
-    raise AssertionError(f"never saw {words!r}; stderr so far:\n{''.join(seen)}")
 
 
 def test_video_through_every_stage(tmp_path: Path, face_video: Path) -> None:
@@ -95,7 +81,7 @@ def test_consumer_attached_mid_run_and_ctrl_c(tmp_path: Path, face_video: Path) 
     config = make_config(tmp_path, source={"pace": True, "loop": True})
     process = start_pipeline("--config", str(config), "--source", str(face_video))
     try:
-        _wait_for_line(process, "all 5 stages ready")
+        wait_for_line(process, "all 5 stages ready")
         time.sleep(1.0)  # the run is well under way when the consumer attaches
         endpoint = __import__("yaml").safe_load(config.read_text())["endpoints"]["results"]
         results = []
@@ -128,7 +114,7 @@ def test_sigterm_to_the_supervisor_stops_every_stage(tmp_path: Path, face_video:
     config = make_config(tmp_path, source={"pace": True, "loop": True})
     process = start_pipeline("--config", str(config), "--source", str(face_video))
     try:
-        lines = _wait_for_line(process, "all 5 stages ready")
+        lines = wait_for_line(process, "all 5 stages ready")
         children = [pid for pid in stage_processes("--worker") if os.getpgid(pid) == process.pid]
         run_dirs = {arg for pid in children for arg in Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
                     if arg.endswith("config.yaml")}
@@ -148,7 +134,7 @@ def test_a_dead_stage_stops_the_run_naming_it(tmp_path: Path, face_video: Path) 
     config = make_config(tmp_path, source={"pace": True, "loop": True})
     process = start_pipeline("--config", str(config), "--source", str(face_video))
     try:
-        _wait_for_line(process, "all 5 stages ready")
+        wait_for_line(process, "all 5 stages ready")
         detect = [pid for pid in stage_processes("stages.detect") if os.getpgid(pid) == process.pid]
         os.kill(detect[0], signal.SIGKILL)
         _, stderr = process.communicate(timeout=20)

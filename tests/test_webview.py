@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port, make_config, needs_model, start_pipeline
+from conftest import free_port, make_config, needs_model, start_pipeline, wait_for_line
 from pipeline.client import subscribe
 
 pytestmark = needs_model
@@ -95,19 +95,6 @@ class DevTools:
         os.close(self.from_browser_r)
 
 
-def _wait_for_line(process: subprocess.Popen, words: str, timeout: float = 60) -> None:
-    deadline, seen = time.monotonic() + timeout, []
-    assert process.stderr is not None
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if words in line:
-            return
-    raise AssertionError(f"never saw {words!r}; stderr so far:\n{''.join(seen)}")
-
-
 def _stalled_client(port: int) -> socket.socket:
     """A viewer that asks for the stream and then never reads a byte."""
     client = socket.create_connection(("127.0.0.1", port))
@@ -124,8 +111,8 @@ def test_live_page_in_headless_chromium(tmp_path: Path, face_video: Path) -> Non
     stalled: list[socket.socket] = []
     browser: DevTools | None = None
     try:
-        _wait_for_line(pipeline, f"display: live view on http://127.0.0.1:{web_port}/")
-        _wait_for_line(pipeline, "stages ready")
+        wait_for_line(pipeline, f"display: live view on http://127.0.0.1:{web_port}/")
+        wait_for_line(pipeline, "stages ready")
         # viewers that stall must not hold the pipeline back (a lossless run: the display is a sink)
         stalled = [_stalled_client(web_port) for _ in range(3)]
         browser = DevTools(tmp_path / "profile")
