@@ -45,8 +45,12 @@ def test_prometheus_endpoint_during_a_run(tmp_path: Path, face_video: Path) -> N
                 values = _scrape(port)
             except OSError:
                 values = {}
+            # each stage reports on its own one-second clock: wait until every figure asserted is in
+            wanted = [("liveness_stage_hop_seconds", "classify"), ("liveness_stage_process_seconds", "detect.0"),
+                      ("liveness_stage_inbox_seconds", "detect.0"), ("liveness_stage_queue_seconds", "classify"),
+                      ("liveness_stage_latency_seconds", "classify"), ("liveness_stage_send_wait_seconds", "capture")]
             if (_value(values, "liveness_stage_frames_out_total", "classify") or 0) >= 5 and \
-                    _value(values, "liveness_stage_hop_seconds", "classify", 'quantile="0.5"') is not None:
+                    all(_value(values, name, stage, 'quantile="0.5"') is not None for name, stage in wanted):
                 break
             time.sleep(0.3)
         for stage in ("capture", "detect.0", "classify", "display", "record"):
