@@ -59,6 +59,7 @@ class Supervisor:
         self.run_dir = Path(tempfile.mkdtemp(prefix="liveness-run-"))
         self.stages: dict[str, Running] = {}
         self.interrupted = False
+        self.summary_at_exit = False
         self.context = zmq.Context()
         self.exporter = PrometheusExporter(lambda: {key: s.snapshot for key, s in list(self.stages.items()) if s.snapshot})
 
@@ -107,6 +108,10 @@ class Supervisor:
             self._stop_all(control)
             self.exporter.stop()
             if control is not None:
+                while control.poll(0):  # each stage's final figures, sent as it stopped
+                    self._on_control(control)
+                if self.summary_at_exit:
+                    self._print_summary()
                 control.close(0)
             self.context.term()
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -148,8 +153,8 @@ class Supervisor:
                     return EXIT_STAGE_FAILED
                 continue
             if self._finished():
-                self._print_summary()
                 log("end of stream: every frame processed")
+                self.summary_at_exit = True  # printed once every stage has sent its last figures
                 return EXIT_OK
             if time.monotonic() - last_summary >= self.config.metrics_interval_s:
                 last_summary = time.monotonic()
