@@ -211,6 +211,8 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
     if hint is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and path.endswith("uri"):
             return str(value)  # `uri: 0` means camera 0
+        if isinstance(value, bool) and path.endswith("display.window"):
+            return "on" if value else "off"  # YAML 1.1 reads an unquoted on/off as true/false
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return value

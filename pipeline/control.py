@@ -16,6 +16,7 @@ import msgpack
 import zmq
 
 READY, DONE, ERROR, METRICS, START, STOP = "ready", "done", "error", "metrics", "start", "stop"
+QUIT = "quit"  # stage -> supervisor: the user asked to end the whole run (q in the window)
 
 
 class StageControl:

@@ -20,12 +20,12 @@ from typing import Any
 import zmq
 
 from pipeline.config import ConfigError, PipelineConfig, load_config
-from pipeline.control import DONE, ERROR, METRICS, READY, START, STOP, StageControl
+from pipeline.control import DONE, ERROR, METRICS, QUIT, READY, START, STOP, StageControl
 from pipeline.graph import Format, Port, StageSpec, outputs_for, required_result_subscribers, spec_for, stage_key
 from pipeline.metrics import StageMetrics
 from pipeline.recovery import ACK, RESEND, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
-from pipeline.stage import SourceStage, Stage, StageError
+from pipeline.stage import SourceStage, Stage, StageError, StopPipeline
 from pipeline.transport import Role, open_socket, stop_authenticator
 from pipeline.wire import TOPIC_RESULT, TOPIC_STATUS, Message, WireError, decode, encode
 
@@ -101,6 +101,8 @@ class StageRunner:
                 self._run_source(self.stage)
             else:
                 self._run_loop()
+        except StopPipeline:
+            self.control.send(QUIT)  # a clean end asked for by the user, not a failure
         except (StageError, zmq.ZMQError, OSError) as error:
             self._report_error(str(error))
             code = 1

@@ -20,6 +20,10 @@ class StageError(RuntimeError):
     """A stage cannot go on; str() is the one line the user sees (name the config field or file)."""
 
 
+class StopPipeline(Exception):
+    """Raised by a stage when the user asks to end the whole run (q in the display window)."""
+
+
 class Stage:
     """A processing step: `setup` once, `process` per message, `teardown` at the end."""
 

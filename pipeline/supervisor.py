@@ -22,7 +22,7 @@ import msgpack
 import zmq
 
 from pipeline.config import REPO_ROOT, PipelineConfig, dump_config
-from pipeline.control import DONE, ERROR, METRICS, READY, START, STOP
+from pipeline.control import DONE, ERROR, METRICS, QUIT, READY, START, STOP
 from pipeline.recovery import ACK, RESEND
 from pipeline.graph import StageInstance, plan
 from pipeline.metrics import publisher_key, summary_line
@@ -60,6 +60,7 @@ class Supervisor:
         self.stages: dict[str, Running] = {}
         self.interrupted = False
         self.summary_at_exit = False
+        self.quit_by: str | None = None  # a stage through which the user ended the run
         self.context = zmq.Context()
         self.exporter = PrometheusExporter(lambda: {key: s.snapshot for key, s in list(self.stages.items()) if s.snapshot})
 
@@ -138,7 +139,15 @@ class Supervisor:
                 self._on_control(control)
                 while control.poll(0):
                     self._on_control(control)
+            if self.quit_by:
+                log(f"stopped by the user ({self.quit_by}); stopping every stage")
+                return EXIT_OK
             failed = self._failed_stage()
+            deadline = time.monotonic() + 0.3
+            while failed and not self.quit_by and control.poll(50) and time.monotonic() < deadline:
+                self._on_control(control)  # a stage that ended on purpose said so just before it exited
+            if self.quit_by:
+                continue
             if failed and not (started and self._schedule_restart(failed)):
                 return self._fail(failed)
             self._restart_due(control)
@@ -174,6 +183,8 @@ class Supervisor:
         kind = message.get("type")
         if kind == READY:
             stage.ready = True
+        elif kind == QUIT:
+            self.quit_by = stage.instance.key
         elif kind == DONE:
             stage.done = True
         elif kind == ERROR:

@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.config import PipelineConfig
 from pipeline.runner import main
-from pipeline.stage import Stage, StageError
+from pipeline.stage import Stage, StageError, StopPipeline
 from pipeline.webview import WebView, frame_stats
 from pipeline.wire import Message
 
@@ -94,7 +94,7 @@ class Display(Stage):
         if self.window:
             cv2.imshow(self.title, canvas)
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                raise StageError("display: window closed by the user (q)")
+                raise StopPipeline("q pressed in the display window")
         return []
 
     def resume_point(self) -> int:

@@ -77,3 +77,9 @@ def test_config_error_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(_write(tmp_path, "transport:\n  live_hwm: 0\n"), check_files=False)
     assert "transport.live_hwm" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_unquoted_on_off_window(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    assert load_config(config, ["display.window=on"], check_files=False).display.window == "on"
+    assert load_config(config, ["display.window=off"], check_files=False).display.window == "off"
