@@ -47,6 +47,7 @@ from face_detector import create_detector  # noqa: E402
 from liveness import LivenessModel  # noqa: E402
 from pipeline.wire import WireError, decode  # noqa: E402
 from stages.display import annotate  # noqa: E402
+from stage_procs import stage_processes  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 DEFAULT_VIDEO = "videos/tranvanluyt2203/real.mp4"
 SIZE = (640, 480)
@@ -186,21 +187,7 @@ class MemoryMonitor(threading.Thread):
             time.sleep(0.25)
 
     def _stages(self) -> list[tuple[int, str]]:
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != self.supervisor_pid:
-                    continue
-                args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            except (OSError, ValueError, IndexError):
-                continue
-            if "-m" in args and "--worker" in args:
-                module = args[args.index("-m") + 1].rsplit(".", 1)[-1]
-                worker = args[args.index("--worker") + 1]
-                found.append((int(entry.name), f"{module}.{worker}" if module in ("detect", "classify") else module))
-        return found
+        return [(pid, name) for name, pid in stage_processes(self.supervisor_pid).items()]
 
 
 class Scraper(threading.Thread):

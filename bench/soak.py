@@ -22,29 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from stage_procs import stage_processes  # bench/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parent.parent
 _SAMPLE_EVERY_S = 5.0
 _EDGE_SAMPLES = 5  # samples averaged (median) at each end of the window
-
-
-def _stage_processes(root: int) -> dict[str, int]:
-    """{stage key: pid} for the stage processes whose parent is `root` (the supervisor)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) != root:
-                continue
-            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if "-m" in args and "--worker" in args:
-            name = args[args.index("-m") + 1].rsplit(".", 1)[-1]
-            worker = args[args.index("--worker") + 1]
-            found[f"{name}.{worker}" if name in ("detect", "classify") else name] = int(entry.name)
-    return found
 
 
 def _rss_kib(pid: int) -> int | None:
@@ -104,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"soak: FAIL: the pipeline stopped on its own (exit status {pipeline.returncode})")
                     return 1
                 elapsed = time.monotonic() - started
-                for key, pid in _stage_processes(pipeline.pid).items():
+                for key, pid in stage_processes(pipeline.pid).items():
                     rss = _rss_kib(pid)
                     if rss is not None and elapsed >= warmup:
                         samples.setdefault(key, []).append((elapsed, rss))

@@ -118,3 +118,15 @@ def wait_for_line(process: subprocess.Popen, words: str, timeout: float = 60) ->
         if words in line:
             return seen
     raise AssertionError(f"never saw {words!r}; stderr so far:\n{''.join(seen)}")
+
+
+def result_subscriber(context: "zmq.Context", endpoint: str) -> "zmq.Socket":
+    """A raw SUB socket on a pipeline's result stream, for results and status notices."""
+    import zmq
+
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    for topic in (b"result", b"status"):
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
+    sub.connect(endpoint)
+    return sub

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import count_video_frames, make_config, needs_model, stage_processes, start_pipeline, write_face_video
+from conftest import result_subscriber, count_video_frames, make_config, needs_model, stage_processes, start_pipeline, write_face_video
 
 pytestmark = needs_model
 FRAMES = 90
@@ -87,11 +87,7 @@ def test_live_run_goes_on_with_the_newest_frames_after_restarts(tmp_path: Path, 
     endpoint = yaml.safe_load(config.read_text())["endpoints"]["results"]
     process = start_pipeline("--config", str(config), "--source", str(long_video))
     context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    for topic in (b"result", b"status"):
-        sub.setsockopt(zmq.SUBSCRIBE, topic)
-    sub.connect(endpoint)
+    sub = result_subscriber(context, endpoint)
     deadline = time.monotonic() + 90
 
     def read_until(results: int, status: str | None = None) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 import zmq
 
-from conftest import astronaut_bgr, free_port, make_config, needs_model, read_jsonl, run_pipeline, start_pipeline, write_face_video
+from conftest import result_subscriber, astronaut_bgr, free_port, make_config, needs_model, read_jsonl, run_pipeline, start_pipeline, write_face_video
 from pipeline.wire import decode
 
 pytestmark = needs_model
@@ -77,11 +77,7 @@ def test_stream_that_goes_away_is_picked_up_again(tmp_path: Path) -> None:
     endpoint = yaml.safe_load(config.read_text())["endpoints"]["results"]
     process = start_pipeline("--config", str(config), "--source", url)
     context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    for topic in (b"result", b"status"):
-        sub.setsockopt(zmq.SUBSCRIBE, topic)
-    sub.connect(endpoint)
+    sub = result_subscriber(context, endpoint)
     try:
         results: list[int] = []
         deadline = time.monotonic() + 60
