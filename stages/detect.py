@@ -15,8 +15,9 @@ class Detect(Stage):
 
     def setup(self, config: PipelineConfig) -> None:
         settings = config.detect
+        params = {"runtime": settings.runtime} if settings.backend.startswith("blazeface") else {}
         try:
-            self.detector = create_detector(settings.backend, confidence=settings.confidence, min_size=settings.min_size)
+            self.detector = create_detector(settings.backend, confidence=settings.confidence, min_size=settings.min_size, **params)
         except (FileNotFoundError, ValueError) as error:
             raise StageError(f"detect.backend {settings.backend!r}: {error}") from None
 

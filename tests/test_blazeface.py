@@ -90,3 +90,33 @@ def test_rejects_bad_parameters() -> None:
         BlazeFaceDetector(confidence=0.0)
     with pytest.raises(ValueError):
         BlazeFaceDetector(nms_iou=1.5)
+
+
+_CONVERTED = pytest.mark.skipif(
+    not (WEIGHTS_DIR / "face_detection_full_range.onnx").is_file(),
+    reason="BlazeFace ONNX conversion missing (made by `python -m face_detector.fetch_weights` where tf2onnx is installed)",
+)
+
+
+@_CONVERTED
+@pytest.mark.parametrize("short_range", RANGES)
+def test_onnxruntime_and_opencv_find_the_same_face(astronaut: np.ndarray, short_range: bool) -> None:
+    fast = BlazeFaceDetector(short_range=short_range, runtime="onnxruntime")
+    reference = BlazeFaceDetector(short_range=short_range, runtime="opencv")
+    assert (fast.runtime, reference.runtime) == ("onnxruntime", "opencv")
+    frame = np.full((480, 640, 3), 40, np.uint8)
+    frame[60:420, 140:500] = astronaut[:360, :360]
+    for image in (astronaut, frame):
+        (a,), (b,) = fast.detect(image), reference.detect(image)
+        assert all(abs(p - q) <= 1 for p, q in zip(a.box, b.box))
+        assert abs(a.confidence - b.confidence) < 1e-3
+
+
+@_CONVERTED
+def test_auto_runtime_prefers_the_conversion() -> None:
+    assert BlazeFaceDetector().runtime == "onnxruntime"
+
+
+def test_rejects_an_unknown_runtime() -> None:
+    with pytest.raises(ValueError, match="runtime"):
+        BlazeFaceDetector(runtime="tflite")

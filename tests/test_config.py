@@ -22,6 +22,8 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("detect:\n  wokers: 2\n", "detect.wokers", "unknown field"),
         ("detect:\n  workers: two\n", "detect.workers", "expected an integer"),
         ("detect:\n  confidence: 3\n", "detect.confidence", "must be in"),
+        ("detect:\n  runtime: tflite\n", "detect.runtime", "must be one of"),
+        ("detect:\n  backend: res10\n  runtime: onnxruntime\n", "detect.runtime", "BlazeFace backends only"),
         ("endpoints:\n  results: tcp://127.0.0.1\n", "endpoints.results", "malformed endpoint"),
         ("endpoints:\n  frames: udp://x:1\n", "endpoints.frames", "malformed endpoint"),
         ("classify:\n  model: nowhere/model.onnx\n", "classify.model", "not found"),
