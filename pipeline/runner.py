@@ -8,6 +8,7 @@ the stage starts at once and exits after end of stream).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -92,6 +93,10 @@ class StageRunner:
         code = 0
         try:
             self.stage.setup(self.config)
+            # Everything set up so far (modules, models) lives as long as the process: keep it out of
+            # the garbage collector's full passes, which would otherwise pause the loop for milliseconds.
+            gc.collect()
+            gc.freeze()
             if self.recovering and self.spec.sink:
                 self.last_handled = self._ack_sent = self.stage.resume_point()  # a restarted sink skips what it has
                 self.sink_gate = SinkGate(self.last_handled)
@@ -241,6 +246,9 @@ class StageRunner:
     def _emit(self, message: Message) -> None:
         """Send one processed message on every output port."""
         for port, sock in self.outputs:
+            own = message.stamps.get(self.key)
+            if own:  # sent now: the receiver's hop time must not include our sends on earlier ports
+                own[-1] = time.monotonic_ns()
             if port.format is Format.RESULT:
                 event = message.info.get("source_event")
                 if isinstance(event, dict) and message.kind == "frame":  # a camera or stream lost or back
