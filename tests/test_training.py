@@ -99,3 +99,38 @@ def test_shipped_model_scores_a_face() -> None:
     scores = model.score(frame, [max(faces, key=lambda f: f.area).box])
     assert scores.shape == (1,) and 0.0 <= float(scores[0]) <= 1.0
     assert model.label(float(scores[0])) in ("real", "fake")
+
+
+def test_spectrum_targets_find_stripes_on_the_right_axis() -> None:
+    from training.train import spectrum_targets
+
+    columns = np.sin(np.arange(64) * 2 * np.pi / 4.0)  # brightness changes along x only
+    stripes = np.repeat(np.tile(columns[None, :, None], (64, 1, 3))[None], 2, axis=0).astype(np.float32)
+    stripes = np.concatenate([stripes, np.zeros_like(stripes)], axis=-1)  # a second tile, ignored
+    targets = spectrum_targets(stripes, 8)
+    assert targets.shape == (2, 8, 8, 1)
+    assert targets.min() >= 0.0 and targets.max() == pytest.approx(1.0)
+    spectrum = targets[0, :, :, 0]
+    # Energy at a horizontal frequency sits in the centre row (zero vertical frequency), off centre.
+    assert spectrum[4].max() == pytest.approx(1.0) and spectrum[4].argmax() != 4
+    assert spectrum[0].max() < 0.5
+
+
+@needs_data
+@needs_weights
+def test_spectrum_head_trains_and_is_left_out_of_the_export(tmp_path: Path) -> None:
+    import onnxruntime
+
+    from training.gather_examples import main as gather_main
+    from training.train import main as train_main
+
+    gathered = tmp_path / "gathered"
+    assert gather_main(["--input", str(DATA / "faces" / "trickyf0x"), "--crops", "--output", str(gathered),
+                        "--size", "32", "--scales", "1.5", "2.7"]) == 0
+    model_path = tmp_path / "spectrum.onnx"
+    assert train_main(["--dataset", str(gathered), "--model", str(model_path), "--plot", str(tmp_path / "plot.png"),
+                       "--size", "32", "--scales", "1.5", "2.7", "--epochs", "1", "--samples-per-epoch", "64",
+                       "--batch-size", "32", "--val-groups", "none", "--spectrum-weight", "0.5", "--version", "test"]) == 0
+    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    assert [output.shape[-1] for output in session.get_outputs()] == [2]  # probabilities only
+    assert LivenessModel(model_path).metadata.training["config"]["spectrum_weight"] == 0.5

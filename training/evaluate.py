@@ -260,11 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stress", action="store_true", help="also score blurred / downscaled / JPEG-damaged copies of every crop")
     parser.add_argument("--size", type=int, default=64, help="LOSO without --model: crop size")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="LOSO without --model: crop scales")
+    parser.add_argument("--spectrum-weight", type=float, default=0.0,
+                        help="LOSO without --model: weight of the auxiliary Fourier-spectrum loss (0 = off)")
     args = parser.parse_args(argv)
 
     from training.train import TrainConfig
 
-    config = TrainConfig(size=args.size, scales=args.scales)
+    config = TrainConfig(size=args.size, scales=args.scales, spectrum_weight=args.spectrum_weight)
     threshold = 0.5
     if args.model is not None:
         from liveness.model import LivenessModel

@@ -64,8 +64,9 @@ def livenessnet_mobile(
     x = layers.Conv2D(stem, 3, strides=2, padding="same", use_bias=False)(inputs)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU(6.0)(x)
-    for width, stride in blocks:
+    for i, (width, stride) in enumerate(blocks):
         x = _separable(x, width, stride)
+        x = layers.Identity(name=f"block_{i}")(x)  # a name the auxiliary spectrum head can find
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(classes, activation="softmax", name="probabilities")(x)
@@ -73,6 +74,24 @@ def livenessnet_mobile(
 
 
 ARCHITECTURES = {"livenessnet": livenessnet, "mobile": livenessnet_mobile}
+
+SPECTRUM_SIZE = 8  # side of the predicted Fourier spectrum map
+
+
+def with_spectrum_head(model: keras.Model) -> keras.Model:
+    """The training model: `model`'s outputs plus an auxiliary head that predicts the input's Fourier spectrum.
+
+    Auxiliary frequency supervision (as in Silent-Face's FT generator): features must also describe
+    the face's frequency content, where print dots, screen pixels and moire patterns show. The head
+    reads the first block whose feature map is SPECTRUM_SIZE wide; only `model` is exported.
+    """
+    source = next(layer for layer in model.layers
+                  if layer.name.startswith("block_") and layer.output.shape[1] == SPECTRUM_SIZE)
+    x = layers.Conv2D(64, 3, padding="same", use_bias=False)(source.output)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    spectrum = layers.Conv2D(1, 1, name="spectrum")(x)
+    return keras.Model(model.inputs, [model.output, spectrum], name=model.name + "_with_spectrum")
 
 
 def build(architecture: str, size: int, channels: int) -> keras.Model:

@@ -49,6 +49,8 @@ class TrainConfig:
     # Crop sources are tight crops padded with black (not what the pipeline sees on frames):
     # they teach face texture but get less weight than full-frame sources.
     crop_weight: float = 0.5
+    # Weight of the auxiliary Fourier-spectrum loss (training.livenessnet.with_spectrum_head); 0 = off.
+    spectrum_weight: float = 0.0
 
 
 def configure_tensorflow(seed: int) -> None:
@@ -96,6 +98,16 @@ def sampling_weights(data: Examples, config: TrainConfig) -> np.ndarray:
     return weights / weights.sum()
 
 
+def spectrum_targets(x: np.ndarray, side: int) -> np.ndarray:
+    """(N, side, side, 1) log-magnitude Fourier spectra of the first (closest) crop tile, each scaled to [0, 1]."""
+    grey = x[..., 0:3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    spectrum = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(grey), axes=(1, 2)))).astype(np.float32)
+    n, size = spectrum.shape[0], spectrum.shape[1]
+    pooled = spectrum.reshape(n, side, size // side, side, size // side).mean(axis=(2, 4))
+    low, high = pooled.min(axis=(1, 2), keepdims=True), pooled.max(axis=(1, 2), keepdims=True)
+    return ((pooled - low) / np.maximum(high - low, 1e-6))[..., None]
+
+
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; one-hot labels."""
     index = rng.choice(len(data), size=count, p=probabilities)
@@ -115,11 +127,21 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     model = build(config.architecture, config.size, train.x.shape[-1])
     steps = config.epochs * (config.samples_per_epoch // config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, warmup_target=None)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
+    classification = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    fitted = model  # what model.fit trains: the model itself, or it with the spectrum head
+    if config.spectrum_weight > 0:
+        from training.livenessnet import SPECTRUM_SIZE, with_spectrum_head
+
+        fitted = with_spectrum_head(model)
+        fitted.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=[classification, keras.losses.MeanSquaredError()],
+            loss_weights=[1.0, config.spectrum_weight],
+            metrics=[["accuracy"], []],
+        )
+    else:
+        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+                      loss=classification, metrics=["accuracy"])
     rng = np.random.default_rng(config.seed)
     probabilities = sampling_weights(train, config)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "val_auc": []}
@@ -127,9 +149,11 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     for epoch in range(config.epochs):
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng)
-        fit = model.fit(x, y, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
+        targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if fitted is not model else y
+        fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
         history["loss"].append(float(fit.history["loss"][-1]))
-        history["accuracy"].append(float(fit.history["accuracy"][-1]))
+        accuracy = next(value for key, value in fit.history.items() if key.endswith("accuracy"))
+        history["accuracy"].append(float(accuracy[-1]))
         line = f"epoch {epoch + 1}/{config.epochs}  loss {history['loss'][-1]:.4f}  acc {history['accuracy'][-1]:.3f}"
         if val_x is not None:
             p = model.predict(val_x, batch_size=256, verbose=0)
@@ -140,6 +164,8 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
             line += f"  val_loss {history['val_loss'][-1]:.4f}  val_acc {history['val_accuracy'][-1]:.3f}  val_auc {history['val_auc'][-1]:.3f}"
         if verbose:
             print(f"{line}  ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+    if fitted is not model:
+        model.predict(x[:2], verbose=0)  # Keras exports only models that have been called themselves
     return model, history
 
 
@@ -238,13 +264,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold to store (default: at 5%% APCER on the validation sources, else 0.5)")
     parser.add_argument("--version", default="1", help="model_version stored in the metadata")
+    parser.add_argument("--spectrum-weight", type=float, default=TrainConfig.spectrum_weight,
+                        help="weight of the auxiliary Fourier-spectrum loss (0 = off; default: %(default)s)")
     args = parser.parse_args(argv)
 
     from liveness.metadata import ModelMetadata
     from training.metrics import summary, threshold_at_apcer
 
     config = TrainConfig(architecture=args.architecture, size=args.size, scales=args.scales, epochs=args.epochs,
-                         samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed)
+                         samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
+                         spectrum_weight=args.spectrum_weight)
     data = load_dataset(args.dataset, args.size, args.scales)
     if args.limit and len(data) > args.limit:
         pick = np.random.default_rng(args.seed).choice(len(data), args.limit, replace=False)
