@@ -237,6 +237,9 @@ def loso(data: Examples, config, out: Path, only: Sequence[str] = (), nuaa_by_su
         print(f"    trained in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
         fold_scores = predict(model, data.x[held & test_mask])
         np.savetxt(cached, fold_scores, delimiter=",", fmt="%.6f")
+        # the same crops mirrored: material for judging test-time flip averaging without retraining
+        np.savetxt(cached.with_name(f"{fold}.flipped.csv"), predict(model, data.x[held & test_mask][:, :, ::-1]),
+                   delimiter=",", fmt="%.6f")
         scores[held & test_mask] = fold_scores
         import keras
 
@@ -262,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="LOSO without --model: crop scales")
     parser.add_argument("--spectrum-weight", type=float, default=0.0,
                         help="LOSO without --model: weight of the auxiliary Fourier-spectrum loss (0 = off)")
+    parser.add_argument("--seed", type=int, default=None, help="LOSO: training seed (default: the recipe's)")
     args = parser.parse_args(argv)
 
     from training.train import TrainConfig
@@ -280,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--model is required unless --loso")
     if args.threshold is not None:
         threshold = args.threshold
+    if args.seed is not None:
+        config.seed = args.seed
 
     if args.loso:
         data = load_dataset(args.data, config.size, config.scales)
