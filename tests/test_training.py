@@ -57,20 +57,31 @@ def test_gather_on_a_shared_video_yields_crops(tmp_path: Path) -> None:
     np.testing.assert_array_equal(untile(image, 48), crop_faces(frame, [box], [1.5, 2.7], 48)[0])
 
 
-@needs_data
-@needs_weights
-def test_tiny_training_run_exports_a_loadable_model(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def gathered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small crop set (32x32 at 1.5x and 2.7x) gathered from a shared source, for the tiny training runs."""
     from training.gather_examples import main as gather_main
+
+    folder = tmp_path_factory.mktemp("gathered")
+    assert gather_main(["--input", str(DATA / "faces" / "trickyf0x"), "--crops", "--output", str(folder),
+                        "--size", "32", "--scales", "1.5", "2.7"]) == 0
+    return folder
+
+
+def tiny_training_run(gathered: Path, model_path: Path, *options: str) -> None:
+    """Two epochs of 64 samples at 32x32 (seconds), with extra train options; asserts it succeeded."""
     from training.train import main as train_main
 
-    gathered = tmp_path / "gathered"
-    assert gather_main(["--input", str(DATA / "faces" / "trickyf0x"), "--crops", "--output", str(gathered),
-                        "--size", "32", "--scales", "1.5", "2.7"]) == 0
-    model_path, plot = tmp_path / "tiny.onnx", tmp_path / "plot.png"
-    assert train_main(["--dataset", str(gathered), "--model", str(model_path), "--plot", str(plot),
-                       "--architecture", "livenessnet", "--size", "32", "--scales", "1.5", "2.7",
-                       "--epochs", "2", "--samples-per-epoch", "64", "--batch-size", "32", "--val-groups", "none",
-                       "--threshold", "0.6", "--version", "test"]) == 0
+    assert train_main(["--dataset", str(gathered), "--model", str(model_path), "--plot", str(model_path.with_suffix(".png")),
+                       "--size", "32", "--scales", "1.5", "2.7", "--epochs", "2", "--samples-per-epoch", "64",
+                       "--batch-size", "32", "--val-groups", "none", "--version", "test", *options]) == 0
+
+
+@needs_data
+@needs_weights
+def test_tiny_training_run_exports_a_loadable_model(gathered: Path, tmp_path: Path) -> None:
+    model_path, plot = tmp_path / "tiny.onnx", tmp_path / "tiny.png"
+    tiny_training_run(gathered, model_path, "--architecture", "livenessnet", "--threshold", "0.6")
     assert plot.is_file()
     model = LivenessModel(model_path)  # export passed the parity check or train_main would have raised
     meta = model.metadata
@@ -118,19 +129,11 @@ def test_spectrum_targets_find_stripes_on_the_right_axis() -> None:
 
 @needs_data
 @needs_weights
-def test_spectrum_head_trains_and_is_left_out_of_the_export(tmp_path: Path) -> None:
+def test_spectrum_head_trains_and_is_left_out_of_the_export(gathered: Path, tmp_path: Path) -> None:
     import onnxruntime
 
-    from training.gather_examples import main as gather_main
-    from training.train import main as train_main
-
-    gathered = tmp_path / "gathered"
-    assert gather_main(["--input", str(DATA / "faces" / "trickyf0x"), "--crops", "--output", str(gathered),
-                        "--size", "32", "--scales", "1.5", "2.7"]) == 0
     model_path = tmp_path / "spectrum.onnx"
-    assert train_main(["--dataset", str(gathered), "--model", str(model_path), "--plot", str(tmp_path / "plot.png"),
-                       "--size", "32", "--scales", "1.5", "2.7", "--epochs", "1", "--samples-per-epoch", "64",
-                       "--batch-size", "32", "--val-groups", "none", "--spectrum-weight", "0.5", "--version", "test"]) == 0
+    tiny_training_run(gathered, model_path, "--spectrum-weight", "0.5")
     session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     assert [output.shape[-1] for output in session.get_outputs()] == [2]  # probabilities only
     assert LivenessModel(model_path).metadata.training["config"]["spectrum_weight"] == 0.5
