@@ -137,3 +137,15 @@ def test_spectrum_head_trains_and_is_left_out_of_the_export(gathered: Path, tmp_
     session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     assert [output.shape[-1] for output in session.get_outputs()] == [2]  # probabilities only
     assert LivenessModel(model_path).metadata.training["config"]["spectrum_weight"] == 0.5
+
+
+@needs_data
+@needs_weights
+def test_ensemble_with_flip_exports_one_averaging_model(gathered: Path, tmp_path: Path) -> None:
+    model_path = tmp_path / "ensemble.onnx"
+    tiny_training_run(gathered, model_path, "--ensemble", "2", "--flip-average")
+    model = LivenessModel(model_path)  # the export passed the parity check against the combined Keras model
+    assert model.metadata.training["config"]["ensemble"] == 2 and model.metadata.training["config"]["flip_average"]
+    crops = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 6), dtype=np.uint8)
+    # averaging over mirrored crops makes the score mirror-invariant
+    np.testing.assert_allclose(model.predict_crops(crops), model.predict_crops(crops[:, :, ::-1].copy()), atol=1e-5)

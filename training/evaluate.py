@@ -266,11 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spectrum-weight", type=float, default=0.0,
                         help="LOSO without --model: weight of the auxiliary Fourier-spectrum loss (0 = off)")
     parser.add_argument("--seed", type=int, default=None, help="LOSO: training seed (default: the recipe's)")
+    parser.add_argument("--ensemble", type=int, default=1, help="LOSO without --model: models averaged per fold (seeds seed, seed+1, ...)")
+    parser.add_argument("--flip-average", action="store_true", help="LOSO without --model: also score mirrored crops and average")
     args = parser.parse_args(argv)
 
     from training.train import TrainConfig
 
-    config = TrainConfig(size=args.size, scales=args.scales, spectrum_weight=args.spectrum_weight)
+    config = TrainConfig(size=args.size, scales=args.scales, spectrum_weight=args.spectrum_weight,
+                         ensemble=args.ensemble, flip_average=args.flip_average)
     threshold = 0.5
     if args.model is not None:
         from liveness.model import LivenessModel

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,10 @@ class TrainConfig:
     crop_weight: float = 0.5
     # Weight of the auxiliary Fourier-spectrum loss (training.livenessnet.with_spectrum_head); 0 = off.
     spectrum_weight: float = 0.0
+    # Models trained with seeds seed, seed + 1, ... and averaged into one exported graph.
+    ensemble: int = 1
+    # The exported graph also scores the mirrored crops and averages (test-time flip).
+    flip_average: bool = False
 
 
 def configure_tensorflow(seed: int) -> None:
@@ -117,7 +121,45 @@ def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: 
 
 
 def train_model(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1):
-    """Fit a fresh model; returns (keras model, history dict). Deterministic for a given config."""
+    """Fit a fresh model (or `config.ensemble` of them, combined); returns (keras model, history of the first).
+
+    Deterministic for a given config.
+    """
+    if config.ensemble <= 1 and not config.flip_average:
+        return _train_one(train, config, validation, verbose)
+    members, first_history = [], None
+    for i in range(max(1, config.ensemble)):
+        member_config = replace(config, seed=config.seed + i, ensemble=1, flip_average=False)
+        if verbose:
+            print(f"member {i + 1}/{max(1, config.ensemble)} (seed {member_config.seed})", file=sys.stderr, flush=True)
+        model, history = _train_one(train, member_config, validation, verbose)
+        members.append(model)
+        first_history = first_history or history
+    return combine(members, config.flip_average, train.x[:2]), first_history
+
+
+def combine(members: list, flip_average: bool, example: np.ndarray):
+    """One model averaging P(fake), P(real) over `members` and, with flip_average, over mirrored crops too."""
+    import keras
+    from keras import layers
+
+    from training.livenessnet import INPUT_NAME
+
+    inputs = keras.Input(members[0].input_shape[1:], name=INPUT_NAME)
+    views = [inputs]
+    if flip_average:
+        views.append(layers.Lambda(lambda t: keras.ops.flip(t, axis=2), name="mirror")(inputs))
+    for i, member in enumerate(members):
+        member.name = f"member_{i}"  # nested models need unique names
+    outputs = [member(view) for member in members for view in views]
+    combined = keras.Model(inputs, layers.Average(name="probabilities")(outputs) if len(outputs) > 1 else outputs[0],
+                           name="liveness_ensemble")
+    combined.predict(normalise(example), verbose=0)  # Keras exports only models that have been called
+    return combined
+
+
+def _train_one(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1):
+    """Fit one fresh model; returns (keras model, history dict)."""
     configure_tensorflow(config.seed)
     import keras
 
@@ -266,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", default="1", help="model_version stored in the metadata")
     parser.add_argument("--spectrum-weight", type=float, default=TrainConfig.spectrum_weight,
                         help="weight of the auxiliary Fourier-spectrum loss (0 = off; default: %(default)s)")
+    parser.add_argument("--ensemble", type=int, default=TrainConfig.ensemble,
+                        help="train this many models (seeds seed, seed+1, ...) and export their average (default: %(default)s)")
+    parser.add_argument("--flip-average", action="store_true", help="the exported model also scores mirrored crops and averages")
     args = parser.parse_args(argv)
 
     from liveness.metadata import ModelMetadata
@@ -273,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = TrainConfig(architecture=args.architecture, size=args.size, scales=args.scales, epochs=args.epochs,
                          samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
-                         spectrum_weight=args.spectrum_weight)
+                         spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average)
     data = load_dataset(args.dataset, args.size, args.scales)
     if args.limit and len(data) > args.limit:
         pick = np.random.default_rng(args.seed).choice(len(data), args.limit, replace=False)
