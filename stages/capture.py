@@ -94,13 +94,18 @@ class Capture(SourceStage):
         seq = start
         started = time.monotonic() - start / self.fps
         limit = self.config.max_frames
-        for image, error, event in self._read(skip=start):
-            if limit is not None and seq >= limit:
-                return
+        reader = self._read(skip=start)
+        while limit is None or seq < limit:
             if self.config.pace:
+                # wait first, then read: like a camera, a paced file decodes each frame when it is due,
+                # not right after the previous one left (where decoding would compete with its trip)
                 delay = started + seq / self.fps - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+            item = next(reader, None)
+            if item is None:
+                return
+            image, error, event = item
             info: dict = {"fps": self.fps}
             if image is not None:
                 info["size"] = [int(image.shape[1]), int(image.shape[0])]
