@@ -30,14 +30,18 @@ def _degrade(tile: np.ndarray, kind: int, amount: float, quality: int) -> np.nda
     return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1] if ok else tile
 
 
-def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks."""
+def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+                  degrade_p: tuple[float, float] = DEGRADE_P) -> np.ndarray:
+    """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks.
+
+    `degrade_p`: probability of quality damage for attacks and for real faces.
+    """
     n, size, _, channels = x.shape
     tiles = channels // 3
     x = x.copy()
     flip = rng.random(n) < 0.5
     x[flip] = x[flip][:, :, ::-1]
-    degrade = rng.random(n) < np.asarray(DEGRADE_P)[labels]
+    degrade = rng.random(n) < np.asarray(degrade_p)[labels]
     for i in np.nonzero(degrade)[0]:
         kind, amount, quality = int(rng.integers(0, 3)), float(rng.random()), int(rng.integers(25, 90))
         for j in range(tiles):

@@ -268,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="LOSO: training seed (default: the recipe's)")
     parser.add_argument("--ensemble", type=int, default=1, help="LOSO without --model: models averaged per fold (seeds seed, seed+1, ...)")
     parser.add_argument("--flip-average", action="store_true", help="LOSO without --model: also score mirrored crops and average")
+    parser.add_argument("--degrade-p", type=float, nargs=2, default=None, metavar=("ATTACK", "REAL"),
+                        help="LOSO without --model: probability of blur/downscale/JPEG damage per class")
     args = parser.parse_args(argv)
 
     from training.train import TrainConfig
@@ -289,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         threshold = args.threshold
     if args.seed is not None:
         config.seed = args.seed
+    if args.degrade_p is not None:
+        config.degrade_p = (args.degrade_p[0], args.degrade_p[1])
 
     if args.loso:
         data = load_dataset(args.data, config.size, config.scales)

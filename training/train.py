@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.augment import augment_batch
+from training.augment import DEGRADE_P, augment_batch
 from training.examples import Examples, load_dataset
 
 MEAN = [0.5, 0.5, 0.5]
@@ -55,6 +55,8 @@ class TrainConfig:
     ensemble: int = 1
     # The exported graph also scores the mirrored crops and averages (test-time flip).
     flip_average: bool = False
+    # Probability of blur / downscale / JPEG damage for attacks and for real faces (augment.DEGRADE_P).
+    degrade_p: tuple[float, float] = DEGRADE_P
 
 
 def configure_tensorflow(seed: int) -> None:
@@ -112,10 +114,11 @@ def spectrum_targets(x: np.ndarray, side: int) -> np.ndarray:
     return ((pooled - low) / np.maximum(high - low, 1e-6))[..., None]
 
 
-def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
+                    degrade_p: tuple[float, float] = DEGRADE_P) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; one-hot labels."""
     index = rng.choice(len(data), size=count, p=probabilities)
-    x = np.concatenate([normalise(augment_batch(data.x[index[i : i + 512]], data.y[index[i : i + 512]], rng))
+    x = np.concatenate([normalise(augment_batch(data.x[index[i : i + 512]], data.y[index[i : i + 512]], rng, tuple(degrade_p)))
                         for i in range(0, count, 512)])
     return x, np.eye(2, dtype=np.float32)[data.y[index]]
 
@@ -190,7 +193,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     val_x = normalise(validation.x) if validation is not None and len(validation) else None
     for epoch in range(config.epochs):
         started = time.time()
-        x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng)
+        x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p)
         targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if fitted is not model else y
         fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
         history["loss"].append(float(fit.history["loss"][-1]))
