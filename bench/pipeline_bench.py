@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,15 +114,10 @@ def single_process_fps(video: Path, frames: int, backend: str, model_path: Path)
     """Frames/s of read -> detect -> classify -> draw in one process (steady state, after the first frame)."""
     detector = create_detector(backend, confidence=0.5, min_size=40)
     model = LivenessModel(model_path, threads=1)
-    capture = cv2.VideoCapture(str(video))
     done: list[float] = []
     from pipeline.wire import Face, Message
 
-    while len(done) < frames:
-        ok, frame = capture.read()
-        if not ok:  # loop the clip, as the pipeline's source does
-            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            continue
+    for frame in looped_frames(video, frames):
         faces = [Face(box=list(f.box), det_conf=f.confidence) for f in detector.detect(frame)]
         if faces:
             scores = model.score(frame, [face.box for face in faces])
@@ -129,8 +125,23 @@ def single_process_fps(video: Path, frames: int, backend: str, model_path: Path)
                 face.score, face.label = float(score), model.label(float(score))
         annotate(frame, Message(kind="frame", source="bench", seq=len(done), faces=faces), 0.0, 0.0)
         done.append(time.perf_counter())
-    capture.release()
     return (len(done) - 1) / (done[-1] - done[0])
+
+
+def looped_frames(video: Path, count: int) -> Iterator[np.ndarray]:
+    """`count` frames of `video`, starting again at its end (as the pipeline's looping source does)."""
+    capture = cv2.VideoCapture(str(video))
+    read = 0
+    try:
+        while read < count:
+            ok, frame = capture.read()
+            if not ok:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                continue
+            read += 1
+            yield frame
+    finally:
+        capture.release()
 
 
 def paced_alone_ms(video: Path, seconds: float, fps: float, backend: str, model_path: Path) -> tuple[float, float]:
@@ -140,14 +151,9 @@ def paced_alone_ms(video: Path, seconds: float, fps: float, backend: str, model_
     """
     detector = create_detector(backend, confidence=0.5, min_size=40)
     model = LivenessModel(model_path, threads=1)
-    capture = cv2.VideoCapture(str(video))
     took: list[float] = []
     next_frame = time.monotonic()
-    while len(took) < seconds * fps:
-        ok, frame = capture.read()
-        if not ok:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            continue
+    for frame in looped_frames(video, int(seconds * fps)):
         next_frame += 1.0 / fps
         time.sleep(max(0.0, next_frame - time.monotonic()))
         started = time.perf_counter()
@@ -155,7 +161,6 @@ def paced_alone_ms(video: Path, seconds: float, fps: float, backend: str, model_
         if boxes:
             model.score(frame, boxes)
         took.append((time.perf_counter() - started) * 1000.0)
-    capture.release()
     return _p(took, 50), _p(took, 99)
 
 

@@ -35,3 +35,37 @@ def test_threshold_is_written_into_the_model(tmp_path: Path) -> None:
     assert model.threshold == pytest.approx(0.4242)
     assert model.metadata.threshold_policy == "test policy"
     assert model.metadata.training == LivenessModel(shipped).metadata.training
+
+
+def test_compare_runs_averages_runs_and_mirrored_scores(tmp_path: Path) -> None:
+    from training.compare_runs import fold_scores
+
+    for run, plain, mirrored in (("a", [0.2, 0.8], [0.4, 0.6]), ("b", [0.6, 0.4], None)):
+        (tmp_path / run / "folds").mkdir(parents=True)
+        np.savetxt(tmp_path / run / "folds" / "webcam_a.csv", plain, delimiter=",")
+        if mirrored is not None:
+            np.savetxt(tmp_path / run / "folds" / "webcam_a.flipped.csv", mirrored, delimiter=",")
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    np.testing.assert_allclose(fold_scores(a, "webcam_a"), [0.2, 0.8])
+    np.testing.assert_allclose(fold_scores(f"{a}+{b}", "webcam_a"), [0.4, 0.6])
+    np.testing.assert_allclose(fold_scores(f"{a}@flip", "webcam_a"), [0.3, 0.7])
+    np.testing.assert_allclose(fold_scores(f"{a}@flip+{b}", "webcam_a"), [0.45, 0.55])
+    assert fold_scores(f"{b}@flip", "webcam_a") is None  # b has no mirrored scores
+    assert fold_scores(a, "nuaa") is None  # nor any run this fold
+
+
+def test_a_loso_folder_refuses_folds_of_another_recipe(tmp_path: Path) -> None:
+    import json
+
+    from training.evaluate import claim_for_recipe
+    from training.train import TrainConfig
+
+    claim_for_recipe(tmp_path, TrainConfig())
+    claim_for_recipe(tmp_path, TrainConfig())  # the same recipe resumes
+    with pytest.raises(ValueError, match="differs in ensemble, seed"):
+        claim_for_recipe(tmp_path, TrainConfig(seed=8, ensemble=2))
+    # a recipe stored before the newer fields existed counts them as defaults
+    stored = json.loads((tmp_path / "config.json").read_text())
+    legacy = {k: v for k, v in stored.items() if k not in ("ensemble", "flip_average", "degrade_p", "spectrum_weight")}
+    (tmp_path / "config.json").write_text(json.dumps(legacy))
+    claim_for_recipe(tmp_path, TrainConfig())

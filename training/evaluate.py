@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 import time
@@ -210,6 +211,26 @@ def sample_folds(data: Examples, nuaa_by_subject: bool = False) -> np.ndarray:
     return folds
 
 
+def claim_for_recipe(out: Path, config) -> None:
+    """Record the recipe a LOSO folder's cached folds belong to; ValueError if it holds another recipe's.
+
+    Fields the stored recipe lacks (written before they existed) count as their defaults.
+    """
+    from training.train import TrainConfig
+
+    path = out / "config.json"
+    current = json.loads(json.dumps(dataclasses.asdict(config)))
+    if path.is_file():
+        known = set(TrainConfig.__dataclass_fields__)
+        stored = json.loads(json.dumps(dataclasses.asdict(
+            TrainConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in known}))))
+        differ = sorted(k for k in current if stored.get(k) != current[k])
+        if differ:
+            raise ValueError(f"{out} holds the folds of another recipe (it differs in {', '.join(differ)}): "
+                             "choose another --out or remove that folder")
+    path.write_text(json.dumps(current, indent=1))
+
+
 def loso(data: Examples, config, out: Path, only: Sequence[str] = (), nuaa_by_subject: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Train once per fold without it, score its detector-box crops; returns (fold per sample, scores).
 
@@ -222,6 +243,7 @@ def loso(data: Examples, config, out: Path, only: Sequence[str] = (), nuaa_by_su
     test_mask = data.variant == 0
     names = [f for f in dict.fromkeys(folds.tolist()) if not only or f in only]
     (out / "folds").mkdir(parents=True, exist_ok=True)
+    claim_for_recipe(out, config)
     for number, fold in enumerate(names, 1):
         held = folds == fold
         cached = out / "folds" / f"{fold}.csv"
@@ -249,6 +271,8 @@ def loso(data: Examples, config, out: Path, only: Sequence[str] = (), nuaa_by_su
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
+    from training.train import TrainConfig, add_recipe_arguments, recipe_from_args
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", type=Path, default=None, help="ONNX model (plain mode: required)")
     parser.add_argument("-d", "--data", required=True, type=Path, help="data set folder/manifest or gather_examples output")
@@ -261,21 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="plain mode: score only these sources (e.g. replay_attack_devel)")
     parser.add_argument("--threshold", type=float, default=None, help="threshold to report at (default: the model's)")
     parser.add_argument("--stress", action="store_true", help="also score blurred / downscaled / JPEG-damaged copies of every crop")
-    parser.add_argument("--size", type=int, default=64, help="LOSO without --model: crop size")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="LOSO without --model: crop scales")
-    parser.add_argument("--spectrum-weight", type=float, default=0.0,
-                        help="LOSO without --model: weight of the auxiliary Fourier-spectrum loss (0 = off)")
-    parser.add_argument("--seed", type=int, default=None, help="LOSO: training seed (default: the recipe's)")
-    parser.add_argument("--ensemble", type=int, default=1, help="LOSO without --model: models averaged per fold (seeds seed, seed+1, ...)")
-    parser.add_argument("--flip-average", action="store_true", help="LOSO without --model: also score mirrored crops and average")
-    parser.add_argument("--degrade-p", type=float, nargs=2, default=None, metavar=("ATTACK", "REAL"),
-                        help="LOSO without --model: probability of blur/downscale/JPEG damage per class")
+    add_recipe_arguments(parser)
     args = parser.parse_args(argv)
-
-    from training.train import TrainConfig
-
-    config = TrainConfig(size=args.size, scales=args.scales, spectrum_weight=args.spectrum_weight,
-                         ensemble=args.ensemble, flip_average=args.flip_average)
+    config = recipe_from_args(args)
     threshold = 0.5
     if args.model is not None:
         from liveness.model import LivenessModel
@@ -289,20 +301,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--model is required unless --loso")
     if args.threshold is not None:
         threshold = args.threshold
-    if args.seed is not None:
-        config.seed = args.seed
-    if args.degrade_p is not None:
-        config.degrade_p = (args.degrade_p[0], args.degrade_p[1])
 
     if args.loso:
         data = load_dataset(args.data, config.size, config.scales)
-        folds, scores = loso(data, config, args.out, args.folds, args.nuaa_by_subject)
+        try:
+            folds, scores = loso(data, config, args.out, args.folds, args.nuaa_by_subject)
+        except ValueError as error:
+            print(f"evaluate: {error}", file=sys.stderr)
+            return 2
         done = ~np.isnan(scores)
         test = data.subset(done)
         write_scores(args.out / "oof_scores.csv", test, scores[done], folds[done])
         scores = scores[done]
         title = "LOSO out-of-fold"
-        (args.out / "config.json").write_text(json.dumps(config.__dict__, indent=1))
     else:
         test = load_dataset(args.data, config.size, config.scales, include_jitter=False)
         if args.groups:

@@ -166,7 +166,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     configure_tensorflow(config.seed)
     import keras
 
-    from training.livenessnet import build
+    from training.livenessnet import SPECTRUM_SIZE, build, with_spectrum_head
     from training.metrics import roc_auc
 
     model = build(config.architecture, config.size, train.x.shape[-1])
@@ -175,8 +175,6 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     classification = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     fitted = model  # what model.fit trains: the model itself, or it with the spectrum head
     if config.spectrum_weight > 0:
-        from training.livenessnet import SPECTRUM_SIZE, with_spectrum_head
-
         fitted = with_spectrum_head(model)
         fitted.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
@@ -194,7 +192,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     for epoch in range(config.epochs):
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p)
-        targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if fitted is not model else y
+        targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if config.spectrum_weight > 0 else y
         fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
         history["loss"].append(float(fit.history["loss"][-1]))
         accuracy = next(value for key, value in fit.history.items() if key.endswith("accuracy"))
@@ -290,39 +288,53 @@ def split_by_group(data: Examples, validation_groups: Sequence[str]) -> tuple[Ex
     return data.subset(~held), data.subset(held & (data.variant == 0))
 
 
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training-recipe options `train` and `evaluate --loso` share; defaults are the shipped recipe."""
+    recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
+    recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet"))
+    recipe.add_argument("--size", type=int, default=TrainConfig.size, help="crop size (default: %(default)s)")
+    recipe.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales (default: %(default)s)")
+    recipe.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    recipe.add_argument("--samples-per-epoch", type=int, default=TrainConfig.samples_per_epoch)
+    recipe.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    recipe.add_argument("--seed", type=int, default=TrainConfig.seed)
+    recipe.add_argument("--spectrum-weight", type=float, default=TrainConfig.spectrum_weight,
+                        help="weight of the auxiliary Fourier-spectrum loss (0 = off; default: %(default)s)")
+    recipe.add_argument("--ensemble", type=int, default=TrainConfig.ensemble,
+                        help="train this many models (seeds seed, seed+1, ...) and average them in one graph (default: %(default)s)")
+    recipe.add_argument("--flip-average", action="store_true", help="the model also scores mirrored crops and averages")
+    recipe.add_argument("--degrade-p", type=float, nargs=2, default=list(DEGRADE_P), metavar=("ATTACK", "REAL"),
+                        help="probability of blur/downscale/JPEG damage for attacks and for real faces (default: %(default)s)")
+
+
+def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig the recipe options describe."""
+    return TrainConfig(architecture=args.architecture, size=args.size, scales=list(args.scales), epochs=args.epochs,
+                       samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
+                       spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
+                       degrade_p=(args.degrade_p[0], args.degrade_p[1]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-d", "--dataset", required=True, type=Path, help="data set folder/manifest, or gather_examples output")
     parser.add_argument("-m", "--model", required=True, type=Path, help="ONNX file to write")
     parser.add_argument("-p", "--plot", type=Path, default=Path("runs/plot.png"), help="training-curve PNG")
-    parser.add_argument("--architecture", default="mobile", choices=("mobile", "livenessnet"))
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7])
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    parser.add_argument("--samples-per-epoch", type=int, default=TrainConfig.samples_per_epoch)
-    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    add_recipe_arguments(parser)
     parser.add_argument("--val-groups", nargs="*", default=["replay_attack_devel"],
                         help="sources held out for validation (default: Replay-Attack's devel people); none: train on all")
     parser.add_argument("--limit", type=int, default=0, help="use at most N samples (quick smoke runs)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold to store (default: at 5%% APCER on the validation sources, else 0.5)")
     parser.add_argument("--version", default="1", help="model_version stored in the metadata")
-    parser.add_argument("--spectrum-weight", type=float, default=TrainConfig.spectrum_weight,
-                        help="weight of the auxiliary Fourier-spectrum loss (0 = off; default: %(default)s)")
-    parser.add_argument("--ensemble", type=int, default=TrainConfig.ensemble,
-                        help="train this many models (seeds seed, seed+1, ...) and export their average (default: %(default)s)")
-    parser.add_argument("--flip-average", action="store_true", help="the exported model also scores mirrored crops and averages")
     args = parser.parse_args(argv)
 
     from liveness.metadata import ModelMetadata
     from training.metrics import summary, threshold_at_apcer
 
-    config = TrainConfig(architecture=args.architecture, size=args.size, scales=args.scales, epochs=args.epochs,
-                         samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
-                         spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average)
-    data = load_dataset(args.dataset, args.size, args.scales)
+    config = recipe_from_args(args)
+    data = load_dataset(args.dataset, config.size, config.scales)
     if args.limit and len(data) > args.limit:
         pick = np.random.default_rng(args.seed).choice(len(data), args.limit, replace=False)
         data = data.subset(np.sort(pick))

@@ -1,0 +1,112 @@
+"""Compare leave-one-source-out runs fold by fold (same data, same folds).
+
+    python -m training.compare_runs runs/loso runs/loso_seed8 runs/loso+runs/loso_seed8 runs/loso_seed8@flip
+
+A run is an `evaluate --loso --out` folder. RUN+RUN averages the runs' scores fold by fold (what
+`--ensemble` computes when the runs differ only in their seed); RUN@flip averages a run's scores
+with its scores of the mirrored crops (what `--flip-average` computes). Only folds that every run
+has are compared. Prints the ROC AUC per fold, then per run the pooled AUC and EER, the threshold
+with the lowest (APCER + BPCER) / 2 (`training.calibrate --min-acer`) and, at that threshold,
+APCER / BPCER / ACER per group of sources (APCER over all attacks, as calibrate counts it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from training import metrics
+from training.calibrate import min_acer_threshold
+from training.data import data_dir
+from training.evaluate import sample_folds
+from training.examples import Examples, load_dataset
+
+# Groups of sources the figures are pooled over (the first is everything compared).
+GROUPS: dict[str, Callable[[Examples], np.ndarray]] = {
+    "all": lambda d: np.ones(len(d), dtype=bool),
+    "full frames and videos": lambda d: np.isin(d.kind, ["frame", "video"]),
+    "tight-crop sources": lambda d: d.kind == "crop",
+    "NUAA": lambda d: d.source == "nuaa",
+    "Replay-Attack devel": lambda d: d.group == "replay_attack_devel",
+    "Replay-Attack train": lambda d: d.group == "replay_attack_train",
+    "webcam sets": lambda d: np.char.startswith(d.source.astype(str), "webcam_"),
+}
+
+
+def fold_scores(spec: str, fold: str) -> np.ndarray | None:
+    """Scores of one fold for a run spec (RUN, RUN+RUN..., RUN@flip); None when a run lacks the fold."""
+    parts = []
+    for run in spec.split("+"):
+        folder, _, option = run.partition("@")
+        names = [f"{fold}.csv"] + ([f"{fold}.flipped.csv"] if option == "flip" else [])
+        paths = [Path(folder) / "folds" / name for name in names]
+        if not all(path.is_file() for path in paths):
+            return None
+        parts.append(np.mean([np.loadtxt(path, delimiter=",", ndmin=1) for path in paths], axis=0))
+    return np.mean(parts, axis=0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="LOSO output folders; RUN+RUN averages, RUN@flip adds mirrored crops")
+    parser.add_argument("-d", "--data", type=Path, default=data_dir(), help="the data set the runs used (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    first = Path(args.runs[0].split("+")[0].partition("@")[0])
+    try:
+        recipe = json.loads((first / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        print(f"compare_runs: {first}/config.json: cannot read the run's recipe ({error})", file=sys.stderr)
+        return 2
+    data = load_dataset(args.data, recipe["size"], recipe["scales"])
+    nuaa_split = any(f.name.startswith("nuaa_subjects") for f in (first / "folds").glob("*.csv"))
+    folds = sample_folds(data, nuaa_by_subject=nuaa_split)
+    scored = data.variant == 0  # LOSO scores detector boxes only, in data order within each fold
+
+    names = sorted({f.name.split(".")[0] for f in (first / "folds").glob("*.csv")})
+    per_run: dict[str, dict[str, np.ndarray]] = {spec: {} for spec in args.runs}
+    for fold in names:
+        found = {spec: fold_scores(spec, fold) for spec in args.runs}
+        if all(scores is not None for scores in found.values()):
+            for spec, scores in found.items():
+                per_run[spec][fold] = scores
+    common = sorted(next(iter(per_run.values())))
+    if not common:
+        print("compare_runs: the runs share no finished fold", file=sys.stderr)
+        return 2
+
+    print("ROC AUC per fold")
+    print(f"{'fold':24s}" + "".join(f"  {spec}" for spec in args.runs))
+    for fold in common:
+        labels = data.y[(folds == fold) & scored]
+        print(f"{fold:24s}" + "".join(f"  {metrics.roc_auc(labels, per_run[spec][fold]):{len(spec)}.3f}" for spec in args.runs))
+
+    held = np.isin(folds, common) & scored
+    test = data.subset(held)
+    for spec in args.runs:
+        scores = np.full(len(data), np.nan)
+        for fold in common:
+            scores[(folds == fold) & scored] = per_run[spec][fold]
+        scores = scores[held]
+        threshold = min_acer_threshold(test.y, scores)
+        print(f"\n{spec}: pooled AUC {metrics.roc_auc(test.y, scores):.3f}, EER {100 * metrics.eer(test.y, scores)[0]:.1f}%, "
+              f"lowest (APCER + BPCER) / 2 at threshold {threshold:.4f}")
+        print(f"  {'group':24s} {'real':>5s} {'attack':>6s} {'APCER':>6s} {'BPCER':>6s} {'ACER':>6s} {'AUC':>6s}")
+        for group, select in GROUPS.items():
+            mask = select(test)
+            y, s = test.y[mask], scores[mask]
+            if len(set(y.tolist())) < 2:
+                continue
+            apcer, bpcer = metrics.apcer(y, s, threshold), metrics.bpcer(y, s, threshold)
+            print(f"  {group:24s} {int(y.sum()):5d} {int((1 - y).sum()):6d} {100 * apcer:6.1f} {100 * bpcer:6.1f} "
+                  f"{50 * (apcer + bpcer):6.1f} {metrics.roc_auc(y, s):6.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
