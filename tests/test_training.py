@@ -149,3 +149,31 @@ def test_ensemble_with_flip_exports_one_averaging_model(gathered: Path, tmp_path
     crops = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 6), dtype=np.uint8)
     # averaging over mirrored crops makes the score mirror-invariant
     np.testing.assert_allclose(model.predict_crops(crops), model.predict_crops(crops[:, :, ::-1].copy()), atol=1e-5)
+
+
+@needs_data
+@needs_weights
+def test_three_way_model_exports_fake_as_print_plus_replay(gathered: Path, tmp_path: Path) -> None:
+    import onnxruntime
+
+    model_path = tmp_path / "three_way.onnx"
+    tiny_training_run(gathered, model_path, "--three-way")
+    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    assert [output.shape[-1] for output in session.get_outputs()] == [2]  # the pipeline's (fake, real)
+    model = LivenessModel(model_path)
+    assert model.metadata.training["config"]["three_way"] is True
+    crops = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 6), dtype=np.uint8)
+    assert np.all((model.predict_crops(crops) >= 0.0) & (model.predict_crops(crops) <= 1.0))
+
+
+def test_three_way_targets_name_the_attack_instrument() -> None:
+    from training.examples import Examples
+    from training.train import class_targets
+
+    n = 5
+    data = Examples(x=np.zeros((n, 4, 4, 3), np.uint8), y=np.array([1, 0, 0, 0, 0]), source=np.array(["s"] * n),
+                    group=np.array(["s"] * n), attack=np.array(["none", "print", "replay", "mask", "mixed"]),
+                    kind=np.array(["frame"] * n), origin=np.array(["o"] * n), variant=np.zeros(n, np.int64), size=4, scales=[1.5])
+    np.testing.assert_array_equal(class_targets(data, three_way=True),
+                                  [[0, 0, 1], [1, 0, 0], [0, 1, 0], [1, 0, 0], [0.5, 0.5, 0]])
+    np.testing.assert_array_equal(class_targets(data, three_way=False), [[0, 1], [1, 0], [1, 0], [1, 0], [1, 0]])

@@ -94,8 +94,25 @@ def with_spectrum_head(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.output, spectrum], name=model.name + "_with_spectrum")
 
 
-def build(architecture: str, size: int, channels: int) -> keras.Model:
+def build(architecture: str, size: int, channels: int, classes: int = 2) -> keras.Model:
     """A fresh model by name ("livenessnet" = the seed, "mobile" = the shipped variant)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
-    return ARCHITECTURES[architecture](size=size, channels=channels)
+    return ARCHITECTURES[architecture](size=size, channels=channels, classes=classes)
+
+
+# Class order of the 3-way model (with_attack_classes): the two attack kinds, then real.
+ATTACK_CLASSES = ("print", "replay", "real")
+
+
+def merge_attack_classes(model: keras.Model) -> keras.Model:
+    """A 3-way (print, replay, real) model as the 2-way (fake, real) model the pipeline loads.
+
+    P(fake) = P(print) + P(replay): the exported graph keeps the pipeline's two outputs while
+    training could tell the two attack instruments apart (Silent-Face's 3-way output).
+    """
+    def merge(p):
+        return keras.ops.concatenate([keras.ops.sum(p[:, :2], axis=1, keepdims=True), p[:, 2:]], axis=1)
+
+    outputs = layers.Lambda(merge, output_shape=(2,), name="probabilities_merged")(model.output)
+    return keras.Model(model.inputs, outputs, name=model.name + "_merged")

@@ -57,6 +57,8 @@ class TrainConfig:
     flip_average: bool = False
     # Probability of blur / downscale / JPEG damage for attacks and for real faces (augment.DEGRADE_P).
     degrade_p: tuple[float, float] = DEGRADE_P
+    # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
+    three_way: bool = False
 
 
 def configure_tensorflow(seed: int) -> None:
@@ -114,13 +116,31 @@ def spectrum_targets(x: np.ndarray, side: int) -> np.ndarray:
     return ((pooled - low) / np.maximum(high - low, 1e-6))[..., None]
 
 
+def class_targets(data: Examples, three_way: bool) -> np.ndarray:
+    """Per-sample target distributions: (fake, real), or (print, replay, real) for the 3-way model.
+
+    Masks and cut-outs count as prints (paper); attacks of unknown instrument are half and half.
+    """
+    if not three_way:
+        return np.eye(2, dtype=np.float32)[data.y]
+    targets = np.zeros((len(data), 3), dtype=np.float32)
+    targets[data.y == 1, 2] = 1.0
+    fake = data.y == 0
+    is_print = fake & np.isin(data.attack, ["print", "mask"])
+    is_replay = fake & (data.attack == "replay")
+    targets[is_print, 0] = 1.0
+    targets[is_replay, 1] = 1.0
+    targets[fake & ~is_print & ~is_replay, :2] = 0.5
+    return targets
+
+
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
-                    degrade_p: tuple[float, float] = DEGRADE_P) -> tuple[np.ndarray, np.ndarray]:
-    """`count` samples drawn by `probabilities`, augmented, normalised; one-hot labels."""
+                    degrade_p: tuple[float, float] = DEGRADE_P, targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real)."""
     index = rng.choice(len(data), size=count, p=probabilities)
     x = np.concatenate([normalise(augment_batch(data.x[index[i : i + 512]], data.y[index[i : i + 512]], rng, tuple(degrade_p)))
                         for i in range(0, count, 512)])
-    return x, np.eye(2, dtype=np.float32)[data.y[index]]
+    return x, (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
 
 
 def train_model(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1):
@@ -166,10 +186,11 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     configure_tensorflow(config.seed)
     import keras
 
-    from training.livenessnet import SPECTRUM_SIZE, build, with_spectrum_head
+    from training.livenessnet import SPECTRUM_SIZE, build, merge_attack_classes, with_spectrum_head
     from training.metrics import roc_auc
 
-    model = build(config.architecture, config.size, train.x.shape[-1])
+    model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2)
+    two_way = merge_attack_classes(model) if config.three_way else model  # what is validated and exported
     steps = config.epochs * (config.samples_per_epoch // config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, warmup_target=None)
     classification = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
@@ -187,11 +208,12 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
                       loss=classification, metrics=["accuracy"])
     rng = np.random.default_rng(config.seed)
     probabilities = sampling_weights(train, config)
+    train_targets = class_targets(train, config.three_way)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "val_auc": []}
     val_x = normalise(validation.x) if validation is not None and len(validation) else None
     for epoch in range(config.epochs):
         started = time.time()
-        x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p)
+        x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p, train_targets)
         targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if config.spectrum_weight > 0 else y
         fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
         history["loss"].append(float(fit.history["loss"][-1]))
@@ -199,7 +221,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
         history["accuracy"].append(float(accuracy[-1]))
         line = f"epoch {epoch + 1}/{config.epochs}  loss {history['loss'][-1]:.4f}  acc {history['accuracy'][-1]:.3f}"
         if val_x is not None:
-            p = model.predict(val_x, batch_size=256, verbose=0)
+            p = two_way.predict(val_x, batch_size=256, verbose=0)
             target = np.eye(2, dtype=np.float32)[validation.y]
             history["val_loss"].append(float(np.mean(-np.sum(target * np.log(np.clip(p, 1e-7, 1.0)), axis=1))))
             history["val_accuracy"].append(float(np.mean(np.argmax(p, axis=1) == validation.y)))
@@ -207,9 +229,9 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
             line += f"  val_loss {history['val_loss'][-1]:.4f}  val_acc {history['val_accuracy'][-1]:.3f}  val_auc {history['val_auc'][-1]:.3f}"
         if verbose:
             print(f"{line}  ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
-    if fitted is not model:
-        model.predict(x[:2], verbose=0)  # Keras exports only models that have been called themselves
-    return model, history
+    if fitted is not two_way:
+        two_way.predict(x[:2], verbose=0)  # Keras exports only models that have been called themselves
+    return two_way, history
 
 
 def predict(model, x_uint8: np.ndarray) -> np.ndarray:
@@ -303,6 +325,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--ensemble", type=int, default=TrainConfig.ensemble,
                         help="train this many models (seeds seed, seed+1, ...) and average them in one graph (default: %(default)s)")
     recipe.add_argument("--flip-average", action="store_true", help="the model also scores mirrored crops and averages")
+    recipe.add_argument("--three-way", action="store_true",
+                        help="train a real / print / replay softmax (exported as fake = print + replay)")
     recipe.add_argument("--degrade-p", type=float, nargs=2, default=list(DEGRADE_P), metavar=("ATTACK", "REAL"),
                         help="probability of blur/downscale/JPEG damage for attacks and for real faces (default: %(default)s)")
 
@@ -312,7 +336,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(architecture=args.architecture, size=args.size, scales=list(args.scales), epochs=args.epochs,
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
-                       degrade_p=(args.degrade_p[0], args.degrade_p[1]))
+                       degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
