@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from liveness.crop import CROP_RESIZES
+
 METADATA_KEY = "liveness"
 FORMAT_VERSION = 1
 
@@ -20,7 +22,8 @@ class ModelMetadata:
 
     Input: float32 NHWC, `input_size` x `input_size`, one 3-channel crop per entry of
     `crop_scales` concatenated along channels. Each crop is a square centred on the detector
-    box with side `scale * max(box width, box height)`; parts outside the frame are black.
+    box with side `scale * max(box width, box height)`; parts outside the frame are black; it is
+    shrunk to `input_size` the `crop_resize` way (liveness.crop.CROP_RESIZES).
     Pixels: channels in `channel_order`, then `(pixel / 255 - mean) / std` per channel.
     Output: softmax over `labels`; P(real) = output[:, labels.index("real")].
     A face is "real" when P(real) >= `threshold`.
@@ -36,6 +39,7 @@ class ModelMetadata:
     model_version: str = "0"
     threshold_policy: str = "default 0.5"
     training: dict[str, Any] = field(default_factory=dict)
+    crop_resize: str = "area"  # models up to 1.0 carry no such field: they were trained on "area" crops
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -48,6 +52,8 @@ class ModelMetadata:
             problems.append(f"labels must be 'fake' and 'real' in some order, got {self.labels!r}")
         if not isinstance(self.threshold, (int, float)) or not 0.0 <= self.threshold <= 1.0:
             problems.append(f"threshold must be in [0, 1], got {self.threshold!r}")
+        if self.crop_resize not in CROP_RESIZES:
+            problems.append(f"crop_resize must be one of {', '.join(CROP_RESIZES)}, got {self.crop_resize!r}")
         if self.channel_order not in ("RGB", "BGR"):
             problems.append(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s == 0 for s in self.std):

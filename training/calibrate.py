@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.examples import load_dataset
 
         meta = LivenessModel(args.model).metadata
-        data = load_dataset(args.data, meta.input_size, list(meta.crop_scales), include_jitter=False)
+        data = load_dataset(args.data, meta.input_size, list(meta.crop_scales), include_jitter=False, crop_resize=meta.crop_resize)
         labels, scores, attacks = data.y, scores_from_model(args.model, data), data.attack
         where = f"development data {args.data.name}"
     if args.min_acer:

@@ -164,8 +164,7 @@ def stress_report(model_path: Path, data: Examples, threshold: float) -> str:
 
     lines = [f"quality stress at threshold {threshold:.4f}: {'damage':<12}{'BPCER':>7}{'APCER':>7}{'mean P(real) real':>19}{'attack':>8}"]
     for how in ("none", "blur", "downscale", "jpeg30"):
-        copy = data if how == "none" else Examples(damaged(data.x, how), data.y, data.source, data.group, data.attack,
-                                                   data.kind, data.origin, data.variant, data.size, data.scales)
+        copy = data if how == "none" else dataclasses.replace(data, x=damaged(data.x, how))
         s = scores_from_model(model_path, copy)
         lines.append(f"{'':<40}{how:<12}{_fmt(metrics.bpcer(data.y, s, threshold)):>7}{_fmt(metrics.apcer(data.y, s, threshold)):>7}"
                      f"{s[data.y == 1].mean():>19.3f}{s[data.y == 0].mean():>8.3f}")
@@ -214,7 +213,8 @@ def sample_folds(data: Examples, nuaa_by_subject: bool = False) -> np.ndarray:
 def claim_for_recipe(out: Path, config) -> None:
     """Record the recipe a LOSO folder's cached folds belong to; ValueError if it holds another recipe's.
 
-    Fields the stored recipe lacks (written before they existed) count as their defaults.
+    Fields the stored recipe lacks (written before they existed) count as their defaults, except
+    crop_resize: recipes from before it cropped the "area" way.
     """
     from training.train import TrainConfig
 
@@ -222,8 +222,8 @@ def claim_for_recipe(out: Path, config) -> None:
     current = json.loads(json.dumps(dataclasses.asdict(config)))
     if path.is_file():
         known = set(TrainConfig.__dataclass_fields__)
-        stored = json.loads(json.dumps(dataclasses.asdict(
-            TrainConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in known}))))
+        stored_fields = {"crop_resize": "area", **json.loads(path.read_text())}
+        stored = json.loads(json.dumps(dataclasses.asdict(TrainConfig(**{k: v for k, v in stored_fields.items() if k in known}))))
         differ = sorted(k for k in current if stored.get(k) != current[k])
         if differ:
             raise ValueError(f"{out} holds the folds of another recipe (it differs in {', '.join(differ)}): "
@@ -296,14 +296,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         threshold = meta.threshold
         known = set(TrainConfig.__dataclass_fields__)
         config = TrainConfig(**{k: v for k, v in meta.training.get("config", {}).items() if k in known})
-        config.size, config.scales = meta.input_size, list(meta.crop_scales)
+        config.size, config.scales, config.crop_resize = meta.input_size, list(meta.crop_scales), meta.crop_resize
     elif not args.loso:
         parser.error("--model is required unless --loso")
     if args.threshold is not None:
         threshold = args.threshold
 
     if args.loso:
-        data = load_dataset(args.data, config.size, config.scales)
+        data = load_dataset(args.data, config.size, config.scales, crop_resize=config.crop_resize)
         try:
             folds, scores = loso(data, config, args.out, args.folds, args.nuaa_by_subject)
         except ValueError as error:
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores = scores[done]
         title = "LOSO out-of-fold"
     else:
-        test = load_dataset(args.data, config.size, config.scales, include_jitter=False)
+        test = load_dataset(args.data, config.size, config.scales, include_jitter=False, crop_resize=config.crop_resize)
         if args.groups:
             test = test.subset(np.isin(test.group, args.groups))
         scores = scores_from_model(args.model, test)

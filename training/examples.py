@@ -36,12 +36,13 @@ class Examples:
     variant: np.ndarray
     size: int
     scales: list[float]
+    crop_resize: str = "area"  # liveness.crop.CROP_RESIZES
 
     def subset(self, mask: np.ndarray) -> "Examples":
         """The examples where `mask` is true."""
         pick = lambda a: a[mask]  # noqa: E731
         return Examples(pick(self.x), pick(self.y), pick(self.source), pick(self.group), pick(self.attack),
-                        pick(self.kind), pick(self.origin), pick(self.variant), self.size, self.scales)
+                        pick(self.kind), pick(self.origin), pick(self.variant), self.size, self.scales, self.crop_resize)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -84,18 +85,28 @@ def load_gathered(folder: Path, include_jitter: bool = True) -> Examples:
         variant=column("variant").astype(np.int64),
         size=size,
         scales=scales,
+        crop_resize=settings.get("crop_resize", "area"),  # folders gathered before the field: "area"
     )
 
 
-def load_dataset(dataset: Path, size: int, scales: list[float], jitter: int = 2, include_jitter: bool = True) -> Examples:
-    """Examples from a gathered folder, or from a data set folder / manifest (gathered once into runs/cache)."""
+def load_dataset(dataset: Path, size: int, scales: list[float], jitter: int = 2, include_jitter: bool = True,
+                 crop_resize: str = "area_fast") -> Examples:
+    """Examples from a gathered folder, or from a data set folder / manifest (gathered once into runs/cache).
+
+    ValueError when a gathered folder's crops are not the asked size, scales and crop resize.
+    """
     if (dataset / "gather.json").is_file():
-        return load_gathered(dataset, include_jitter)
+        data = load_gathered(dataset, include_jitter)
+        if (data.size, data.scales, data.crop_resize) != (size, [float(s) for s in scales], crop_resize):
+            raise ValueError(f"{dataset} holds crops of size {data.size}, scales {data.scales}, crop resize {data.crop_resize}; "
+                             f"asked for size {size}, scales {list(scales)}, crop resize {crop_resize}")
+        return data
     manifest = dataset if dataset.suffix == ".csv" else dataset / "manifest.csv"
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:10]
     scale_tag = "-".join(f"{s:g}" for s in scales)
-    cache = CACHE_DIR / f"gathered_{digest}_{size}_{scale_tag}_j{jitter}"
+    resize_tag = "" if crop_resize == "area" else f"_{crop_resize}"  # "area" caches predate the field
+    cache = CACHE_DIR / f"gathered_{digest}_{size}_{scale_tag}_j{jitter}{resize_tag}"
     if not (cache / "gather.json").is_file():
         print(f"gathering {manifest} into {cache} (once)", file=sys.stderr)
-        gather(items_for(manifest), cache, size, scales, jitter=jitter, origin_root=manifest.parent)
+        gather(items_for(manifest), cache, size, scales, jitter=jitter, origin_root=manifest.parent, crop_resize=crop_resize)
     return load_gathered(cache, include_jitter)

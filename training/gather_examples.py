@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from face_detector import create_detector
-from liveness.crop import crop_faces
+from liveness.crop import CROP_RESIZES, crop_faces
 from training.data import Item, items_for, video_frames
 
 MANIFEST_FIELDS = [
@@ -137,6 +137,7 @@ def gather(
     jitter: int = 0,
     origin_root: Path | None = None,
     progress: bool = True,
+    crop_resize: str = "area_fast",
 ) -> Path:
     """Detect, crop and write every item's largest face; returns the manifest path.
 
@@ -164,7 +165,7 @@ def gather(
                 continue  # the pipeline would not classify anything in this picture either
             for variant in range(jitter + 1):
                 box = found.box if variant == 0 else jittered(found.box, f"{origin}:{frame_index}:{variant}")
-                crops = crop_faces(image, [box], scales, size)[0]
+                crops = crop_faces(image, [box], scales, size, crop_resize)[0]
                 name = f"crops/{item.source}/{item.label or 'unlabelled'}/{counter:06d}_{variant}.png"
                 (output / name).parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(output / name), tile(crops))
@@ -177,7 +178,8 @@ def gather(
             counter += 1
     _save_detections(detection_path, cache)
     settings_path.write_text(json.dumps(settings))
-    (output / "gather.json").write_text(json.dumps({"size": size, "scales": list(scales), **settings, "jitter": jitter}))
+    (output / "gather.json").write_text(json.dumps({"size": size, "scales": list(scales), "crop_resize": crop_resize,
+                                                      **settings, "jitter": jitter}))
     manifest = output / "manifest.csv"
     with open(manifest, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
@@ -211,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="image inputs are tight face crops (padded before detection; whole image if no face)")
     parser.add_argument("--size", type=int, default=64, help="crop side in pixels (the model's input size)")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales (x face box)")
+    parser.add_argument("--crop-resize", choices=CROP_RESIZES, default="area_fast",
+                        help="how crops are shrunk (liveness.crop; the model must be trained the same way)")
     parser.add_argument("--min-size", type=int, default=20, help="smallest face side in pixels")
     parser.add_argument("--jitter", type=int, default=0, help="extra crops per face with a slightly moved box")
     args = parser.parse_args(argv)
@@ -220,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = args.input[0]
     root = first if first.is_dir() else first.parent if first.suffix.lower() == ".csv" else None
     manifest = gather(items, args.output, args.size, args.scales, args.detector, args.confidence,
-                      args.min_size, args.skip, args.jitter, origin_root=root)
+                      args.min_size, args.skip, args.jitter, origin_root=root, crop_resize=args.crop_resize)
     with open(manifest, newline="") as handle:
         count = sum(1 for row in csv.DictReader(handle) if row["variant"] == "0")
     print(f"{count} faces from {len(items)} inputs -> {manifest}")

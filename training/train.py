@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from liveness.crop import CROP_RESIZES
 from training.augment import DEGRADE_P, augment_batch
 from training.examples import Examples, load_dataset
 
@@ -57,6 +58,8 @@ class TrainConfig:
     flip_average: bool = False
     # Probability of blur / downscale / JPEG damage for attacks and for real faces (augment.DEGRADE_P).
     degrade_p: tuple[float, float] = DEGRADE_P
+    # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
+    crop_resize: str = "area_fast"
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
 
@@ -325,6 +328,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--ensemble", type=int, default=TrainConfig.ensemble,
                         help="train this many models (seeds seed, seed+1, ...) and average them in one graph (default: %(default)s)")
     recipe.add_argument("--flip-average", action="store_true", help="the model also scores mirrored crops and averages")
+    recipe.add_argument("--crop-resize", choices=CROP_RESIZES, default=TrainConfig.crop_resize,
+                        help="how crops are shrunk (liveness.crop; default: %(default)s)")
     recipe.add_argument("--three-way", action="store_true",
                         help="train a real / print / replay softmax (exported as fake = print + replay)")
     recipe.add_argument("--degrade-p", type=float, nargs=2, default=list(DEGRADE_P), metavar=("ATTACK", "REAL"),
@@ -336,7 +341,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(architecture=args.architecture, size=args.size, scales=list(args.scales), epochs=args.epochs,
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
-                       degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way)
+                       degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way,
+                       crop_resize=args.crop_resize)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -358,7 +364,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.metrics import summary, threshold_at_apcer
 
     config = recipe_from_args(args)
-    data = load_dataset(args.dataset, config.size, config.scales)
+    try:
+        data = load_dataset(args.dataset, config.size, config.scales, crop_resize=config.crop_resize)
+    except ValueError as error:
+        print(f"train: {error}", file=sys.stderr)
+        return 2
     if args.limit and len(data) > args.limit:
         pick = np.random.default_rng(args.seed).choice(len(data), args.limit, replace=False)
         data = data.subset(np.sort(pick))
@@ -383,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metadata = ModelMetadata(
         input_size=config.size,
         crop_scales=[float(s) for s in config.scales],
+        crop_resize=config.crop_resize,
         labels=["fake", "real"],
         threshold=threshold,
         channel_order="RGB",
