@@ -52,7 +52,7 @@ def test_gather_on_a_shared_video_yields_crops(tmp_path: Path) -> None:
     # Seeking in mp4 is not frame-exact: read up to the frame instead.
     frame = next(f for i, f in video_frames(video, skip=1) if i == int(first["frame"]))
     box = [float(first[k]) for k in ("x1", "y1", "x2", "y2")]
-    np.testing.assert_array_equal(untile(image, 48), crop_faces(frame, [box], [1.5, 2.7], 48, "area_fast")[0])
+    np.testing.assert_array_equal(untile(image, 48), crop_faces(frame, [box], [1.5, 2.7], 48)[0])
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +85,20 @@ def test_tiny_training_run_exports_a_loadable_model(gathered: Path, tmp_path: Pa
     meta = model.metadata
     assert (meta.input_size, meta.crop_scales, meta.channel_order) == (32, [1.5, 2.7], "RGB")
     assert meta.labels == ["fake", "real"] and model.threshold == pytest.approx(0.6)
-    assert meta.crop_resize == "area_fast"  # the crops it was trained on, so the classify stage cuts the same
+    assert meta.crop_resize == "area"  # the crops it was trained on, so the classify stage cuts the same
     assert meta.training["faces_per_source"]["trickyf0x"]["fake"] > 0
     frame = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    expected = crop_faces(frame, [(100, 60, 180, 160)], [1.5, 2.7], 32, "area_fast")
-    np.testing.assert_array_equal(model.crops(frame, [(100, 60, 180, 160)]), expected[..., [2, 1, 0, 5, 4, 3]])  # RGB
-    scores = model.score(frame, [(100, 60, 180, 160)])
+    box = (100, 60, 180, 160)
+    np.testing.assert_array_equal(model.crops(frame, [box]), crop_faces(frame, [box], [1.5, 2.7], 32)[..., [2, 1, 0, 5, 4, 3]])  # RGB
+    # A model trained on area_fast crops gets area_fast crops in the classify stage.
+    from dataclasses import replace
+
+    from liveness.metadata import write_metadata
+
+    write_metadata(model_path, replace(meta, crop_resize="area_fast"))
+    fast = LivenessModel(model_path).crops(frame, [box])
+    np.testing.assert_array_equal(fast, crop_faces(frame, [box], [1.5, 2.7], 32, "area_fast")[..., [2, 1, 0, 5, 4, 3]])
+    scores = model.score(frame, [box])
     assert scores.shape == (1,) and 0.0 <= float(scores[0]) <= 1.0
 
 
@@ -185,7 +193,7 @@ def test_three_way_targets_name_the_attack_instrument() -> None:
 def test_training_refuses_crops_of_another_kind(gathered: Path, tmp_path: Path) -> None:
     from training.train import main as train_main
 
-    # The folder holds 32 px area_fast crops: a 48 px or "area" model cannot be trained on them.
-    for options in (["--size", "48"], ["--size", "32", "--crop-resize", "area"]):
+    # The folder holds 32 px "area" crops: a 48 px or an area_fast model cannot be trained on them.
+    for options in (["--size", "48"], ["--size", "32", "--crop-resize", "area_fast"]):
         assert train_main(["--dataset", str(gathered), "--model", str(tmp_path / "x.onnx"), "--scales", "1.5", "2.7",
                            "--epochs", "1", "--val-groups", "none", *options]) == 2

@@ -213,8 +213,7 @@ def sample_folds(data: Examples, nuaa_by_subject: bool = False) -> np.ndarray:
 def claim_for_recipe(out: Path, config) -> None:
     """Record the recipe a LOSO folder's cached folds belong to; ValueError if it holds another recipe's.
 
-    Fields the stored recipe lacks (written before they existed) count as their defaults, except
-    crop_resize: recipes from before it cropped the "area" way.
+    Fields the stored recipe lacks (written before they existed) count as their defaults.
     """
     from training.train import TrainConfig
 
@@ -222,8 +221,8 @@ def claim_for_recipe(out: Path, config) -> None:
     current = json.loads(json.dumps(dataclasses.asdict(config)))
     if path.is_file():
         known = set(TrainConfig.__dataclass_fields__)
-        stored_fields = {"crop_resize": "area", **json.loads(path.read_text())}
-        stored = json.loads(json.dumps(dataclasses.asdict(TrainConfig(**{k: v for k, v in stored_fields.items() if k in known}))))
+        stored = json.loads(json.dumps(dataclasses.asdict(
+            TrainConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in known}))))
         differ = sorted(k for k in current if stored.get(k) != current[k])
         if differ:
             raise ValueError(f"{out} holds the folds of another recipe (it differs in {', '.join(differ)}): "

@@ -90,7 +90,7 @@ def load_gathered(folder: Path, include_jitter: bool = True) -> Examples:
 
 
 def load_dataset(dataset: Path, size: int, scales: list[float], jitter: int = 2, include_jitter: bool = True,
-                 crop_resize: str = "area_fast") -> Examples:
+                 crop_resize: str = "area") -> Examples:
     """Examples from a gathered folder, or from a data set folder / manifest (gathered once into runs/cache).
 
     ValueError when a gathered folder's crops are not the asked size, scales and crop resize.

@@ -137,7 +137,7 @@ def gather(
     jitter: int = 0,
     origin_root: Path | None = None,
     progress: bool = True,
-    crop_resize: str = "area_fast",
+    crop_resize: str = "area",
 ) -> Path:
     """Detect, crop and write every item's largest face; returns the manifest path.
 
@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="image inputs are tight face crops (padded before detection; whole image if no face)")
     parser.add_argument("--size", type=int, default=64, help="crop side in pixels (the model's input size)")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales (x face box)")
-    parser.add_argument("--crop-resize", choices=CROP_RESIZES, default="area_fast",
+    parser.add_argument("--crop-resize", choices=CROP_RESIZES, default="area",
                         help="how crops are shrunk (liveness.crop; the model must be trained the same way)")
     parser.add_argument("--min-size", type=int, default=20, help="smallest face side in pixels")
     parser.add_argument("--jitter", type=int, default=0, help="extra crops per face with a slightly moved box")

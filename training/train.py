@@ -59,7 +59,8 @@ class TrainConfig:
     # Probability of blur / downscale / JPEG damage for attacks and for real faces (augment.DEGRADE_P).
     degrade_p: tuple[float, float] = DEGRADE_P
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
-    crop_resize: str = "area_fast"
+    # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
+    crop_resize: str = "area"
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
 
