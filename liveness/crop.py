@@ -17,7 +17,8 @@ Box = Sequence[float]  # [x1, y1, x2, y2] in pixels
 # "area_fast": halve with 2x2 INTER_AREA steps (OpenCV's vectorised path) while the square is at least
 # four times the target, then one INTER_AREA over the remaining factor of 2 to 4. Stopping the
 # halvings there keeps the texture: a last step below 2 blurs (the crop's Laplacian variance fell by
-# up to a third); this keeps 90-100% of it at about half the cost of one direct INTER_AREA resize.
+# up to a third); this keeps 86-100% of it at a half to a fifth of the cost of one direct INTER_AREA
+# resize. Models trained on it measured worse on unseen people (docs/training.md): an option.
 CROP_RESIZES = ("area", "area_fast")
 
 

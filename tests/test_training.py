@@ -197,3 +197,22 @@ def test_training_refuses_crops_of_another_kind(gathered: Path, tmp_path: Path) 
     for options in (["--size", "48"], ["--size", "32", "--crop-resize", "area_fast"]):
         assert train_main(["--dataset", str(gathered), "--model", str(tmp_path / "x.onnx"), "--scales", "1.5", "2.7",
                            "--epochs", "1", "--val-groups", "none", *options]) == 2
+
+
+@needs_data
+@needs_weights
+def test_evaluate_and_calibrate_refuse_crops_of_another_kind(gathered: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from dataclasses import replace
+
+    from liveness.metadata import write_metadata
+    from training.calibrate import main as calibrate_main
+    from training.evaluate import main as evaluate_main
+
+    model_path = tmp_path / "fast.onnx"
+    tiny_training_run(gathered, model_path)
+    write_metadata(model_path, replace(LivenessModel(model_path).metadata, crop_resize="area_fast"))
+    capsys.readouterr()
+    assert evaluate_main(["--model", str(model_path), "--data", str(gathered), "--out", str(tmp_path / "eval")]) == 2
+    assert calibrate_main(["--model", str(model_path), "--data", str(gathered), "--min-acer"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all("crop resize area; asked for size 32" in line for line in errors)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,7 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.examples import load_dataset
 
         meta = LivenessModel(args.model).metadata
-        data = load_dataset(args.data, meta.input_size, list(meta.crop_scales), include_jitter=False, crop_resize=meta.crop_resize)
+        try:
+            data = load_dataset(args.data, meta.input_size, list(meta.crop_scales), include_jitter=False, crop_resize=meta.crop_resize)
+        except ValueError as error:  # a gathered folder of other crops
+            print(f"calibrate: {error}", file=sys.stderr)
+            return 2
         labels, scores, attacks = data.y, scores_from_model(args.model, data), data.attack
         where = f"development data {args.data.name}"
     if args.min_acer:

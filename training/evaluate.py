@@ -301,20 +301,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threshold is not None:
         threshold = args.threshold
 
-    if args.loso:
-        data = load_dataset(args.data, config.size, config.scales, crop_resize=config.crop_resize)
-        try:
+    try:  # a gathered folder of other crops, or a LOSO folder of another recipe: one line, exit 2
+        data = load_dataset(args.data, config.size, config.scales, include_jitter=args.loso, crop_resize=config.crop_resize)
+        if args.loso:
             folds, scores = loso(data, config, args.out, args.folds, args.nuaa_by_subject)
-        except ValueError as error:
-            print(f"evaluate: {error}", file=sys.stderr)
-            return 2
+    except ValueError as error:
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 2
+    if args.loso:
         done = ~np.isnan(scores)
         test = data.subset(done)
         write_scores(args.out / "oof_scores.csv", test, scores[done], folds[done])
         scores = scores[done]
         title = "LOSO out-of-fold"
     else:
-        test = load_dataset(args.data, config.size, config.scales, include_jitter=False, crop_resize=config.crop_resize)
+        test = data
         if args.groups:
             test = test.subset(np.isin(test.group, args.groups))
         scores = scores_from_model(args.model, test)
