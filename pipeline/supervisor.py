@@ -141,6 +141,7 @@ class Supervisor:
                     self._on_control(control)
             if self.quit_by:
                 log(f"stopped by the user ({self.quit_by}); stopping every stage")
+                self.summary_at_exit = True
                 return EXIT_OK
             failed = self._failed_stage()
             deadline = time.monotonic() + 0.3
@@ -169,6 +170,7 @@ class Supervisor:
                 last_summary = time.monotonic()
                 self._print_summary()
         log("interrupted: stopping every stage")
+        self.summary_at_exit = True  # the final counts (drops, lost sources) are part of the run's record
         return EXIT_INTERRUPTED
 
     def _on_control(self, control: zmq.Socket) -> None:
