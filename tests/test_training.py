@@ -169,10 +169,19 @@ def test_three_way_model_exports_fake_as_print_plus_replay(gathered: Path, tmp_p
     tiny_training_run(gathered, model_path, "--three-way")
     session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     assert [output.shape[-1] for output in session.get_outputs()] == [2]  # the pipeline's (fake, real)
-    model = LivenessModel(model_path)
-    assert model.metadata.training["config"]["three_way"] is True
-    crops = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 6), dtype=np.uint8)
-    assert np.all((model.predict_crops(crops) >= 0.0) & (model.predict_crops(crops) <= 1.0))
+    assert LivenessModel(model_path).metadata.training["config"]["three_way"] is True
+
+
+def test_merged_three_way_output_is_print_plus_replay_then_real() -> None:
+    import keras
+
+    from training.livenessnet import merge_attack_classes
+
+    inputs = keras.Input((3,))
+    three_way = keras.Model(inputs, keras.layers.Softmax()(inputs))
+    logits = np.log(np.array([[0.2, 0.3, 0.5], [0.6, 0.1, 0.3]], np.float32))
+    merged = merge_attack_classes(three_way).predict(logits, verbose=0)
+    np.testing.assert_allclose(merged, [[0.5, 0.5], [0.7, 0.3]], atol=1e-6)  # (fake, real)
 
 
 def test_three_way_targets_name_the_attack_instrument() -> None:

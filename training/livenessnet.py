@@ -101,12 +101,8 @@ def build(architecture: str, size: int, channels: int, classes: int = 2) -> kera
     return ARCHITECTURES[architecture](size=size, channels=channels, classes=classes)
 
 
-# Class order of the 3-way model (with_attack_classes): the two attack kinds, then real.
-ATTACK_CLASSES = ("print", "replay", "real")
-
-
 def merge_attack_classes(model: keras.Model) -> keras.Model:
-    """A 3-way (print, replay, real) model as the 2-way (fake, real) model the pipeline loads.
+    """A 3-way model (outputs in the order print, replay, real) as the 2-way (fake, real) model the pipeline loads.
 
     P(fake) = P(print) + P(replay): the exported graph keeps the pipeline's two outputs while
     training could tell the two attack instruments apart (Silent-Face's 3-way output).

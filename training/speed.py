@@ -1,4 +1,5 @@
-"""Measure the classifier's cost per face with onnxruntime on one thread (as the classify stage runs it).
+"""Measure the classifier's cost per face with onnxruntime on one thread (as the classify stage runs it),
+and the cost of cutting its crops from a 640x480 frame with each crop resize (liveness.crop).
 
     python -m training.speed --model models/liveness.onnx
 """
@@ -11,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from liveness.crop import CROP_RESIZES, crop_face
 from liveness.model import LivenessModel
+
+# A 190 px face box in a 640x480 frame (a person about 60 cm from a laptop webcam).
+FRAME_SHAPE = (480, 640, 3)
+FACE_BOX = (250.0, 130.0, 400.0, 320.0)
 
 
 def ms_per_face(model_path: Path, batch: int = 1, repeats: int = 300) -> float:
@@ -29,6 +35,17 @@ def ms_per_face(model_path: Path, batch: int = 1, repeats: int = 300) -> float:
     return float(np.median(times)) * 1000.0 / batch
 
 
+def crop_ms(scale: float, size: int, resize: str, repeats: int = 300) -> float:
+    """Median milliseconds to cut one crop at `scale` around FACE_BOX from a 640x480 frame."""
+    frame = np.random.default_rng(0).integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        crop_face(frame, FACE_BOX, scale, size, resize)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times)) * 1000.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for batch in (1, 4):
         print(f"{args.model}: {ms_per_face(args.model, batch, args.repeats):.3f} ms/face at batch {batch}, 1 onnxruntime thread")
+    meta = LivenessModel(args.model).metadata
+    for resize in CROP_RESIZES:
+        costs = {scale: crop_ms(scale, meta.input_size, resize, args.repeats) for scale in meta.crop_scales}
+        used = " (this model's)" if resize == meta.crop_resize else ""
+        print(f"crops{used}, {resize}: " + ", ".join(f"{s:g}x {ms:.3f} ms" for s, ms in costs.items())
+              + f"; {sum(costs.values()):.3f} ms/face for a 190 px face in a 640x480 frame")
     return 0
 
 
