@@ -31,10 +31,11 @@ def _degrade(tile: np.ndarray, kind: int, amount: float, quality: int) -> np.nda
 
 
 def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-                  degrade_p: tuple[float, float] = DEGRADE_P) -> np.ndarray:
+                  degrade_p: tuple[float, float] = DEGRADE_P, erase_p: float = 0.0) -> np.ndarray:
     """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks.
 
     `degrade_p`: probability of quality damage for attacks and for real faces.
+    `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
     """
     n, size, _, channels = x.shape
     tiles = channels // 3
@@ -66,4 +67,23 @@ def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
     if noisy.size:
         sigma = rng.uniform(2, 8, (noisy.size, 1, 1, 1)).astype(np.float32)
         out[noisy] += rng.standard_normal(out[noisy].shape, dtype=np.float32) * sigma
+    if erase_p > 0:  # last, and only when asked, so the draws above stay those of the recipes without it
+        erase_rectangles(out, np.nonzero(rng.random(n) < erase_p)[0], rng)
     return np.clip(out, 0, 255)
+
+
+def erase_rectangles(out: np.ndarray, samples: np.ndarray, rng: np.random.Generator) -> None:
+    """Fill one rectangle (5-25% of the tile, aspect 1:2 to 2:1) of every tile of `samples` with noise, in place.
+
+    Hiding a random part of the face and its surroundings keeps the model from resting on one region
+    (a phone's bezel, a background, a person's features) that a new capture setup will not have.
+    """
+    size = out.shape[1]
+    for i in samples:
+        for j in range(out.shape[3] // 3):
+            area = rng.uniform(0.05, 0.25) * size * size
+            aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+            height = min(size, max(1, int(round(np.sqrt(area * aspect)))))
+            width = min(size, max(1, int(round(np.sqrt(area / aspect)))))
+            top, left = int(rng.integers(0, size - height + 1)), int(rng.integers(0, size - width + 1))
+            out[i, top : top + height, left : left + width, 3 * j : 3 * j + 3] = rng.uniform(0, 255, (height, width, 3))

@@ -63,6 +63,8 @@ class TrainConfig:
     crop_resize: str = "area"
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
+    # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles).
+    erase_p: float = 0.0
 
 
 def configure_tensorflow(seed: int) -> None:
@@ -139,10 +141,12 @@ def class_targets(data: Examples, three_way: bool) -> np.ndarray:
 
 
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
-                    degrade_p: tuple[float, float] = DEGRADE_P, targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    degrade_p: tuple[float, float] = DEGRADE_P, targets: np.ndarray | None = None,
+                    erase_p: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real)."""
     index = rng.choice(len(data), size=count, p=probabilities)
-    x = np.concatenate([normalise(augment_batch(data.x[index[i : i + 512]], data.y[index[i : i + 512]], rng, tuple(degrade_p)))
+    x = np.concatenate([normalise(augment_batch(data.x[index[i : i + 512]], data.y[index[i : i + 512]], rng,
+                                                tuple(degrade_p), erase_p))
                         for i in range(0, count, 512)])
     return x, (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
 
@@ -217,7 +221,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     val_x = normalise(validation.x) if validation is not None and len(validation) else None
     for epoch in range(config.epochs):
         started = time.time()
-        x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p, train_targets)
+        x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p, train_targets,
+                               config.erase_p)
         targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if config.spectrum_weight > 0 else y
         fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
         history["loss"].append(float(fit.history["loss"][-1]))
@@ -314,6 +319,14 @@ def split_by_group(data: Examples, validation_groups: Sequence[str]) -> tuple[Ex
     return data.subset(~held), data.subset(held & (data.variant == 0))
 
 
+def probability(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability (0 to 1)")
+    return value
+
+
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The training-recipe options `train` and `evaluate --loso` share; defaults are the shipped recipe."""
     recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
@@ -333,8 +346,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how crops are shrunk (liveness.crop; default: %(default)s)")
     recipe.add_argument("--three-way", action="store_true",
                         help="train a real / print / replay softmax (exported as fake = print + replay)")
-    recipe.add_argument("--degrade-p", type=float, nargs=2, default=list(DEGRADE_P), metavar=("ATTACK", "REAL"),
+    recipe.add_argument("--degrade-p", type=probability, nargs=2, default=list(DEGRADE_P), metavar=("ATTACK", "REAL"),
                         help="probability of blur/downscale/JPEG damage for attacks and for real faces (default: %(default)s)")
+    recipe.add_argument("--erase-p", type=probability, default=TrainConfig.erase_p,
+                        help="probability of a noise rectangle in each crop of a training sample (default: %(default)s)")
 
 
 def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -343,7 +358,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way,
-                       crop_resize=args.crop_resize)
+                       crop_resize=args.crop_resize, erase_p=args.erase_p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
