@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from training.augment import augment_batch
-from training.train import main as train_main
+from training.train import main as train_main, mix_samples
 
 
 def test_erasing_changes_one_rectangle_per_tile_and_leaves_the_rest_as_without_it() -> None:
@@ -30,3 +30,26 @@ def test_erase_probability_outside_zero_to_one_is_refused(capsys: pytest.Capture
         train_main(["--dataset", "missing", "--model", "x.onnx", "--erase-p", "1.5"])
     assert stopped.value.code == 2
     assert "--erase-p: 1.5 is not a probability" in capsys.readouterr().err
+
+
+def test_mixup_blends_each_sample_with_one_partner_and_its_targets_alike() -> None:
+    values = np.random.default_rng(2).permutation(64).astype(np.float32)  # sample i is a constant image of values[i]
+    x = np.broadcast_to(values[:, None, None, None], (64, 4, 4, 6)).copy()
+    labels = np.arange(64) % 2
+    y = np.eye(2, dtype=np.float32)[labels]
+    mixed_x, mixed_y = mix_samples(x, y, np.random.default_rng(3), alpha=0.4)
+    assert not np.allclose(mixed_x, x)
+    for i in range(64):
+        assert np.ptp(mixed_x[i]) < 1e-4  # still one blend of two constant images
+        value = float(mixed_x[i, 0, 0, 0])
+        # Some partner j and weight w in [0, 1] give both the pixels and the targets.
+        found = False
+        for j in range(64):
+            if j == i or values[j] == values[i]:
+                same = abs(value - values[i]) < 1e-4 and np.allclose(mixed_y[i], y[i])
+            else:
+                weight = (value - values[j]) / (values[i] - values[j])
+                same = -1e-5 <= weight <= 1 + 1e-5 and np.allclose(mixed_y[i], weight * y[i] + (1 - weight) * y[j], atol=1e-4)
+            found = found or same
+        assert found, f"sample {i} is not a blend of itself and one partner"
+    np.testing.assert_allclose(mixed_y.sum(axis=1), 1.0, atol=1e-6)

@@ -65,6 +65,8 @@ class TrainConfig:
     three_way: bool = False
     # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles).
     erase_p: float = 0.0
+    # Mixup: each training sample blended with another, weight ~ Beta(alpha, alpha), targets alike; 0 = off.
+    mixup_alpha: float = 0.0
 
 
 def configure_tensorflow(seed: int) -> None:
@@ -142,13 +144,22 @@ def class_targets(data: Examples, three_way: bool) -> np.ndarray:
 
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
                     degrade_p: tuple[float, float] = DEGRADE_P, targets: np.ndarray | None = None,
-                    erase_p: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                    erase_p: float = 0.0, mixup_alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real)."""
     index = rng.choice(len(data), size=count, p=probabilities)
     x = np.concatenate([normalise(augment_batch(data.x[index[i : i + 512]], data.y[index[i : i + 512]], rng,
                                                 tuple(degrade_p), erase_p))
                         for i in range(0, count, 512)])
-    return x, (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
+    y = (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
+    return mix_samples(x, y, rng, mixup_alpha) if mixup_alpha > 0 else (x, y)
+
+
+def mix_samples(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mixup: sample i becomes w * sample i + (1 - w) * sample perm(i), targets alike, w ~ Beta(alpha, alpha)."""
+    partner = rng.permutation(len(x))
+    weight = rng.beta(alpha, alpha, len(x)).astype(np.float32)
+    mixed_x = weight[:, None, None, None] * x + (1.0 - weight[:, None, None, None]) * x[partner]
+    return mixed_x.astype(np.float32), (weight[:, None] * y + (1.0 - weight[:, None]) * y[partner]).astype(np.float32)
 
 
 def train_model(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1):
@@ -222,7 +233,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     for epoch in range(config.epochs):
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p, train_targets,
-                               config.erase_p)
+                               config.erase_p, config.mixup_alpha)
         targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if config.spectrum_weight > 0 else y
         fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
         history["loss"].append(float(fit.history["loss"][-1]))
@@ -327,6 +338,14 @@ def probability(text: str) -> float:
     return value
 
 
+def non_negative(text: str) -> float:
+    """argparse type: a number of at least 0."""
+    value = float(text)
+    if value < 0.0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The training-recipe options `train` and `evaluate --loso` share; defaults are the shipped recipe."""
     recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
@@ -350,6 +369,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability of blur/downscale/JPEG damage for attacks and for real faces (default: %(default)s)")
     recipe.add_argument("--erase-p", type=probability, default=TrainConfig.erase_p,
                         help="probability of a noise rectangle in each crop of a training sample (default: %(default)s)")
+    recipe.add_argument("--mixup-alpha", type=non_negative, default=TrainConfig.mixup_alpha,
+                        help="blend training samples and their targets, weight ~ Beta(alpha, alpha) (0 = off; default: %(default)s)")
 
 
 def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -358,7 +379,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way,
-                       crop_resize=args.crop_resize, erase_p=args.erase_p)
+                       crop_resize=args.crop_resize, erase_p=args.erase_p,
+                       mixup_alpha=args.mixup_alpha)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
