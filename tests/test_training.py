@@ -166,10 +166,12 @@ def test_three_way_model_exports_fake_as_print_plus_replay(gathered: Path, tmp_p
     import onnxruntime
 
     model_path = tmp_path / "three_way.onnx"
-    tiny_training_run(gathered, model_path, "--three-way")
+    # Erasing and mixup ride along: mixup must blend the 3-wide targets too.
+    tiny_training_run(gathered, model_path, "--three-way", "--erase-p", "0.5", "--mixup-alpha", "0.4")
     session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     assert [output.shape[-1] for output in session.get_outputs()] == [2]  # the pipeline's (fake, real)
-    assert LivenessModel(model_path).metadata.training["config"]["three_way"] is True
+    config = LivenessModel(model_path).metadata.training["config"]
+    assert (config["three_way"], config["erase_p"], config["mixup_alpha"]) == (True, 0.5, 0.4)
 
 
 def test_merged_three_way_output_is_print_plus_replay_then_real() -> None:
