@@ -144,9 +144,9 @@ class Supervisor:
                 self.summary_at_exit = True
                 return EXIT_OK
             failed = self._failed_stage()
-            deadline = time.monotonic() + 0.3
-            while failed and not self.quit_by and control.poll(50) and time.monotonic() < deadline:
-                self._on_control(control)  # a stage that ended on purpose said so just before it exited
+            if failed:
+                self.await_last_word(control, failed)
+                failed = None if self.quit_by else self._failed_stage()
             if self.quit_by:
                 continue
             if failed and not (started and self._schedule_restart(failed)):
@@ -196,6 +196,17 @@ class Supervisor:
         elif kind == ACK and isinstance(message.get("seq"), int):
             stage.acked = max(stage.acked, message["seq"])
             self._relay_floor(control)
+
+    def await_last_word(self, control: zmq.Socket, stage: Running, wait_s: float = 1.0) -> None:
+        """Read what an exited stage said just before it exited (its error, QUIT or DONE).
+
+        On a loaded machine that report can come in after the exit is seen; without waiting for it
+        (at most `wait_s`) the reason of a failure would be lost from the run's one-line error.
+        """
+        deadline = time.monotonic() + wait_s
+        while stage.error is None and not stage.done and not self.quit_by and time.monotonic() < deadline:
+            if control.poll(20):
+                self._on_control(control)
 
     def _floor(self) -> int:
         """Lossless: the last seq every sink (or, without sinks, the publisher) has acknowledged."""
