@@ -63,9 +63,11 @@ class TrainConfig:
     crop_resize: str = "area"
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
-    # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles).
+    # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles);
+    # 0.5 measured worse on unseen people (docs/training.md), so off.
     erase_p: float = 0.0
-    # Mixup: each training sample blended with another, weight ~ Beta(alpha, alpha), targets alike; 0 = off.
+    # Mixup: each training sample blended with another, weight ~ Beta(alpha, alpha), targets alike; 0 = off
+    # (0.4 moved errors between sets and ranked worse: docs/training.md).
     mixup_alpha: float = 0.0
 
 
