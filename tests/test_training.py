@@ -166,12 +166,32 @@ def test_three_way_model_exports_fake_as_print_plus_replay(gathered: Path, tmp_p
     import onnxruntime
 
     model_path = tmp_path / "three_way.onnx"
-    # Erasing and mixup ride along: mixup must blend the 3-wide targets too.
-    tiny_training_run(gathered, model_path, "--three-way", "--erase-p", "0.5", "--mixup-alpha", "0.4")
+    # Erasing, mixup and weight averaging ride along: mixup must blend the 3-wide targets too.
+    tiny_training_run(gathered, model_path, "--three-way", "--erase-p", "0.5", "--mixup-alpha", "0.4", "--average-last", "0.5")
     session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     assert [output.shape[-1] for output in session.get_outputs()] == [2]  # the pipeline's (fake, real)
     config = LivenessModel(model_path).metadata.training["config"]
-    assert (config["three_way"], config["erase_p"], config["mixup_alpha"]) == (True, 0.5, 0.4)
+    assert (config["three_way"], config["erase_p"], config["mixup_alpha"], config["average_last"]) == (True, 0.5, 0.4, 0.5)
+
+
+def test_weight_average_is_the_mean_after_the_start_step() -> None:
+    import keras
+
+    from training.train import WeightAverage
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(keras.layers.Dense(3)(inputs)))
+    average = WeightAverage(model, start_step=2)
+    snapshots = []
+    for step in range(5):  # steps 1 and 2 come before the start: only steps 3, 4, 5 count
+        weights = [np.full(w.shape, float(step * step), np.float32) for w in model.get_weights()]
+        model.set_weights(weights)
+        snapshots.append(weights)
+        average.update()
+    average.apply()
+    for i, averaged in enumerate(model.get_weights()):  # kernel, bias and the batch-norm statistics alike
+        np.testing.assert_allclose(averaged, np.mean([snap[i] for snap in snapshots[2:]], axis=0))
+        assert averaged.flat[0] == (4 + 9 + 16) / 3
 
 
 def test_merged_three_way_output_is_print_plus_replay_then_real() -> None:

@@ -69,6 +69,42 @@ class TrainConfig:
     # Mixup: each training sample blended with another, weight ~ Beta(alpha, alpha), targets alike; 0 = off
     # (0.4 moved errors between sets and ranked worse: docs/training.md).
     mixup_alpha: float = 0.0
+    # Stochastic weight averaging: the exported weights are the mean of the weights after every
+    # training step of this last share of the steps (0 = off; batch-norm statistics averaged alike).
+    average_last: float = 0.0
+
+
+class WeightAverage:
+    """Running mean of a Keras model's weights (batch-norm statistics included) after each step from `start_step` on.
+
+    Averaging along the end of training lands in a flatter region of the loss, which is reported to
+    carry better to unseen domains (SWA; SWAD for domain generalisation) at no inference cost.
+    """
+
+    def __init__(self, model, start_step: int) -> None:
+        self.model = model
+        self.start_step = start_step
+        self.steps = 0
+        self.count = 0
+        self.mean: list[np.ndarray] = []
+
+    def update(self) -> None:
+        """Call after every training step."""
+        self.steps += 1
+        if self.steps <= self.start_step:
+            return
+        self.count += 1
+        weights = self.model.get_weights()
+        if not self.mean:
+            self.mean = [np.array(w, dtype=np.float64) for w in weights]
+            return
+        for mean, w in zip(self.mean, weights):
+            mean += (w - mean) / self.count
+
+    def apply(self) -> None:
+        """Give the model the averaged weights (no-op if no step was averaged)."""
+        if self.mean:
+            self.model.set_weights([m.astype(w.dtype) for m, w in zip(self.mean, self.model.get_weights())])
 
 
 def configure_tensorflow(seed: int) -> None:
@@ -231,13 +267,18 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     probabilities = sampling_weights(train, config)
     train_targets = class_targets(train, config.three_way)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "val_auc": []}
+    callbacks = []
+    average = WeightAverage(model, int(round(steps * (1.0 - config.average_last)))) if config.average_last > 0 else None
+    if average is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: average.update()))
     val_x = normalise(validation.x) if validation is not None and len(validation) else None
     for epoch in range(config.epochs):
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p, train_targets,
                                config.erase_p, config.mixup_alpha)
         targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if config.spectrum_weight > 0 else y
-        fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
+        fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0,
+                         callbacks=callbacks)
         history["loss"].append(float(fit.history["loss"][-1]))
         accuracy = next(value for key, value in fit.history.items() if key.endswith("accuracy"))
         history["accuracy"].append(float(accuracy[-1]))
@@ -251,6 +292,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
             line += f"  val_loss {history['val_loss'][-1]:.4f}  val_acc {history['val_accuracy'][-1]:.3f}  val_auc {history['val_auc'][-1]:.3f}"
         if verbose:
             print(f"{line}  ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+    if average is not None:
+        average.apply()
     if fitted is not two_way:
         two_way.predict(x[:2], verbose=0)  # Keras exports only models that have been called themselves
     return two_way, history
@@ -373,6 +416,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability of a noise rectangle in each crop of a training sample (default: %(default)s)")
     recipe.add_argument("--mixup-alpha", type=non_negative, default=TrainConfig.mixup_alpha,
                         help="blend training samples and their targets, weight ~ Beta(alpha, alpha) (0 = off; default: %(default)s)")
+    recipe.add_argument("--average-last", type=probability, default=TrainConfig.average_last,
+                        help="export the mean of the weights over this last share of the training steps (0 = off; default: %(default)s)")
 
 
 def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -382,7 +427,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way,
                        crop_resize=args.crop_resize, erase_p=args.erase_p,
-                       mixup_alpha=args.mixup_alpha)
+                       mixup_alpha=args.mixup_alpha, average_last=args.average_last)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
