@@ -174,7 +174,7 @@ def test_three_way_model_exports_fake_as_print_plus_replay(gathered: Path, tmp_p
     assert (config["three_way"], config["erase_p"], config["mixup_alpha"], config["average_last"]) == (True, 0.5, 0.4, 0.5)
 
 
-def test_weight_average_is_the_mean_after_the_start_step() -> None:
+def test_weight_average_is_the_mean_after_the_start_step_with_batch_norm_measured_anew() -> None:
     import keras
 
     from training.train import WeightAverage
@@ -188,10 +188,18 @@ def test_weight_average_is_the_mean_after_the_start_step() -> None:
         model.set_weights(weights)
         snapshots.append(weights)
         average.update()
-    average.apply()
-    for i, averaged in enumerate(model.get_weights()):  # kernel, bias and the batch-norm statistics alike
+    x = np.random.default_rng(3).normal(2.0, 3.0, (512, 2)).astype(np.float32)
+    average.apply(x)
+    kernel, bias, gamma, beta, moving_mean, moving_variance = model.get_weights()
+    for i, averaged in enumerate((kernel, bias, gamma, beta)):
         np.testing.assert_allclose(averaged, np.mean([snap[i] for snap in snapshots[2:]], axis=0))
-        assert averaged.flat[0] == (4 + 9 + 16) / 3
+    assert kernel.flat[0] == (4 + 9 + 16) / 3
+    # the statistics are those of the averaged layer's outputs (mean over the two batches of 256), not averaged ones
+    dense = x @ kernel + bias
+    np.testing.assert_allclose(moving_mean, dense.mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(moving_variance, np.mean([dense[:256].var(axis=0), dense[256:].var(axis=0)], axis=0), rtol=1e-3)
+    assert model.layers[-1].momentum == 0.99  # restored
+
 
 
 def test_merged_three_way_output_is_print_plus_replay_then_real() -> None:

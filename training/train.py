@@ -101,10 +101,33 @@ class WeightAverage:
         for mean, w in zip(self.mean, weights):
             mean += (w - mean) / self.count
 
-    def apply(self) -> None:
-        """Give the model the averaged weights (no-op if no step was averaged)."""
+    def apply(self, x: np.ndarray) -> None:
+        """Give the model the averaged weights, then batch-norm statistics measured with them on inputs x.
+
+        Averaged statistics do not match averaged weights (SWA re-estimates them the same way).
+        """
         if self.mean:
             self.model.set_weights([m.astype(w.dtype) for m, w in zip(self.mean, self.model.get_weights())])
+            recompute_batch_norm(self.model, x)
+
+
+def recompute_batch_norm(model, x: np.ndarray, batch_size: int = 256) -> None:
+    """Set every batch-norm layer's moving statistics to their mean over the batches of x, in training mode."""
+    import keras
+
+    def batch_norms(layer) -> list:
+        inner = [found for child in getattr(layer, "layers", []) for found in batch_norms(child)]
+        return inner + ([layer] if isinstance(layer, keras.layers.BatchNormalization) else [])
+
+    norms = batch_norms(model)
+    momenta = [norm.momentum for norm in norms]
+    # moving = momentum * moving + (1 - momentum) * batch; momentum (k - 1) / k at batch k gives the running mean
+    for k, start in enumerate(range(0, len(x), batch_size), 1):
+        for norm in norms:
+            norm.momentum = (k - 1) / k
+        model(x[start : start + batch_size], training=True)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
 
 
 def configure_tensorflow(seed: int) -> None:
@@ -293,7 +316,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
         if verbose:
             print(f"{line}  ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
     if average is not None:
-        average.apply()
+        average.apply(x[:2048])  # the last epoch's augmented samples
     if fitted is not two_way:
         two_way.predict(x[:2], verbose=0)  # Keras exports only models that have been called themselves
     return two_way, history
