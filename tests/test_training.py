@@ -171,7 +171,7 @@ def test_three_way_model_exports_fake_as_print_plus_replay(gathered: Path, tmp_p
     session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     assert [output.shape[-1] for output in session.get_outputs()] == [2]  # the pipeline's (fake, real)
     config = LivenessModel(model_path).metadata.training["config"]
-    assert (config["three_way"], config["erase_p"], config["mixup_alpha"], config["average_last"]) == (True, 0.5, 0.4, 0.5)
+    assert (config["three_way"], config["erase_p"], config["mixup_alpha"], config["average_last"], config["average_lr"]) == (True, 0.5, 0.4, 0.5, 0.25)
 
 
 def test_weight_average_is_the_mean_after_the_start_step_with_batch_norm_measured_anew() -> None:

@@ -70,8 +70,11 @@ class TrainConfig:
     # (0.4 moved errors between sets and ranked worse: docs/training.md).
     mixup_alpha: float = 0.0
     # Stochastic weight averaging: the exported weights are the mean of the weights after every
-    # training step of this last share of the steps (0 = off; batch-norm statistics averaged alike).
+    # training step of this last share of the steps (0 = off; batch-norm statistics measured anew).
     average_last: float = 0.0
+    # With averaging on, the cosine ends where averaging starts, at this share of the initial learning
+    # rate, which then stays constant so the averaged weights spread along the valley (SWA).
+    average_lr: float = 0.25
 
 
 class WeightAverage:
@@ -272,7 +275,11 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2)
     two_way = merge_attack_classes(model) if config.three_way else model  # what is validated and exported
     steps = config.epochs * (config.samples_per_epoch // config.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, warmup_target=None)
+    if config.average_last > 0:  # cosine down to average_lr before the averaged steps, constant during them
+        schedule = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, max(1, int(round(steps * (1.0 - config.average_last)))), alpha=config.average_lr)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, warmup_target=None)
     classification = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     fitted = model  # what model.fit trains: the model itself, or it with the spectrum head
     if config.spectrum_weight > 0:
@@ -441,6 +448,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="blend training samples and their targets, weight ~ Beta(alpha, alpha) (0 = off; default: %(default)s)")
     recipe.add_argument("--average-last", type=probability, default=TrainConfig.average_last,
                         help="export the mean of the weights over this last share of the training steps (0 = off; default: %(default)s)")
+    recipe.add_argument("--average-lr", type=probability, default=TrainConfig.average_lr,
+                        help="with --average-last: constant learning rate while averaging, as a share of the initial one (default: %(default)s)")
 
 
 def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -450,7 +459,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way,
                        crop_resize=args.crop_resize, erase_p=args.erase_p,
-                       mixup_alpha=args.mixup_alpha, average_last=args.average_last)
+                       mixup_alpha=args.mixup_alpha, average_last=args.average_last,
+                       average_lr=args.average_lr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
