@@ -71,6 +71,7 @@ class TrainConfig:
     mixup_alpha: float = 0.0
     # Stochastic weight averaging: the exported weights are the mean of the weights after every
     # training step of this last share of the steps (0 = off; batch-norm statistics measured anew).
+    # 0.5 ranked worse on unseen people (docs/training.md), so off.
     average_last: float = 0.0
     # With averaging on, the cosine ends where averaging starts, at this share of the initial learning
     # rate, which then stays constant so the averaged weights spread along the valley (SWA).
