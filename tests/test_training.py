@@ -201,7 +201,6 @@ def test_weight_average_is_the_mean_after_the_start_step_with_batch_norm_measure
     assert model.layers[-1].momentum == 0.99  # restored
 
 
-
 def test_merged_three_way_output_is_print_plus_replay_then_real() -> None:
     import keras
 

@@ -79,7 +79,7 @@ class TrainConfig:
 
 
 class WeightAverage:
-    """Running mean of a Keras model's weights (batch-norm statistics included) after each step from `start_step` on.
+    """Running mean of a Keras model's weights after each step from `start_step` on (batch-norm statistics measured anew).
 
     Averaging along the end of training lands in a flatter region of the loss, which is reported to
     carry better to unseen domains (SWA; SWAD for domain generalisation) at no inference cost.
@@ -276,9 +276,9 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2)
     two_way = merge_attack_classes(model) if config.three_way else model  # what is validated and exported
     steps = config.epochs * (config.samples_per_epoch // config.batch_size)
+    average_start = int(round(steps * (1.0 - config.average_last)))  # steps before averaging begins
     if config.average_last > 0:  # cosine down to average_lr before the averaged steps, constant during them
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, max(1, int(round(steps * (1.0 - config.average_last)))), alpha=config.average_lr)
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, average_start), alpha=config.average_lr)
     else:
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, warmup_target=None)
     classification = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
@@ -299,7 +299,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     train_targets = class_targets(train, config.three_way)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "val_auc": []}
     callbacks = []
-    average = WeightAverage(model, int(round(steps * (1.0 - config.average_last)))) if config.average_last > 0 else None
+    average = WeightAverage(model, average_start) if config.average_last > 0 else None
     if average is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: average.update()))
     val_x = normalise(validation.x) if validation is not None and len(validation) else None
