@@ -68,13 +68,16 @@ def test_live_policy_bounds_latency_and_counts_drops(tmp_path: Path, face_video:
     records = read_jsonl(tmp_path / "results.jsonl")
     seqs = [r["seq"] for r in records]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    assert 5 <= len(records) < 60  # some frames dropped ...
+    assert 3 <= len(records) < 60  # some frames dropped ...
     assert "capture:busy=" in result.stderr  # ... and counted
-    # Unbounded queues would reach ~4 s by the end (40 frames behind at 100 ms each); the
-    # flow limiter keeps every frame within a few stage times, and latency does not grow.
-    latencies = [r["latency_ms"] for r in records]
-    assert max(latencies) < 2000, latencies
-    assert sum(latencies[-5:]) / 5 < sum(latencies[:5]) / 5 + 300, latencies
+    # No queue builds up: when a frame was captured, the frame three results earlier was done
+    # (one frame in flight, one waiting in the entrance's slot, one more if a stalled frame's
+    # credit expired). Judged against the run's own results, not a fixed time, so a starved
+    # machine that stalls every stage cannot fail it; a queue would put a frame behind dozens.
+    captured = [r["t_wall"] for r in records]
+    done = [r["t_wall"] + r["latency_ms"] / 1000.0 for r in records]
+    for i in range(3, len(records)):
+        assert captured[i] >= done[i - 3] - 0.05, (i, seqs, [r["latency_ms"] for r in records])
 
 
 def test_consumer_attached_mid_run_and_ctrl_c(tmp_path: Path, face_video: Path) -> None:
