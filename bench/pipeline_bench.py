@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ if str(REPO) not in sys.path:  # run as a plain script from anywhere
 
 from face_detector import create_detector  # noqa: E402
 from liveness import LivenessModel  # noqa: E402
+from pipeline.transport import free_tcp_port  # noqa: E402
 from pipeline.wire import WireError, decode  # noqa: E402
 from stages.display import annotate  # noqa: E402
 from stage_procs import stage_processes  # noqa: E402  (bench/ is on sys.path when run as a script)
@@ -65,12 +65,6 @@ def log(text: str) -> None:
 def data_root() -> Path:
     """The shared data folder: $LIVENESS_DATA, else <repo>/../shared/data."""
     return Path(os.environ.get("LIVENESS_DATA", REPO.parent / "shared" / "data"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def prepare_video(folder: Path, frames: int, source: str | None) -> tuple[Path, str]:
@@ -257,8 +251,8 @@ class Scraper(threading.Thread):
 def run_pipeline(folder: Path, video: Path, settings: dict[str, Any], timeout: float) -> dict[str, Any]:
     """One pipeline run; returns its results (arrival ns, message), end-of-stream info, peak RSS per stage
     and the last Prometheus scrape."""
-    results_endpoint = f"tcp://127.0.0.1:{free_port()}"
-    metrics_port = free_port()
+    results_endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
+    metrics_port = free_tcp_port()
     config = yaml.safe_load((REPO / "configs" / "file.yaml").read_text())
     config.pop("record", None)
     config["display"] = {"window": "off", "video": None}  # the display still draws every frame, like the loop

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 from enum import Enum
 from pathlib import Path
 
@@ -116,3 +118,36 @@ def _ipc_in_use(context: zmq.Context, endpoint: str) -> bool:
 def ipc_path(endpoint: str) -> Path | None:
     """The file behind an ipc:// endpoint, else None."""
     return Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
+
+
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux; a common default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_tcp_port() -> int:
+    """A loopback TCP port nobody listens on right now, outside the ephemeral range, never handed out twice.
+
+    A port the kernel picks for bind(0) comes from the ephemeral range, and the pipeline's stages
+    connect (taking ephemeral ports) before every endpoint is bound: such a port could be taken by
+    one of those connections before its own stage binds it ("Address already in use", seen in CI).
+    For tests and benchmarks that write tcp:// endpoints into a config.
+    """
+    low, high = _ephemeral_range()
+    candidates = [port for port in range(10000, 65536) if not low <= port <= high and port not in _handed_out]
+    for port in random.SystemRandom().sample(candidates, min(200, len(candidates))):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port outside the ephemeral range")

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
+from pipeline.transport import free_tcp_port as free_port  # noqa: F401  (tests import it from here)
+
 REPO = Path(__file__).resolve().parent.parent
 MODEL = Path(os.environ.get("LIVENESS_MODEL", REPO / "models" / "liveness.onnx"))  # the shipped model unless told
 DATA = Path(os.environ.get("LIVENESS_DATA", REPO.parent / "shared" / "data"))
@@ -22,38 +22,6 @@ DATA = Path(os.environ.get("LIVENESS_DATA", REPO.parent / "shared" / "data"))
 needs_model = pytest.mark.skipif(not MODEL.is_file(), reason="models/liveness.onnx is not built yet")
 needs_data = pytest.mark.skipif(not (DATA / "manifest.csv").is_file(),
                                 reason=f"shared liveness data not found at {DATA} (set LIVENESS_DATA)")
-
-
-_handed_out: set[int] = set()
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    """The kernel's range for the local ports of outgoing connections (Linux; a common default elsewhere)."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now, outside the ephemeral range, never handed out twice.
-
-    A port the kernel picks for bind(0) comes from the ephemeral range, and the pipeline's stages
-    connect (taking ephemeral ports) before every endpoint is bound: such a port could be taken by
-    one of those connections before its own stage binds it ("Address already in use", seen in CI).
-    """
-    low, high = _ephemeral_range()
-    candidates = [port for port in range(10000, 65536) if not low <= port <= high and port not in _handed_out]
-    for port in random.SystemRandom().sample(candidates, min(200, len(candidates))):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError("no free loopback port outside the ephemeral range")
 
 
 def astronaut_bgr() -> np.ndarray:

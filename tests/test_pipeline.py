@@ -60,7 +60,7 @@ def test_image_folder_with_an_unreadable_image(tmp_path: Path, face_video: Path)
 
 def test_live_policy_bounds_latency_and_counts_drops(tmp_path: Path, face_video: Path) -> None:
     # 30 fps offered, the classifier needs 100 ms a frame: frames must be dropped at the
-    # entrance, not queued, so latency stays near one classifier time.
+    # entrance, not queued, so no frame waits behind others.
     config = make_config(tmp_path, source={"policy": "live", "pace": True, "loop": True, "max_frames": 60},
                          classify={"debug_delay_ms": 100.0})
     result = run_pipeline("--config", str(config), "--source", str(face_video))
