@@ -174,6 +174,62 @@ def test_three_way_model_exports_fake_as_print_plus_replay(gathered: Path, tmp_p
     assert (config["three_way"], config["erase_p"], config["mixup_alpha"], config["average_last"], config["average_lr"]) == (True, 0.5, 0.4, 0.5, 0.25)
 
 
+@needs_data
+@needs_weights
+def test_distilled_model_learns_from_teachers_kept_per_fold(gathered: Path, tmp_path: Path) -> None:
+    import keras
+
+    from training.evaluate import fold_teachers
+    from training.examples import load_dataset
+    from training.train import TrainConfig, predict, train_model
+
+    data = load_dataset(gathered, 32, [1.5, 2.7])
+    config = TrainConfig(size=32, epochs=2, samples_per_epoch=64, batch_size=32, distill_seeds=[1, 2], distill_weight=0.7)
+    teachers = fold_teachers(data, config, tmp_path, "fold", data.x[:5])
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["fold.teacher1.csv", "fold.teacher1.keras",
+                                                           "fold.teacher2.csv", "fold.teacher2.keras"]
+    # the teachers are the plain recipe with their seeds: a cached teacher scores as a fresh one would
+    plain, _ = train_model(data, TrainConfig(size=32, epochs=2, samples_per_epoch=64, batch_size=32, seed=2), verbose=0)
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "fold.teacher2.csv", delimiter=","), predict(plain, data.x[:5]), atol=1e-5)
+    reloaded = fold_teachers(data, config, tmp_path, "fold", data.x[:5])
+    np.testing.assert_allclose(predict(reloaded[0], data.x), predict(teachers[0], data.x), atol=1e-6)
+    # the same student seed with and without teachers: the teachers' targets change what it learns
+    student, _ = train_model(data, config, verbose=0, teachers=reloaded)
+    untaught, _ = train_model(data, TrainConfig(size=32, epochs=2, samples_per_epoch=64, batch_size=32), verbose=0)
+    assert np.max(np.abs(predict(student, data.x) - predict(untaught, data.x))) > 1e-3
+    keras.backend.clear_session()
+
+
+def test_distilled_targets_mix_labels_with_the_teachers_mean() -> None:
+    import keras
+
+    from training.train import distilled_targets
+
+    def constant_teacher(p_real: float):
+        inputs = keras.Input((2,))
+        logit = np.log(p_real / (1.0 - p_real))
+        dense = keras.layers.Dense(2, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant([0.0, logit]))
+        return keras.Model(inputs, keras.layers.Softmax()(dense(inputs)))
+
+    y = np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)
+    x = np.zeros((2, 2), np.float32)
+    mixed = distilled_targets(y, x, [constant_teacher(0.2), constant_teacher(0.6)], weight=0.5)
+    # teachers' mean P(real) = 0.4: half label, half (0.6, 0.4)
+    np.testing.assert_allclose(mixed, [[0.3, 0.7], [0.8, 0.2]], atol=1e-6)
+
+
+@needs_data
+@needs_weights
+def test_distillation_is_recorded_and_refused_with_three_way(gathered: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    model_path = tmp_path / "student.onnx"
+    tiny_training_run(gathered, model_path, "--distill-seeds", "3", "--distill-weight", "0.6")
+    config = LivenessModel(model_path).metadata.training["config"]
+    assert (config["distill_seeds"], config["distill_weight"]) == ([3], 0.6)
+    with pytest.raises(SystemExit) as refused:
+        tiny_training_run(gathered, tmp_path / "x.onnx", "--distill-seeds", "3", "--three-way")
+    assert refused.value.code == 2 and "--distill-seeds and --three-way" in capsys.readouterr().err
+
+
 def test_weight_average_is_the_mean_after_the_start_step_with_batch_norm_measured_anew() -> None:
     import keras
 

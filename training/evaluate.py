@@ -230,6 +230,29 @@ def claim_for_recipe(out: Path, config) -> None:
     path.write_text(json.dumps(current, indent=1))
 
 
+def fold_teachers(train: Examples, config, folder: Path, fold: str, held_x: np.ndarray) -> list:
+    """The distillation teachers of one LOSO fold, loaded from folder/FOLD.teacherSEED.keras or trained and kept there.
+
+    Each teacher's scores of the held-out crops go to FOLD.teacherSEED.csv: the teachers are the plain recipe
+    with their seeds, so these reproduce that recipe's own LOSO run (and their mean, the ensemble's).
+    """
+    import keras
+
+    from training.train import predict, teacher_config, train_model
+
+    teachers = []
+    for seed in config.distill_seeds:
+        path = folder / f"{fold}.teacher{seed}.keras"
+        if path.is_file():
+            teachers.append(keras.models.load_model(path))
+            continue
+        teacher, _ = train_model(train, teacher_config(config, seed), verbose=0)
+        teacher.save(path)
+        np.savetxt(path.with_suffix(".csv"), predict(teacher, held_x), delimiter=",", fmt="%.6f")
+        teachers.append(teacher)
+    return teachers
+
+
 def loso(data: Examples, config, out: Path, only: Sequence[str] = (), nuaa_by_subject: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Train once per fold without it, score its detector-box crops; returns (fold per sample, scores).
 
@@ -254,7 +277,8 @@ def loso(data: Examples, config, out: Path, only: Sequence[str] = (), nuaa_by_su
         print(f"[{number}/{len(names)}] {fold}: training on {len(train)} crops, testing {int((held & test_mask).sum())}",
               file=sys.stderr, flush=True)
         started = time.time()
-        model, _ = train_model(train, config, verbose=0)
+        teachers = fold_teachers(train, config, out / "folds", fold, data.x[held & test_mask]) if config.distill_seeds else None
+        model, _ = train_model(train, config, verbose=0, teachers=teachers)
         print(f"    trained in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
         fold_scores = predict(model, data.x[held & test_mask])
         np.savetxt(cached, fold_scores, delimiter=",", fmt="%.6f")
@@ -286,7 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stress", action="store_true", help="also score blurred / downscaled / JPEG-damaged copies of every crop")
     add_recipe_arguments(parser)
     args = parser.parse_args(argv)
-    config = recipe_from_args(args)
+    try:
+        config = recipe_from_args(args)
+    except ValueError as error:
+        parser.error(str(error))
     threshold = 0.5
     if args.model is not None:
         from liveness.model import LivenessModel

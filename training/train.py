@@ -76,6 +76,16 @@ class TrainConfig:
     # With averaging on, the cosine ends where averaging starts, at this share of the initial learning
     # rate, which then stays constant so the averaged weights spread along the valley (SWA).
     average_lr: float = 0.25
+    # Ensemble distillation: models of this recipe with these seeds are trained first (the teachers);
+    # the exported model (seed `seed`) then learns their averaged probabilities on its own augmented
+    # samples, mixed with the true labels: one network's cost for (part of) an ensemble's gain. [] = off.
+    distill_seeds: list[int] = field(default_factory=list)
+    # Share of each training target that is the teachers' probability (the rest: the true label).
+    distill_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.distill_seeds and self.three_way:
+            raise ValueError("distillation needs two-way targets: --distill-seeds and --three-way do not go together")
 
 
 class WeightAverage:
@@ -227,19 +237,44 @@ def mix_samples(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, alpha: f
     return mixed_x.astype(np.float32), (weight[:, None] * y + (1.0 - weight[:, None]) * y[partner]).astype(np.float32)
 
 
-def train_model(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1):
+def teacher_config(config: TrainConfig, seed: int) -> TrainConfig:
+    """The recipe of one distillation teacher: `config` itself with that seed, a single plain model."""
+    return replace(config, seed=seed, ensemble=1, flip_average=False, distill_seeds=[])
+
+
+def train_teachers(train: Examples, config: TrainConfig, verbose: int = 1) -> list:
+    """The distillation teachers of `config` (one per seed in config.distill_seeds), trained on `train`."""
+    teachers = []
+    for seed in config.distill_seeds:
+        if verbose:
+            print(f"teacher seed {seed}", file=sys.stderr, flush=True)
+        teachers.append(_train_one(train, teacher_config(config, seed), None, verbose)[0])
+    return teachers
+
+
+def distilled_targets(y: np.ndarray, x: np.ndarray, teachers: list, weight: float) -> np.ndarray:
+    """(1 - weight) * targets y + weight * the teachers' mean (fake, real) probabilities on the inputs x."""
+    taught = np.mean([teacher.predict(x, batch_size=256, verbose=0) for teacher in teachers], axis=0)
+    return ((1.0 - weight) * y + weight * taught).astype(np.float32)
+
+
+def train_model(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1,
+                teachers: list | None = None):
     """Fit a fresh model (or `config.ensemble` of them, combined); returns (keras model, history of the first).
 
+    With config.distill_seeds, `teachers` (trained here when not given) supply part of the targets.
     Deterministic for a given config.
     """
+    if config.distill_seeds and teachers is None:
+        teachers = train_teachers(train, config, verbose)
     if config.ensemble <= 1 and not config.flip_average:
-        return _train_one(train, config, validation, verbose)
+        return _train_one(train, config, validation, verbose, teachers)
     members, first_history = [], None
     for i in range(max(1, config.ensemble)):
         member_config = replace(config, seed=config.seed + i, ensemble=1, flip_average=False)
         if verbose:
             print(f"member {i + 1}/{max(1, config.ensemble)} (seed {member_config.seed})", file=sys.stderr, flush=True)
-        model, history = _train_one(train, member_config, validation, verbose)
+        model, history = _train_one(train, member_config, validation, verbose, teachers)
         members.append(model)
         first_history = first_history or history
     return combine(members, config.flip_average, train.x[:2]), first_history
@@ -265,8 +300,9 @@ def combine(members: list, flip_average: bool, example: np.ndarray):
     return combined
 
 
-def _train_one(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1):
-    """Fit one fresh model; returns (keras model, history dict)."""
+def _train_one(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1,
+               teachers: list | None = None):
+    """Fit one fresh model (taught by `teachers` when config.distill_seeds); returns (keras model, history dict)."""
     configure_tensorflow(config.seed)
     import keras
 
@@ -307,6 +343,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p, train_targets,
                                config.erase_p, config.mixup_alpha)
+        if config.distill_seeds and teachers:
+            y = distilled_targets(y, x, teachers, config.distill_weight)
         targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if config.spectrum_weight > 0 else y
         fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0,
                          callbacks=callbacks)
@@ -451,6 +489,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="export the mean of the weights over this last share of the training steps (0 = off; default: %(default)s)")
     recipe.add_argument("--average-lr", type=probability, default=TrainConfig.average_lr,
                         help="with --average-last: constant learning rate while averaging, as a share of the initial one (default: %(default)s)")
+    recipe.add_argument("--distill-seeds", type=int, nargs="+", default=[], metavar="SEED",
+                        help="train teachers with these seeds first; the model learns their averaged probabilities (default: off)")
+    recipe.add_argument("--distill-weight", type=probability, default=TrainConfig.distill_weight,
+                        help="with --distill-seeds: share of each target taken from the teachers (default: %(default)s)")
 
 
 def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -461,7 +503,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way,
                        crop_resize=args.crop_resize, erase_p=args.erase_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
-                       average_lr=args.average_lr)
+                       average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
+                       distill_weight=args.distill_weight)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -482,7 +525,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from liveness.metadata import ModelMetadata
     from training.metrics import summary, threshold_at_apcer
 
-    config = recipe_from_args(args)
+    try:
+        config = recipe_from_args(args)
+    except ValueError as error:
+        parser.error(str(error))
     try:
         data = load_dataset(args.dataset, config.size, config.scales, crop_resize=config.crop_resize)
     except ValueError as error:
