@@ -21,9 +21,14 @@ Box = Sequence[float]  # [x1, y1, x2, y2] in pixels
 # resize. Models trained on it measured worse on unseen people (docs/training.md): an option.
 CROP_RESIZES = ("area", "area_fast")
 
+# A crop scale of NATIVE asks for a size x size patch of the frame's own pixels centred on the box:
+# no resize, so print halftone, screen moire and pixel grids keep the detail that shrinking a whole
+# context square averages away.
+NATIVE = 0.0
+
 
 def crop_face(frame: np.ndarray, box: Box, scale: float, size: int, resize: str = "area") -> np.ndarray:
-    """A size x size crop of the square of side scale * max(w, h) centred on `box`.
+    """A size x size crop of the square of side scale * max(w, h) centred on `box` (side `size` for NATIVE).
 
     Parts of the square outside the frame are black, so a face at the frame edge keeps its
     position and scale inside the crop. `resize` is one of CROP_RESIZES.
@@ -31,7 +36,7 @@ def crop_face(frame: np.ndarray, box: Box, scale: float, size: int, resize: str 
     if resize not in CROP_RESIZES:
         raise ValueError(f"unknown crop resize {resize!r} (known: {', '.join(CROP_RESIZES)})")
     x1, y1, x2, y2 = (float(v) for v in box)
-    side = max(x2 - x1, y2 - y1, 1.0) * scale
+    side = float(size) if scale == NATIVE else max(x2 - x1, y2 - y1, 1.0) * scale
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     left, top = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
     side_px = max(int(round(side)), 1)

@@ -23,7 +23,8 @@ class ModelMetadata:
     Input: float32 NHWC, `input_size` x `input_size`, one 3-channel crop per entry of
     `crop_scales` concatenated along channels. Each crop is a square centred on the detector
     box with side `scale * max(box width, box height)`; parts outside the frame are black; it is
-    shrunk to `input_size` the `crop_resize` way (liveness.crop.CROP_RESIZES).
+    shrunk to `input_size` the `crop_resize` way (liveness.crop.CROP_RESIZES). A scale of 0
+    (liveness.crop.NATIVE) is an `input_size` square of the frame's own pixels, not resized.
     Pixels: channels in `channel_order`, then `(pixel / 255 - mean) / std` per channel.
     Output: softmax over `labels`; P(real) = output[:, labels.index("real")].
     A face is "real" when P(real) >= `threshold`.
@@ -46,8 +47,8 @@ class ModelMetadata:
         problems = []
         if not isinstance(self.input_size, int) or not 8 <= self.input_size <= 1024:
             problems.append(f"input_size must be an integer in [8, 1024], got {self.input_size!r}")
-        if not self.crop_scales or not all(isinstance(s, (int, float)) and 0.5 <= s <= 8 for s in self.crop_scales):
-            problems.append(f"crop_scales must be a non-empty list of numbers in [0.5, 8], got {self.crop_scales!r}")
+        if not self.crop_scales or not all(isinstance(s, (int, float)) and (s == 0 or 0.5 <= s <= 8) for s in self.crop_scales):
+            problems.append(f"crop_scales must be a non-empty list of numbers in [0.5, 8] or 0 (native pixels), got {self.crop_scales!r}")
         if sorted(self.labels) != ["fake", "real"]:
             problems.append(f"labels must be 'fake' and 'real' in some order, got {self.labels!r}")
         if not isinstance(self.threshold, (int, float)) or not 0.0 <= self.threshold <= 1.0:

@@ -48,3 +48,20 @@ def test_metadata_without_crop_resize_means_area() -> None:
     assert ModelMetadata.from_json('{"input_size": 64, "crop_scales": [1.5, 2.7]}').crop_resize == "area"
     with pytest.raises(ModelMetadataError, match="crop_resize must be one of area, area_fast"):
         ModelMetadata(input_size=64, crop_scales=[1.5], crop_resize="cubic")
+
+
+def test_native_patch_is_the_frames_own_pixels_around_the_box_centre() -> None:
+    from liveness.crop import NATIVE
+
+    frame = astronaut_bgr()
+    box = (150.0, 60.0, 330.0, 260.0)  # centre (240, 160)
+    tiles = crop_faces(frame, [box], [1.5, NATIVE], 64)
+    np.testing.assert_array_equal(tiles[0, :, :, 3:], frame[128:192, 208:272])  # no resize at all
+    np.testing.assert_array_equal(tiles[0, :, :, :3], crop_face(frame, box, 1.5, 64))
+    # at the frame edge the patch keeps its place and the outside is black
+    edge = crop_face(frame, (-40.0, -40.0, 20.0, 20.0), NATIVE, 64)  # centre (-10, -10): the patch starts at -42
+    np.testing.assert_array_equal(edge[:42], 0)
+    np.testing.assert_array_equal(edge[42:, 42:], frame[:22, :22])
+    assert ModelMetadata(input_size=64, crop_scales=[1.5, 2.7, NATIVE]).crop_scales[-1] == 0.0
+    with pytest.raises(ModelMetadataError):
+        ModelMetadata(input_size=64, crop_scales=[0.2])

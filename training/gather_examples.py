@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--crops", action="store_true",
                         help="image inputs are tight face crops (padded before detection; whole image if no face)")
     parser.add_argument("--size", type=int, default=64, help="crop side in pixels (the model's input size)")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales (x face box)")
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales (x face box; 0 = a size x size patch of native pixels)")
     parser.add_argument("--crop-resize", choices=CROP_RESIZES, default="area",
                         help="how crops are shrunk (liveness.crop; the model must be trained the same way)")
     parser.add_argument("--min-size", type=int, default=20, help="smallest face side in pixels")

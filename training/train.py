@@ -465,7 +465,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
     recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet"))
     recipe.add_argument("--size", type=int, default=TrainConfig.size, help="crop size (default: %(default)s)")
-    recipe.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales (default: %(default)s)")
+    recipe.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales, x the face box; 0 = a size x size patch of native pixels (default: %(default)s)")
     recipe.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     recipe.add_argument("--samples-per-epoch", type=int, default=TrainConfig.samples_per_epoch)
     recipe.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
