@@ -78,7 +78,8 @@ class TrainConfig:
     average_lr: float = 0.25
     # Ensemble distillation: models of this recipe with these seeds are trained first (the teachers);
     # the exported model (seed `seed`) then learns their averaged probabilities on its own augmented
-    # samples, mixed with the true labels: one network's cost for (part of) an ensemble's gain. [] = off.
+    # samples, mixed with the true labels: one network's cost for (part of) an ensemble's gain. [] = off:
+    # worse than a plain seed on the folds it reached (docs/training.md).
     distill_seeds: list[int] = field(default_factory=list)
     # Share of each training target that is the teachers' probability (the rest: the true label).
     distill_weight: float = 0.5
