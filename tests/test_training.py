@@ -200,6 +200,33 @@ def test_distilled_model_learns_from_teachers_kept_per_fold(gathered: Path, tmp_
     keras.backend.clear_session()
 
 
+@needs_data
+@needs_weights
+def test_compare_runs_writes_an_ensembles_out_of_fold_scores(gathered: Path, tmp_path: Path) -> None:
+    import json
+
+    from training.compare_runs import main as compare_main
+    from training.evaluate import fold_of, read_scores
+    from training.examples import load_dataset
+
+    data = load_dataset(gathered, 32, [1.5, 2.7])
+    faces = data.subset(data.variant == 0)  # LOSO scores the detector boxes
+    fold = fold_of(faces.group[0])
+    rng = np.random.default_rng(5)
+    member_scores = []
+    for run in ("a", "b"):
+        (tmp_path / run / "folds").mkdir(parents=True)
+        (tmp_path / run / "config.json").write_text(json.dumps({"size": 32, "scales": [1.5, 2.7]}))
+        member_scores.append(rng.random(len(faces)))
+        np.savetxt(tmp_path / run / "folds" / f"{fold}.csv", member_scores[-1], delimiter=",", fmt="%.6f")
+    out = tmp_path / "ensemble_oof.csv"
+    assert compare_main([str(tmp_path / "a"), f"{tmp_path / 'a'}+{tmp_path / 'b'}", "--data", str(gathered),
+                         "--write-scores", str(out)]) == 0
+    labels, scores, _ = read_scores(out)  # the last run given: the two averaged, in data order
+    np.testing.assert_array_equal(labels, faces.y)
+    np.testing.assert_allclose(scores, np.round(np.mean(member_scores, axis=0), 6), atol=2e-6)
+
+
 def test_distilled_targets_mix_labels_with_the_teachers_mean() -> None:
     import keras
 

@@ -8,6 +8,8 @@ with its scores of the mirrored crops (what `--flip-average` computes). Only fol
 has are compared. Prints the ROC AUC per fold, then per run the pooled AUC and EER, the threshold
 with the lowest (APCER + BPCER) / 2 (`training.calibrate --min-acer`) and, at that threshold,
 APCER / BPCER / ACER per group of sources (APCER over all attacks, as calibrate counts it).
+`--write-scores FILE` saves the last run's pooled out-of-fold scores in `evaluate`'s oof_scores.csv
+form, so `training.calibrate --scores FILE` can set an ensemble's threshold from its members' runs.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import numpy as np
 from training import metrics
 from training.calibrate import min_acer_threshold
 from training.data import data_dir
-from training.evaluate import sample_folds
+from training.evaluate import sample_folds, write_scores
 from training.examples import Examples, load_dataset
 
 # Groups of sources the figures are pooled over (the first is everything compared).
@@ -55,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="LOSO output folders; RUN+RUN averages, RUN@flip adds mirrored crops")
     parser.add_argument("-d", "--data", type=Path, default=data_dir(), help="the data set the runs used (default: %(default)s)")
+    parser.add_argument("--write-scores", type=Path, default=None, metavar="FILE",
+                        help="save the last run's pooled out-of-fold scores (oof_scores.csv form) to FILE")
     args = parser.parse_args(argv)
 
     first = Path(args.runs[0].split("+")[0].partition("@")[0])
@@ -105,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             apcer, bpcer = metrics.apcer(y, s, threshold), metrics.bpcer(y, s, threshold)
             print(f"  {group:24s} {int(y.sum()):5d} {int((1 - y).sum()):6d} {100 * apcer:6.1f} {100 * bpcer:6.1f} "
                   f"{50 * (apcer + bpcer):6.1f} {metrics.roc_auc(y, s):6.3f}")
+    if args.write_scores is not None:
+        write_scores(args.write_scores, test, scores, folds[held])
+        print(f"\n{args.runs[-1]}: pooled out-of-fold scores of {len(scores)} faces -> {args.write_scores}")
     return 0
 
 
