@@ -15,6 +15,9 @@ Prints figures as it goes and, on its last line, one JSON object (other tools re
 3. peak RSS (VmHWM) of every stage process, and whether any stage mapped TensorFlow;
 4. throughput with 1, 2 and 4 detection workers (res10, lossless).
 
+The BlazeFace runs classify with --fast-model (models/liveness_fast.onnx, one network) as
+configs/realtime.yaml does; the res10 runs with --model (models/liveness.onnx, three networks).
+
 The video is read from $LIVENESS_DATA (default <repo>/../shared/data) videos/*/*.mp4, letterboxed
 to 640x480 into a temporary folder (never into the repository); without the data, the demo video
 made from a public-domain photo is used instead.
@@ -379,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", help=f"source video (default: $LIVENESS_DATA/{DEFAULT_VIDEO})")
     parser.add_argument("--model", default=str(REPO / "models" / "liveness.onnx"), help="liveness model (default: %(default)s)")
+    parser.add_argument("--fast-model", default=str(REPO / "models" / "liveness_fast.onnx"),
+                        help="liveness model of the BlazeFace runs, as configs/realtime.yaml (default: %(default)s)")
     parser.add_argument("--detect-workers", type=int, default=2,
                         help="detection workers of the pipeline in the file comparisons (default: %(default)s, "
                              "configs/two_workers.yaml: one per core of the 2-core target machine)")
@@ -395,9 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[], choices=["file", "blazeface", "live", "scaling"],
                         help="leave a part out (repeatable)")
     args = parser.parse_args(argv)
-    model = Path(args.model)
-    if not model.is_file():
-        raise SystemExit(f"--model {model}: not found (build or fetch models/liveness.onnx first)")
+    model, fast_model = Path(args.model), Path(args.fast_model)
+    for option, path in (("--model", model), ("--fast-model", fast_model)):
+        if not path.is_file():
+            raise SystemExit(f"{option} {path}: not found")
+    live_model = fast_model if args.live_backend.startswith("blazeface") else model  # as configs/realtime.yaml
     figures: dict[str, Any] = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="liveness-bench-") as tmp:
         folder = Path(tmp)
@@ -429,10 +436,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"detection workers (ratio {piped / single:.2f}), {one:.1f} fps with 1 (ratio {one / single:.2f})")
         if "blazeface" not in args.skip:
             frames = args.frames * 3  # fast enough that a longer run is needed for a stable figure
-            before = single_process_fps(video, frames, "blazeface", model)
-            piped, run = file_run(folder, video, frames, "blazeface", model, args.detect_workers)
+            before = single_process_fps(video, frames, "blazeface", fast_model)
+            piped, run = file_run(folder, video, frames, "blazeface", fast_model, args.detect_workers)
             keep(run)
-            single = (before + single_process_fps(video, frames, "blazeface", model)) / 2
+            single = (before + single_process_fps(video, frames, "blazeface", fast_model)) / 2
             figures.update(file_fps_single_blazeface=round(single, 2), file_fps_blazeface=round(piped, 2),
                            file_speedup_blazeface=round(piped / single, 3),
                            file_process_p50_ms_blazeface=run["scrape"].values("liveness_stage_process_seconds"))
@@ -452,13 +459,13 @@ def main(argv: list[str] | None = None) -> int:
             run = run_pipeline(folder, video, {
                 "source": {"policy": "live", "pace": True, "loop": True, "max_frames": frames},
                 "detect": {"backend": args.live_backend, "workers": args.live_workers},
-                "classify": {"model": str(model)},
+                "classify": {"model": str(live_model)},
             }, timeout=args.live_seconds + 120)
             keep(run)
             live = live_figures(run, args.live_fps)
             figures.update(live, live_backend=args.live_backend, live_detect_workers=args.live_workers)
             log_live("live", live)
-            alone = paced_alone_ms(video, 30.0, args.live_fps, args.live_backend, model)
+            alone = paced_alone_ms(video, 30.0, args.live_fps, args.live_backend, live_model)
             figures.update(alone_p50_ms=alone[0], alone_p99_ms=alone[1])
             log(f"the same detect + classify alone in one process, paced at {args.live_fps:.0f} fps for 30 s: "
                 f"p50 {alone[0]} ms, p99 {alone[1]} ms (this machine's own jitter)")

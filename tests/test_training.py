@@ -103,22 +103,28 @@ def test_tiny_training_run_exports_a_loadable_model(gathered: Path, tmp_path: Pa
 
 
 @needs_weights
-def test_shipped_model_scores_a_face() -> None:
+@pytest.mark.parametrize("name, members", [("liveness.onnx", 3), ("liveness_fast.onnx", 1)])
+def test_shipped_models_score_a_face(name: str, members: int) -> None:
     from skimage import data
 
     from face_detector import create_detector
+    from pipeline.config import load_config
 
-    path = REPO / "models" / "liveness.onnx"
+    path = REPO / "models" / name
     assert path.stat().st_size < 5_000_000
     model = LivenessModel(path)
     meta = model.metadata
     assert meta.threshold_policy and meta.training.get("faces_per_source")
+    assert meta.training["config"].get("ensemble", 1) == members and meta.training["config"]["seed"] == 7  # 1.0 predates the field
     frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     faces = create_detector("res10", confidence=0.5).detect(frame)
     assert faces, "res10 finds the astronaut's face"
     scores = model.score(frame, [max(faces, key=lambda f: f.area).box])
     assert scores.shape == (1,) and 0.0 <= float(scores[0]) <= 1.0
     assert model.label(float(scores[0])) in ("real", "fake")
+    # the default configs classify with the three-network model, the real-time one with the fast one
+    configs = {"liveness.onnx": "default.yaml", "liveness_fast.onnx": "realtime.yaml"}
+    assert Path(load_config(REPO / "configs" / configs[name]).classify.model).name == name
 
 
 def test_spectrum_targets_find_stripes_on_the_right_axis() -> None:

@@ -8,7 +8,7 @@ LivenessModel, as the classify stage does) and reports APCER per attack type, BP
 at the model's threshold, EER, ROC AUC and BPCER at APCER=5%, overall and per source, with
 ROC and score-histogram PNGs.
 
-`--loso` trains the shipped recipe (the model's own training config when --model is given)
+`--loso` trains the recipe the options describe (the model's own training config when --model is given)
 once per fold, leaving one source group out and scoring it, and reports per-source and
 pooled out-of-fold figures; the pooled scores go to `oof_scores.csv` for training.calibrate.
 """

@@ -462,7 +462,10 @@ def non_negative(text: str) -> float:
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training-recipe options `train` and `evaluate --loso` share; defaults are the shipped recipe."""
+    """The training-recipe options `train` and `evaluate --loso` share.
+
+    Defaults: the recipe of one network (model 1.0); the shipped model 1.1 adds --ensemble 3.
+    """
     recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
     recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet"))
     recipe.add_argument("--size", type=int, default=TrainConfig.size, help="crop size (default: %(default)s)")
