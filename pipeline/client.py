@@ -25,13 +25,16 @@ TOPIC_EOS = b"eos"
 
 @dataclass(frozen=True)
 class FaceResult:
-    """One face: box [x1, y1, x2, y2] in pixels, detector confidence, P(real), label, threshold."""
+    """One face: box [x1, y1, x2, y2] in pixels, detector confidence, P(real), label, threshold;
+    in videos also the face's track id and this frame's own score (score is then time-averaged)."""
 
     box: tuple[int, int, int, int]
     det_conf: float
     score: float
     label: str
     threshold: float
+    track: int | None = None
+    frame_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ class Result:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Result":
         faces = [
-            FaceResult(tuple(f["box"]), f["det_conf"], f.get("score", 0.0), f.get("label", "fake"), f.get("threshold", 0.0))
+            FaceResult(tuple(f["box"]), f["det_conf"], f.get("score", 0.0), f.get("label", "fake"), f.get("threshold", 0.0),
+                       f.get("track"), f.get("frame_score"))
             for f in record["faces"]
         ]
         size = tuple(record["size"]) if record.get("size") else None

@@ -55,6 +55,7 @@ class ClassifyConfig:
     threshold: float | None = None  # None: the model's own calibrated threshold
     debug_delay_ms: float = 0.0  # test knob: slow the classifier down artificially
     workers: int = 1  # classification processes; above 1, a dispatch and a collect step order the results
+    smoothing_s: float = 0.5  # videos and cameras: each face's score is averaged over about this many seconds (0: every frame alone)
 
 
 @dataclass
@@ -252,6 +253,7 @@ def _check(config: PipelineConfig, check_files: bool = True) -> None:
     need(threshold is None or 0.0 <= threshold <= 1.0, "classify.threshold", f"must be in [0, 1], got {threshold}")
     need(config.classify.debug_delay_ms >= 0, "classify.debug_delay_ms", "must not be negative")
     need(1 <= config.classify.workers <= 32, "classify.workers", f"must be between 1 and 32, got {config.classify.workers}")
+    need(0.0 <= config.classify.smoothing_s <= 10.0, "classify.smoothing_s", f"must be between 0 and 10 seconds, got {config.classify.smoothing_s}")
     for path, port in (("display.web_port", config.display.web_port), ("metrics.prometheus_port", config.metrics.prometheus_port)):
         need(port is None or 0 <= port < 65536, path, f"must be a TCP port (1-65535), or 0 or null for off, got {port}")
     for path, host in (("display.web_host", config.display.web_host), ("metrics.prometheus_host", config.metrics.prometheus_host)):

@@ -18,8 +18,10 @@ Header fields (version 1), also documented for users in docs/result_schema.md:
   stamps       map    stage name -> [received_ns, sent_ns] (monotonic), filled by the framework
   shape        list   [height, width, channels] of the pixels part, or absent
   faces        list   maps: box [x1,y1,x2,y2] px, det_conf; after classify also score = P(real),
-                      label "real"/"fake", threshold
-  info         map    kind-specific extras: eos {last_seq, frames_read, dropped}; frame {fps, error}
+                      label "real"/"fake", threshold; in videos also track (int) and frame_score
+                      (this frame's own score; score is then the face's time-averaged one)
+  info         map    kind-specific extras: eos {last_seq, frames_read, dropped}; frame {fps, size,
+                      still (an image of a folder: not part of a video), error}
 """
 from __future__ import annotations
 
@@ -45,18 +47,23 @@ class WireError(ValueError):
 
 @dataclass
 class Face:
-    """One face in a frame. score/label/threshold are set by the classifier."""
+    """One face in a frame. score/label/threshold are set by the classifier; track and
+    frame_score where scores are averaged over a video's frames (liveness.tracking)."""
 
     box: list[int]
     det_conf: float
     score: float | None = None
     label: str | None = None
     threshold: float | None = None
+    frame_score: float | None = None
+    track: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"box": self.box, "det_conf": round(self.det_conf, 5)}
         if self.score is not None:
             data.update(score=round(self.score, 5), label=self.label, threshold=self.threshold)
+        if self.track is not None and self.frame_score is not None:
+            data.update(track=self.track, frame_score=round(self.frame_score, 5))
         return data
 
 
@@ -181,7 +188,12 @@ def _face(raw: Any) -> Face:
         raise WireError("a face score/label/threshold is malformed")
     if not _finite(det_conf):
         raise WireError("a face det_conf is not a finite number")
-    return Face(box=box, det_conf=float(det_conf), score=score, label=label, threshold=threshold)
+    track, frame_score = raw.get("track"), raw.get("frame_score")
+    if (track is None) != (frame_score is None) or track is not None and (
+            not isinstance(track, int) or isinstance(track, bool) or not _finite(frame_score) or score is None):
+        raise WireError("a face track/frame_score is malformed")
+    return Face(box=box, det_conf=float(det_conf), score=score, label=label, threshold=threshold,
+                frame_score=frame_score, track=track)
 
 
 def _finite(value: Any) -> bool:
@@ -199,6 +211,8 @@ def _info(raw: Any) -> dict[str, Any]:
         raise WireError("field 'info.size' is not [width, height]")
     if "error" in raw and not isinstance(raw["error"], str):
         raise WireError("field 'info.error' is not text")
+    if "still" in raw and not isinstance(raw["still"], bool):
+        raise WireError("field 'info.still' is not true/false")
     return raw
 
 

@@ -107,6 +107,8 @@ class Capture(SourceStage):
                 return
             image, error, event = item
             info: dict = {"fps": self.fps}
+            if self.images is not None:
+                info["still"] = True  # independent pictures: classify does not average scores across them
             if image is not None:
                 info["size"] = [int(image.shape[1]), int(image.shape[0])]
             if error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from liveness import LivenessModel, ModelError
+from liveness.tracking import ScoreSmoother, smooth_frame
 from pipeline.config import PipelineConfig, resolve_path
 from pipeline.runner import main
 from pipeline.stage import Stage, StageError
@@ -11,7 +12,7 @@ from pipeline.wire import Message
 
 
 class Classify(Stage):
-    """Adds score = P(real), label and threshold to each face."""
+    """Adds score = P(real), label and threshold to each face; in videos, averaged over each face's frames."""
 
     name = "classify"
 
@@ -21,6 +22,9 @@ class Classify(Stage):
         except ModelError as error:
             raise StageError(f"classify.model: {error}") from None
         self.delay_s = config.classify.debug_delay_ms / 1000.0
+        # several classifiers see frames out of order: then collect averages, after reordering
+        alone = config.classify.workers == 1 and config.classify.smoothing_s > 0
+        self.smoother = ScoreSmoother(config.classify.smoothing_s) if alone else None
 
     def process(self, message: Message) -> list[Message]:
         if message.faces:
@@ -29,6 +33,7 @@ class Classify(Stage):
                 face.score = float(score)
                 face.label = self.model.label(float(score))
                 face.threshold = self.model.threshold
+            smooth_frame(self.smoother, message.seq, message.info, message.faces)
         if self.delay_s:
             time.sleep(self.delay_s)
         return [message]

@@ -56,6 +56,8 @@ def test_image_folder_with_an_unreadable_image(tmp_path: Path, face_video: Path)
     assert [r["seq"] for r in records] == [0, 1, 2, 3]
     assert records[2]["error"] == "unreadable image 001b.jpg" and records[2]["faces"] == []
     assert len(records[3]["faces"]) == 1
+    # stills are independent pictures: each image is scored alone, no track, no average
+    assert all("track" not in face and "frame_score" not in face for r in records for face in r["faces"])
 
 
 def test_live_policy_bounds_latency_and_counts_drops(tmp_path: Path, face_video: Path) -> None:

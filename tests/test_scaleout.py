@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import count_video_frames, free_port, make_config, needs_model, read_jsonl, run_pipeline
+from conftest import assert_scores_are_time_averages, count_video_frames, free_port, make_config, needs_model, read_jsonl, run_pipeline
 from pipeline.config import load_config
 from pipeline.graph import plan
 
@@ -31,6 +31,8 @@ def test_two_classifiers_two_detectors_over_tcp_keep_order(tmp_path: Path, face_
     assert [r["seq"] for r in records] == list(range(24))  # every frame, once, in order
     assert all(len(r["faces"]) == 1 and r["faces"][0]["label"] in ("real", "fake") for r in records)
     assert all(r["latency_ms"] > 0 for r in records)  # capture to collect's publication
+    assert_scores_are_time_averages(records, smoothing_s=0.5)  # collect averages in capture order
+    assert {r["faces"][0]["track"] for r in records} == {0}
     assert count_video_frames(tmp_path / "annotated.avi") == 24
     summary = [line for line in result.stderr.splitlines() if "ms/frame" in line][-1]
     assert "classify.0" in summary and "classify.1" in summary  # both classifiers did work

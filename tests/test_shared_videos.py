@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, MODEL, make_config, needs_data, needs_model, read_jsonl, run_pipeline
+from conftest import DATA, MODEL, assert_scores_are_time_averages, make_config, needs_data, needs_model, read_jsonl, run_pipeline
 from liveness import LivenessModel
 
 pytestmark = [needs_model, needs_data]
@@ -40,6 +40,9 @@ def test_shipped_model_on_shared_videos(tmp_path: Path, label: str) -> None:
     records = read_jsonl(tmp_path / "results.jsonl")
     assert [r["seq"] for r in records] == list(range(len(records))) and len(records) > 600
     assert sum(bool(r["faces"]) for r in records) > 0.85 * len(records)  # res10 finds the face in most frames
+    assert_scores_are_time_averages(records, smoothing_s=0.5)  # the default: a face's score is its last ~0.5 s
+    tracks = {f["track"] for r in records for f in r["faces"]}
+    assert len(tracks) < 0.05 * len(records)  # one person in front of the camera: a handful of tracks, not one per frame
     apcer, bpcer = _expected_error_rates()
     live = _live_fraction(records)
     if label == "real":

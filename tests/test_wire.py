@@ -49,6 +49,16 @@ def test_result_record_fields() -> None:
     assert record["latency_ms"] == pytest.approx(1.0)
 
 
+def test_track_and_frame_score_round_trip() -> None:
+    message = _frame_message()
+    message.faces[0].track, message.faces[0].frame_score = 3, 0.25
+    message.info["still"] = False
+    decoded = decode(_bytes(encode(message)))
+    assert (decoded.faces[0].track, decoded.faces[0].frame_score, decoded.info["still"]) == (3, 0.25, False)
+    assert result_record(decoded)["faces"][0] == {"box": [1, 2, 30, 40], "det_conf": 0.9, "score": 0.8, "label": "real",
+                                                  "threshold": 0.5, "track": 3, "frame_score": 0.25}
+
+
 def _header(**changes) -> bytes:
     header = _frame_message().header()
     header.update(changes)
@@ -74,6 +84,11 @@ def _header(**changes) -> bytes:
         [_header()],  # a shape but no pixels
         [_header(), b"", b""],
         [_header(stamps={"x": "y"})],
+        [_header(faces=[{"box": [1, 2, 3, 4], "det_conf": 0.5, "score": 0.3, "label": "fake", "threshold": 0.5, "track": 1}])],
+        [_header(faces=[{"box": [1, 2, 3, 4], "det_conf": 0.5, "score": 0.3, "label": "fake", "threshold": 0.5,
+                         "track": "1", "frame_score": 0.2}])],
+        [_header(faces=[{"box": [1, 2, 3, 4], "det_conf": 0.5, "track": 1, "frame_score": 0.2}])],  # a track but no score
+        [_header(info={"fps": 30.0, "still": "yes"})],
     ],
 )
 def test_malformed_messages_raise_wire_error(parts: list) -> None:
