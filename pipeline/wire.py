@@ -231,7 +231,7 @@ def _pixels(part: Any, shape: Any) -> np.ndarray:
 def result_record(message: Message) -> dict[str, Any]:
     """The JSON-friendly view of a classified frame: what consumers read and the JSON-lines file holds.
 
-    latency_ms is capture to classification (same host clocks); size is [width, height].
+    latency_ms is capture to classification (same host clocks); size is [width, height]; fps the source's.
     """
     record: dict[str, Any] = {
         "v": SCHEMA_VERSION,
@@ -241,6 +241,8 @@ def result_record(message: Message) -> dict[str, Any]:
         "size": message.info.get("size"),
         "faces": [face.to_dict() for face in message.faces],
     }
+    if message.info.get("fps"):
+        record["fps"] = message.info["fps"]  # seq / fps is the frame's media time (what score averaging runs on)
     classified = message.stamps.get("collect") or message.stamps.get("classify")  # collect publishes when classify is scaled out
     if classified and message.t_capture_ns:
         record["latency_ms"] = round((classified[-1] - message.t_capture_ns) / 1e6, 3)

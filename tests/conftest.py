@@ -78,7 +78,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def assert_scores_are_time_averages(records: list[dict], smoothing_s: float, fps: float = 30.0) -> None:
+def assert_scores_are_time_averages(records: list[dict], smoothing_s: float) -> None:
     """Every face's published score is the time-average of its track's frame scores (liveness.tracking),
     replayed here from the frame scores in the records (rounded to 5 decimals, hence the tolerance)."""
     from liveness.tracking import ScoreSmoother
@@ -88,7 +88,7 @@ def assert_scores_are_time_averages(records: list[dict], smoothing_s: float, fps
         if not record["faces"]:
             continue
         faces = record["faces"]
-        replay = smoother.update(record["seq"] / fps, [f["box"] for f in faces], [f["frame_score"] for f in faces])
+        replay = smoother.update(record["seq"] / record["fps"], [f["box"] for f in faces], [f["frame_score"] for f in faces])
         for face, (track, score) in zip(faces, replay):
             assert face["track"] == track and abs(face["score"] - score) < 1e-4, (record["seq"], face, track, score)
             assert face["label"] == ("real" if face["score"] >= face["threshold"] else "fake")

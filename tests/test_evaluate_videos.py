@@ -1,0 +1,40 @@
+"""training.evaluate_videos: per-frame figures through the real pipeline, and other time constants replayed."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import MODEL, needs_model
+from training.evaluate_videos import largest_face_scores, main
+
+pytestmark = needs_model
+
+
+def test_figures_through_the_pipeline_match_its_json_lines(tmp_path: Path, face_video: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    keep = tmp_path / "jsonl"
+    assert main([f"real:{face_video}", f"fake:{face_video}", "--model", str(MODEL), "--smoothing", "0", "--keep", str(keep)]) == 0
+    out = capsys.readouterr().out
+    records = [json.loads(line) for line in (keep / "0.jsonl").read_text().splitlines()]
+    assert len(records) == 24 and all(record["fps"] == 30.0 for record in records)
+    for smoothing_s in (0.5, 0.0):
+        published = [face["score"] for r in records for face in r["faces"]] if smoothing_s else \
+            [face["frame_score"] for r in records for face in r["faces"]]
+        scores, thresholds, empty = largest_face_scores(records, smoothing_s)
+        assert scores == pytest.approx(published, abs=1e-4) and empty == 0  # one face a frame: it is the largest
+        live = sum(s >= t for s, t in zip(scores, thresholds)) / len(scores)
+        block = out.split(f"smoothing {smoothing_s:g} s:")[1]
+        bpcer = float(re.match(r" APCER ([\d.]+)%  BPCER ([\d.]+)%", block).group(2))
+        assert bpcer == pytest.approx(100 * (1 - live), abs=0.05)  # the same video as real and as fake:
+        assert f"live in {100 * live:.1f}% of 24 frames with a face (0 without)" in block  # APCER = share live
+
+
+def test_a_bad_video_spec_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["live:nothing.mp4"]) == 2
+    assert main([f"real:{tmp_path / 'missing.mp4'}"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors[0].startswith("evaluate_videos: 'live:nothing.mp4': expected real:VIDEO")
+    assert errors[1].endswith(f"video file not found: {tmp_path / 'missing.mp4'}")
