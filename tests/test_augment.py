@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.augment import augment_batch
+from training.augment import augment_batch, frame_edges
 from training.train import main as train_main, mix_samples
 
 
@@ -23,6 +23,48 @@ def test_erasing_changes_one_rectangle_per_tile_and_leaves_the_rest_as_without_i
             height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
             assert 0.04 * 64 * 64 <= height * width <= 0.26 * 64 * 64
             assert changed[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].mean() > 0.9
+
+
+def test_frame_edges_black_out_the_same_face_relative_band_in_every_tile() -> None:
+    crops = np.full((200, 64, 64, 6), 200, dtype=np.uint8)
+    frame_edges(crops, np.arange(1, 200), [1.5, 2.7], np.random.default_rng(3))
+    assert (crops[0] == 200).all()  # a sample not drawn is untouched
+    # at least one edge per sample, 0.5-1.35 face widths out: inside the 2.7x tile but for the rare draw at its border
+    assert np.mean([crop[..., 3:].min() == 0 for crop in crops[1:]]) > 0.95
+    for crop in crops[1:]:
+        small, large = crop[..., :3].max(axis=-1) > 0, crop[..., 3:].max(axis=-1) > 0
+        # what is left is one axis-aligned rectangle per tile, around the centre (the face)
+        for kept in (small, large):
+            rows, cols = np.nonzero(kept)
+            assert kept[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all() and kept[32, 32]
+        # the same edge, seen from both tiles: a cut at d face widths from the centre sits at
+        # 32 + 64 d / scale pixels; mapped from the large tile into the small one it must agree
+        rows, cols = np.nonzero(large)
+        for edge_large, sign in ((cols.max() + 1, 1), (rows.max() + 1, 1), (cols.min(), -1), (rows.min(), -1)):
+            distance = (edge_large - 32) / 64 * 2.7
+            edge_small = 32 + 64 * distance / 1.5
+            if 0 < edge_small < 64:  # the cut falls inside the small tile too
+                line = small[32, :] if edge_large in (cols.max() + 1, cols.min()) else small[:, 32]
+                inside = np.nonzero(line)[0]
+                got = inside.max() + 1 if sign > 0 else inside.min()
+                assert abs(got - edge_small) <= 1.5, (edge_large, got, edge_small)
+
+
+def test_frame_edges_are_off_by_default_and_leave_the_random_stream_alone() -> None:
+    crops = np.random.default_rng(1).integers(1, 256, (8, 64, 64, 6), dtype=np.uint8)
+    labels = np.array([0, 1] * 4)
+    plain = augment_batch(crops, labels, np.random.default_rng(5))
+    again = augment_batch(crops, labels, np.random.default_rng(5), edge_p=0.0, scales=[1.5, 2.7])
+    assert np.array_equal(plain, again)
+    edged = augment_batch(crops, labels, np.random.default_rng(5), edge_p=1.0, scales=[1.5, 2.7])
+    assert not np.array_equal(plain, edged)
+
+
+def test_an_unknown_fold_to_leave_out_is_refused(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        train_main(["--dataset", str(tmp_path), "--model", "x.onnx", "--leave-out", "crops_z"])
+    assert stopped.value.code == 2
+    assert "--leave-out 'crops_z': not a fold (nuaa, " in capsys.readouterr().err
 
 
 def test_erase_probability_outside_zero_to_one_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

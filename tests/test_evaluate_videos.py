@@ -32,6 +32,20 @@ def test_figures_through_the_pipeline_match_its_json_lines(tmp_path: Path, face_
         assert f"live in {100 * live:.1f}% of 24 frames with a face (0 without)" in block  # APCER = share live
 
 
+def test_every_video_can_be_judged_at_another_models_threshold(tmp_path: Path, face_video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from training.calibrate import write_threshold
+
+    other = tmp_path / "other.onnx"
+    shutil.copy(MODEL, other)
+    write_threshold(other, 0.123456, "test")
+    keep = tmp_path / "jsonl"
+    assert main([f"real:{face_video}", "--model", str(MODEL), "--threshold-of", str(other), "--keep", str(keep)]) == 0
+    records = [json.loads(line) for line in (keep / "0.jsonl").read_text().splitlines()]
+    assert {face["threshold"] for r in records for face in r["faces"]} == {0.123456}
+
+
 def test_a_bad_video_spec_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["live:nothing.mp4"]) == 2
     assert main([f"real:{tmp_path / 'missing.mp4'}"]) == 2

@@ -10,6 +10,8 @@ with numpy (a per-sample Python loop cost more than the training step on two cor
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -31,17 +33,22 @@ def _degrade(tile: np.ndarray, kind: int, amount: float, quality: int) -> np.nda
 
 
 def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-                  degrade_p: tuple[float, float] = DEGRADE_P, erase_p: float = 0.0) -> np.ndarray:
+                  degrade_p: tuple[float, float] = DEGRADE_P, erase_p: float = 0.0,
+                  edge_p: float = 0.0, scales: Sequence[float] = ()) -> np.ndarray:
     """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks.
 
     `degrade_p`: probability of quality damage for attacks and for real faces.
     `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
+    `edge_p`: probability that a sample gets frame edges close to its face (`frame_edges`; needs
+    the tiles' crop `scales`).
     """
     n, size, _, channels = x.shape
     tiles = channels // 3
     x = x.copy()
     flip = rng.random(n) < 0.5
     x[flip] = x[flip][:, :, ::-1]
+    if edge_p > 0:  # only when asked, so the draws below stay those of the recipes without it
+        frame_edges(x, np.nonzero(rng.random(n) < edge_p)[0], scales, rng)
     degrade = rng.random(n) < np.asarray(degrade_p)[labels]
     for i in np.nonzero(degrade)[0]:
         kind, amount, quality = int(rng.integers(0, 3)), float(rng.random()), int(rng.integers(25, 90))
@@ -70,6 +77,37 @@ def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
     if erase_p > 0:  # last, and only when asked, so the draws above stay those of the recipes without it
         erase_rectangles(out, np.nonzero(rng.random(n) < erase_p)[0], rng)
     return np.clip(out, 0, 255)
+
+
+def frame_edges(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
+    """Black out, in place, what lies beyond one to four simulated frame edges near the face of `samples`.
+
+    Where the face nearly fills the frame (a selfie, a phone held close), the context tiles reach
+    past the frame and are padded with black. In the training data that happens far more often to
+    attacks (Replay-Attack's close-up replays) than to real faces, so a model can learn "black
+    border = attack" and call every close real face fake. Edges are drawn for both labels alike,
+    each side with probability 1/2 (at least one), at 0.5 to 1.35 face widths from the box
+    centre, at the same place in every tile (tile j spans scales[j] face widths).
+    """
+    size = x.shape[1]
+    for i in samples:
+        sides = rng.random(4) < 0.5
+        if not sides.any():
+            sides[int(rng.integers(0, 4))] = True
+        distances = rng.uniform(0.5, 1.35, 4)
+        for j, scale in enumerate(scales):
+            if scale <= 0:
+                continue  # a native-pixel tile (liveness.crop.NATIVE) has no face-relative extent
+            cut = [int(round(size / 2 + d / scale * size)) for d in distances]  # pixels from the tile's near edge
+            tile = x[i, :, :, 3 * j : 3 * j + 3]
+            if sides[0]:
+                tile[:, min(cut[0], size):] = 0  # right
+            if sides[1]:
+                tile[:, : max(size - cut[1], 0)] = 0  # left
+            if sides[2]:
+                tile[min(cut[2], size):] = 0  # bottom
+            if sides[3]:
+                tile[: max(size - cut[3], 0)] = 0  # top
 
 
 def erase_rectangles(out: np.ndarray, samples: np.ndarray, rng: np.random.Generator) -> None:

@@ -1,7 +1,9 @@
 """Judge a model as the held-out sets are judged: through the whole pipeline, frame by frame.
 
     python -m training.evaluate_videos real:VIDEO fake:VIDEO ... [--model M] [--smoothing 0 0.5 1]
-    python -m training.evaluate_videos real:VIDEO:MODEL ...    # a model per video (held-out folds)
+    python -m training.evaluate_videos real:VIDEO:MODEL ... --threshold-of models/liveness.onnx
+        # a model per video: each trained without the video's LOSO fold (`training.train --leave-out FOLD`),
+        # all judged at the shipped model's threshold
 
 Runs `run_pipeline.py` once per video (the config's detector, every frame, lossless), takes the
 largest face of each frame and reports, per video, the share of frames labelled live, and
@@ -46,11 +48,13 @@ def parse_video(spec: str, default_model: Path) -> Video:
     return video
 
 
-def run_video(video: Video, config: Path, folder: Path) -> list[dict]:
-    """The pipeline's JSON lines for one video."""
+def run_video(video: Video, config: Path, folder: Path, threshold: float | None = None) -> list[dict]:
+    """The pipeline's JSON lines for one video (at `threshold`, else the model's own)."""
     jsonl = folder / f"{len(list(folder.glob('*.jsonl')))}.jsonl"
     command = [sys.executable, str(REPO / "run_pipeline.py"), "--config", str(config), "--source", str(video.path),
                "--jsonl", str(jsonl), "--set", f"classify.model={video.model}", "--set", "display.enabled=false"]
+    if threshold is not None:
+        command += ["--set", f"classify.threshold={threshold}"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -102,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "file.yaml", help="pipeline config")
     parser.add_argument("--smoothing", type=float, nargs="*", default=[],
                         help="also report these time constants (s), recomputed from the frame scores")
+    parser.add_argument("--threshold-of", type=Path, default=None, metavar="MODEL",
+                        help="judge every video at this model's threshold (default: each video's model's own)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the JSON lines in this folder")
     args = parser.parse_args(argv)
     try:
@@ -109,7 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"evaluate_videos: {error}", file=sys.stderr)
         return 2
+    from liveness import LivenessModel, ModelError
     from pipeline.config import ConfigError, load_config
+
+    threshold = None
+    if args.threshold_of is not None:
+        try:
+            threshold = LivenessModel(args.threshold_of).threshold
+        except ModelError as error:
+            print(f"evaluate_videos: --threshold-of: {error}", file=sys.stderr)
+            return 2
 
     try:
         configured = load_config(args.config, check_files=False).classify.smoothing_s
@@ -120,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            runs = [run_video(video, args.config, folder) for video in videos]
+            runs = [run_video(video, args.config, folder, threshold) for video in videos]
         except RuntimeError as error:
             print(f"evaluate_videos: {error}", file=sys.stderr)
             return 1

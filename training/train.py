@@ -69,6 +69,9 @@ class TrainConfig:
     # Mixup: each training sample blended with another, weight ~ Beta(alpha, alpha), targets alike; 0 = off
     # (0.4 moved errors between sets and ranked worse: docs/training.md).
     mixup_alpha: float = 0.0
+    # Probability that a training sample gets simulated frame edges near its face, for both labels
+    # (augment.frame_edges: against "black border = attack"); 0 = off.
+    edge_p: float = 0.0
     # Stochastic weight averaging: the exported weights are the mean of the weights after every
     # training step of this last share of the steps (0 = off; batch-norm statistics measured anew).
     # 0.5 ranked worse on unseen people (docs/training.md), so off.
@@ -220,11 +223,11 @@ def class_targets(data: Examples, three_way: bool) -> np.ndarray:
 
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
                     degrade_p: tuple[float, float] = DEGRADE_P, targets: np.ndarray | None = None,
-                    erase_p: float = 0.0, mixup_alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                    erase_p: float = 0.0, mixup_alpha: float = 0.0, edge_p: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real)."""
     index = rng.choice(len(data), size=count, p=probabilities)
     x = np.concatenate([normalise(augment_batch(data.x[index[i : i + 512]], data.y[index[i : i + 512]], rng,
-                                                tuple(degrade_p), erase_p))
+                                                tuple(degrade_p), erase_p, edge_p, data.scales))
                         for i in range(0, count, 512)])
     y = (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
     return mix_samples(x, y, rng, mixup_alpha) if mixup_alpha > 0 else (x, y)
@@ -343,7 +346,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     for epoch in range(config.epochs):
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p, train_targets,
-                               config.erase_p, config.mixup_alpha)
+                               config.erase_p, config.mixup_alpha, config.edge_p)
         if config.distill_seeds and teachers:
             y = distilled_targets(y, x, teachers, config.distill_weight)
         targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if config.spectrum_weight > 0 else y
@@ -487,6 +490,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability of blur/downscale/JPEG damage for attacks and for real faces (default: %(default)s)")
     recipe.add_argument("--erase-p", type=probability, default=TrainConfig.erase_p,
                         help="probability of a noise rectangle in each crop of a training sample (default: %(default)s)")
+    recipe.add_argument("--edge-p", type=probability, default=TrainConfig.edge_p,
+                        help="probability of simulated frame edges near the face, both labels alike (0 = off; default: %(default)s)")
     recipe.add_argument("--mixup-alpha", type=non_negative, default=TrainConfig.mixup_alpha,
                         help="blend training samples and their targets, weight ~ Beta(alpha, alpha) (0 = off; default: %(default)s)")
     recipe.add_argument("--average-last", type=probability, default=TrainConfig.average_last,
@@ -505,7 +510,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way,
-                       crop_resize=args.crop_resize, erase_p=args.erase_p,
+                       crop_resize=args.crop_resize, erase_p=args.erase_p, edge_p=args.edge_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
                        distill_weight=args.distill_weight)
@@ -520,6 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_recipe_arguments(parser)
     parser.add_argument("--val-groups", nargs="*", default=["replay_attack_devel"],
                         help="sources held out for validation (default: Replay-Attack's devel people); none: train on all")
+    parser.add_argument("--leave-out", metavar="FOLD", default=None,
+                        help="hold out a leave-one-source-out fold's sources instead (training.evaluate.FOLDS): "
+                             "the model of that fold, for checks on its videos")
     parser.add_argument("--limit", type=int, default=0, help="use at most N samples (quick smoke runs)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold to store (default: at 5%% APCER on the validation sources, else 0.5)")
@@ -533,6 +541,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = recipe_from_args(args)
     except ValueError as error:
         parser.error(str(error))
+    from training.evaluate import FOLDS
+
+    if args.leave_out is not None and args.leave_out not in FOLDS:
+        parser.error(f"--leave-out {args.leave_out!r}: not a fold ({', '.join(FOLDS)})")
     try:
         data = load_dataset(args.dataset, config.size, config.scales, crop_resize=config.crop_resize)
     except ValueError as error:
@@ -542,6 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pick = np.random.default_rng(args.seed).choice(len(data), args.limit, replace=False)
         data = data.subset(np.sort(pick))
     val_groups = [] if args.val_groups in ([], ["none"]) else args.val_groups
+    if args.leave_out is not None:
+        val_groups = FOLDS[args.leave_out]
     train, validation = split_by_group(data, val_groups)
     print(f"train: {len(train)} crops from {len(set(train.group.tolist()))} sources; "
           f"validation: {len(validation)} crops from {sorted(set(validation.group.tolist()))}", file=sys.stderr)
