@@ -29,6 +29,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("classify:\n  model: nowhere/model.onnx\n", "classify.model", "not found"),
         ("source:\n  uri: /no/such/video.mp4\nclassify:\n  model: configs/file.yaml\n", "source.uri", "no such file"),
         ("source:\n  policy: fast\n", "source.policy", "must be one of"),
+        ("classify:\n  smoothing_s: -1\n", "classify.smoothing_s", "must be between 0 and 10 seconds"),
         ("detect: [1, 2]\n", "detect", "expected a mapping"),
         ("source:\n  uri: 0\n  pace: maybe\n", "source.pace", "expected true or false"),
     ],
@@ -62,8 +63,10 @@ def test_bad_override(tmp_path: Path) -> None:
 
 
 def test_overrides_and_defaults(tmp_path: Path) -> None:
-    config = load_config(make_config(tmp_path), ["detect.workers=3", "source.uri=0", "classify.threshold=0.7"], check_files=False)
+    config = load_config(make_config(tmp_path), ["detect.workers=3", "source.uri=0", "classify.threshold=0.7",
+                                                  "classify.smoothing_s=1"], check_files=False)
     assert config.detect.workers == 3 and config.source.uri == "0" and config.classify.threshold == 0.7
+    assert config.classify.smoothing_s == 1.0
     assert config.policy() == "lossless"  # file.yaml says lossless explicitly
     assert load_config(make_config(tmp_path), ["source.policy=auto", "source.uri=0"], check_files=False).policy() == "live"
 
