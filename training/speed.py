@@ -1,5 +1,6 @@
 """Measure the classifier's cost per face with onnxruntime on one thread (as the classify stage runs it),
-and the cost of cutting its crops from a 640x480 frame with each crop resize (liveness.crop).
+the cost of cutting its crops from a 640x480 frame with each crop resize (liveness.crop), and of
+averaging scores over a video's frames (liveness.tracking) per frame.
 
     python -m training.speed --model models/liveness.onnx
 """
@@ -46,6 +47,21 @@ def crop_ms(scale: float, size: int, resize: str, repeats: int = 300) -> float:
     return float(np.median(times)) * 1000.0
 
 
+def smoothing_us(faces: int, repeats: int = 300) -> float:
+    """Median microseconds per frame to match `faces` moving faces to their tracks and average their scores."""
+    from liveness.tracking import ScoreSmoother
+
+    smoother = ScoreSmoother(0.5)
+    scores = np.random.default_rng(0).random((repeats + 20, faces)).tolist()
+    times = []
+    for k in range(repeats + 20):
+        boxes = [(120 * i + k % 5, 40, 120 * i + 100 + k % 5, 160) for i in range(faces)]  # drifting a little
+        started = time.perf_counter()
+        smoother.update(k / 30.0, boxes, scores[k])
+        times.append(time.perf_counter() - started)
+    return float(np.median(times[20:])) * 1e6
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         used = " (this model's)" if resize == meta.crop_resize else ""
         print(f"crops{used}, {resize}: " + ", ".join(f"{s:g}x {ms:.3f} ms" for s, ms in costs.items())
               + f"; {sum(costs.values()):.3f} ms/face for a 190 px face in a 640x480 frame")
+    print("score averaging over frames: " + ", ".join(f"{n} faces {smoothing_us(n, args.repeats):.1f} us" for n in (1, 5, 20))
+          + " per frame")
     return 0
 
 
