@@ -70,7 +70,8 @@ class TrainConfig:
     # (0.4 moved errors between sets and ranked worse: docs/training.md).
     mixup_alpha: float = 0.0
     # Probability that a training sample gets simulated frame edges near its face, for both labels
-    # (augment.frame_edges: against "black border = attack"); 0 = off.
+    # (augment.frame_edges: against "black border = attack"); 0 = off: 0.5 measured worse on unseen
+    # people, NUAA's prints most (docs/training.md).
     edge_p: float = 0.0
     # Stochastic weight averaging: the exported weights are the mean of the weights after every
     # training step of this last share of the steps (0 = off; batch-norm statistics measured anew).
