@@ -86,11 +86,11 @@ evaluate: setup
 # per frame at the shipped model's threshold, with and without scores averaged over time.
 FOLD_MODELS := runs/folds/crops_a.onnx runs/folds/crops_b.onnx runs/folds/crops_c.onnx
 evaluate-videos: $(FOLD_MODELS)
-	$(PY) -m training.evaluate_videos --threshold-of models/liveness.onnx --smoothing 0 1 \
+	$(PY) -m training.evaluate_videos --threshold-of models/liveness.onnx \
 		real:$(DATA)/videos/tranvanluyt2203/real.mp4:runs/folds/crops_a.onnx \
 		fake:$(DATA)/videos/tranvanluyt2203/fake.mp4:runs/folds/crops_a.onnx \
 		real:$(DATA)/videos/krzysiek354/real.mp4:runs/folds/crops_b.onnx \
-		fake:$(DATA)/videos/manikantha_m/fake.mp4:runs/folds/crops_c.onnx
+		fake:$(DATA)/videos/manikantha_m/fake.mp4:runs/folds/crops_c.onnx --smoothing 0 1
 
 runs/folds/%.onnx: | setup
 	$(PY) -m training.train --dataset $(DATA) --model $@ --plot runs/folds/$*.png --leave-out $* $(RECIPE)
