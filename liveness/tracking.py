@@ -44,8 +44,8 @@ class ScoreSmoother:
     """Per-face time-averaged scores for one stream of frames, given in capture order."""
 
     def __init__(self, time_constant_s: float, min_iou: float = 0.3, max_gap_s: float = 0.5) -> None:
-        """time_constant_s: the average's memory (a frame's weight halves every 0.69 of it);
-        a face unseen for more than max_gap_s, or whose box overlaps less than min_iou, is new."""
+        """time_constant_s (tau): the average's memory, a past frame's weight falls by a factor e every
+        tau seconds; a face unseen for more than max_gap_s, or whose box overlaps less than min_iou, is new."""
         self.time_constant_s = time_constant_s
         self.min_iou = min_iou
         self.max_gap_s = max_gap_s
