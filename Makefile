@@ -85,7 +85,7 @@ evaluate: setup
 # trained without its LOSO fold (three trainings of ~12 min on 2 cores, kept in runs/folds),
 # per frame at the shipped model's threshold, with and without scores averaged over time.
 FOLD_MODELS := runs/folds/crops_a.onnx runs/folds/crops_b.onnx runs/folds/crops_c.onnx
-evaluate-videos: $(FOLD_MODELS)
+evaluate-videos: setup $(FOLD_MODELS)
 	$(PY) -m training.evaluate_videos --threshold-of models/liveness.onnx \
 		real:$(DATA)/videos/tranvanluyt2203/real.mp4:runs/folds/crops_a.onnx \
 		fake:$(DATA)/videos/tranvanluyt2203/fake.mp4:runs/folds/crops_a.onnx \

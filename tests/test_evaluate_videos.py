@@ -28,8 +28,8 @@ def test_figures_through_the_pipeline_match_its_json_lines(tmp_path: Path, face_
         live = sum(s >= t for s, t in zip(scores, thresholds)) / len(scores)
         block = out.split(f"smoothing {smoothing_s:g} s:")[1]
         bpcer = float(re.match(r" APCER ([\d.]+)%  BPCER ([\d.]+)%", block).group(2))
-        assert bpcer == pytest.approx(100 * (1 - live), abs=0.05)  # the same video as real and as fake:
-        assert f"live in {100 * live:.1f}% of 24 frames with a face (0 without)" in block  # APCER = share live
+        assert bpcer == pytest.approx(100 * (1 - live), abs=0.05)  # the same video as real and as fake
+        assert f"live in {100 * live:.1f}% of 24 frames with a face (0 without); scores {min(scores):.2f} / " in block
 
 
 def test_every_video_can_be_judged_at_another_models_threshold(tmp_path: Path, face_video: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,3 +52,17 @@ def test_a_bad_video_spec_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors[0].startswith("evaluate_videos: 'live:nothing.mp4': expected real:VIDEO")
     assert errors[1].endswith(f"video file not found: {tmp_path / 'missing.mp4'}")
+
+
+def test_padding_share_counts_pixels_black_in_all_three_channels() -> None:
+    import numpy as np
+
+    from training.examples import Examples
+    from training.padding import padding_shares
+
+    x = np.full((2, 4, 4, 6), 50, dtype=np.uint8)
+    x[0, :, :2, 3:6] = 0  # half of sample 0's second tile is padding
+    x[1, 0, :, 0] = 0  # one channel at 0 is a dark pixel, not padding
+    n = np.array(["a", "b"])
+    data = Examples(x, np.array([1, 0]), n, n, n, n, n, np.zeros(2, int), 4, [1.5, 2.7])
+    assert padding_shares(data).tolist() == [[0.0, 0.5], [0.0, 0.0]]

@@ -6,7 +6,8 @@
         # all judged at the shipped model's threshold
 
 Runs `run_pipeline.py` once per video (the config's detector, every frame, lossless), takes the
-largest face of each frame and reports, per video, the share of frames labelled live, and
+largest face of each frame and reports, per video, the share of frames labelled live and the
+range of its scores, and
 pooled APCER / BPCER / ACER over the frames at the model's threshold (frames without a face are
 counted apart). Scores are averaged over time as the config says (`classify.smoothing_s`);
 `--smoothing` recomputes the figures for other time constants from each face's frame score
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,9 +50,8 @@ def parse_video(spec: str, default_model: Path) -> Video:
     return video
 
 
-def run_video(video: Video, config: Path, folder: Path, threshold: float | None = None) -> list[dict]:
-    """The pipeline's JSON lines for one video (at `threshold`, else the model's own)."""
-    jsonl = folder / f"{len(list(folder.glob('*.jsonl')))}.jsonl"
+def run_video(video: Video, config: Path, jsonl: Path, threshold: float | None = None) -> list[dict]:
+    """The pipeline's JSON lines for one video, written to `jsonl` (at `threshold`, else the model's own)."""
     command = [sys.executable, str(REPO / "run_pipeline.py"), "--config", str(config), "--source", str(video.path),
                "--jsonl", str(jsonl), "--set", f"classify.model={video.model}", "--set", "display.enabled=false"]
     if threshold is not None:
@@ -89,8 +90,9 @@ def report(videos: Sequence[Video], runs: Sequence[list[dict]], smoothing_s: flo
         errors = [(s >= t) != (video.label == "real") for s, t in zip(scores, thresholds)]
         wrong[video.label] += errors
         live = sum(s >= t for s, t in zip(scores, thresholds)) / max(len(scores), 1)
+        spread = f"; scores {min(scores):.2f} / {statistics.median(scores):.2f} / {max(scores):.2f} (min / median / max)" if scores else ""
         lines.append(f"  {video.label} {video.path}: live in {100 * live:.1f}% of {len(scores)} frames with a face "
-                     f"({empty} without)")
+                     f"({empty} without){spread}")
     apcer = 100 * sum(wrong["fake"]) / len(wrong["fake"]) if wrong["fake"] else float("nan")
     bpcer = 100 * sum(wrong["real"]) / len(wrong["real"]) if wrong["real"] else float("nan")
     figures = {"apcer": apcer, "bpcer": bpcer, "acer": (apcer + bpcer) / 2}
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            runs = [run_video(video, args.config, folder, threshold) for video in videos]
+            runs = [run_video(video, args.config, folder / f"{i}.jsonl", threshold) for i, video in enumerate(videos)]
         except RuntimeError as error:
             print(f"evaluate_videos: {error}", file=sys.stderr)
             return 1
