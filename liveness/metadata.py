@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from liveness.crop import CROP_RESIZES
+from liveness.crop import CROP_BORDERS, CROP_RESIZES
 
 METADATA_KEY = "liveness"
 FORMAT_VERSION = 1
@@ -22,8 +22,8 @@ class ModelMetadata:
 
     Input: float32 NHWC, `input_size` x `input_size`, one 3-channel crop per entry of
     `crop_scales` concatenated along channels. Each crop is a square centred on the detector
-    box with side `scale * max(box width, box height)`; parts outside the frame are black; it is
-    shrunk to `input_size` the `crop_resize` way (liveness.crop.CROP_RESIZES). A scale of 0
+    box with side `scale * max(box width, box height)`; parts outside the frame are black, or the
+    square is fitted inside the frame (`crop_border`, liveness.crop.CROP_BORDERS); it is shrunk to `input_size` the `crop_resize` way (liveness.crop.CROP_RESIZES). A scale of 0
     (liveness.crop.NATIVE) is an `input_size` square of the frame's own pixels, not resized.
     Pixels: channels in `channel_order`, then `(pixel / 255 - mean) / std` per channel.
     Output: softmax over `labels`; P(real) = output[:, labels.index("real")].
@@ -41,6 +41,7 @@ class ModelMetadata:
     threshold_policy: str = "default 0.5"
     training: dict[str, Any] = field(default_factory=dict)
     crop_resize: str = "area"  # models up to 1.0 carry no such field: they were trained on "area" crops
+    crop_border: str = "black"  # models up to 1.1 carry no such field: they were trained on "black" crops
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -55,6 +56,8 @@ class ModelMetadata:
             problems.append(f"threshold must be in [0, 1], got {self.threshold!r}")
         if self.crop_resize not in CROP_RESIZES:
             problems.append(f"crop_resize must be one of {', '.join(CROP_RESIZES)}, got {self.crop_resize!r}")
+        if self.crop_border not in CROP_BORDERS:
+            problems.append(f"crop_border must be one of {', '.join(CROP_BORDERS)}, got {self.crop_border!r}")
         if self.channel_order not in ("RGB", "BGR"):
             problems.append(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s == 0 for s in self.std):

@@ -59,7 +59,7 @@ class LivenessModel:
     def crops(self, frame_bgr: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
         """uint8 crops (N, S, S, 3 * scales) in the model's channel order."""
         meta = self.metadata
-        crops = crop_faces(frame_bgr, boxes, meta.crop_scales, meta.input_size, meta.crop_resize)
+        crops = crop_faces(frame_bgr, boxes, meta.crop_scales, meta.input_size, meta.crop_resize, meta.crop_border)
         if meta.channel_order == "RGB":
             crops = crops.reshape(*crops.shape[:3], -1, 3)[..., ::-1].reshape(crops.shape)
         return crops

@@ -65,3 +65,30 @@ def test_native_patch_is_the_frames_own_pixels_around_the_box_centre() -> None:
     assert ModelMetadata(input_size=64, crop_scales=[1.5, 2.7, NATIVE]).crop_scales[-1] == 0.0
     with pytest.raises(ModelMetadataError):
         ModelMetadata(input_size=64, crop_scales=[0.2])
+
+
+def test_fit_border_keeps_the_square_inside_the_frame() -> None:
+    photo = astronaut_bgr()[:, :384]  # 512 high, 384 wide
+    # A square that fits is cut the same either way.
+    np.testing.assert_array_equal(crop_face(photo, FACE, 1.5, 64, border="fit"), crop_face(photo, FACE, 1.5, 64))
+    # Past the top-left corner: same side, slid inside, so it is the frame's own top-left square.
+    corner = (0.0, 0.0, 60.0, 60.0)  # 2.7x: a 162 px square centred on (30, 30)
+    fitted = crop_face(photo, corner, 2.7, 64, border="fit")
+    np.testing.assert_array_equal(fitted, cv2.resize(photo[:162, :162], (64, 64), interpolation=cv2.INTER_AREA))
+    assert crop_face(photo, corner, 2.7, 64)[:16, :16].max() == 0  # "black" pads the same box
+    # Larger than the frame's short side: shrunk to it (384) and slid inside along the long side.
+    close_up = (40.0, 300.0, 340.0, 600.0)  # a 300 px face; 2.7x = 810 px, centre y 450 -> rows 128..512
+    fitted = crop_faces(photo, [close_up], [1.5, 2.7], 64, border="fit")[0]
+    np.testing.assert_array_equal(fitted[:, :, 3:], cv2.resize(photo[128:512, 0:384], (64, 64), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(fitted[:, :, :3], fitted[:, :, 3:])  # both scales meet the same limit
+    assert crop_face(photo, close_up, 2.7, 64)[:, :12].max() == 0  # where "black" pads the left fifth
+    with pytest.raises(ValueError, match="unknown crop border 'mirror'"):
+        crop_face(photo, FACE, 1.5, 64, border="mirror")
+
+
+def test_metadata_without_crop_border_means_black() -> None:
+    # Models up to 1.1 were trained on crops padded with black and carry no such field.
+    assert ModelMetadata.from_json('{"input_size": 64, "crop_scales": [1.5, 2.7]}').crop_border == "black"
+    assert ModelMetadata(input_size=64, crop_scales=[1.5], crop_border="fit").crop_border == "fit"
+    with pytest.raises(ModelMetadataError, match="crop_border must be one of black, fit"):
+        ModelMetadata(input_size=64, crop_scales=[1.5], crop_border="mirror")

@@ -98,6 +98,11 @@ def test_tiny_training_run_exports_a_loadable_model(gathered: Path, tmp_path: Pa
     write_metadata(model_path, replace(meta, crop_resize="area_fast"))
     fast = LivenessModel(model_path).crops(frame, [box])
     np.testing.assert_array_equal(fast, crop_faces(frame, [box], [1.5, 2.7], 32, "area_fast")[..., [2, 1, 0, 5, 4, 3]])
+    # And one trained on crops fitted inside the frame gets those (this box's 2.7x square reaches past the top).
+    write_metadata(model_path, replace(meta, crop_border="fit"))
+    fitted = LivenessModel(model_path).crops(frame, [box])
+    np.testing.assert_array_equal(fitted, crop_faces(frame, [box], [1.5, 2.7], 32, border="fit")[..., [2, 1, 0, 5, 4, 3]])
+    assert not np.array_equal(fitted, model.crops(frame, [box]))
     scores = model.score(frame, [box])
     assert scores.shape == (1,) and 0.0 <= float(scores[0]) <= 1.0
 
@@ -320,8 +325,8 @@ def test_three_way_targets_name_the_attack_instrument() -> None:
 def test_training_refuses_crops_of_another_kind(gathered: Path, tmp_path: Path) -> None:
     from training.train import main as train_main
 
-    # The folder holds 32 px "area" crops: a 48 px or an area_fast model cannot be trained on them.
-    for options in (["--size", "48"], ["--size", "32", "--crop-resize", "area_fast"]):
+    # The folder holds 32 px "area" crops padded black: a 48 px, an area_fast or a "fit" model cannot be trained on them.
+    for options in (["--size", "48"], ["--size", "32", "--crop-resize", "area_fast"], ["--size", "32", "--crop-border", "fit"]):
         assert train_main(["--dataset", str(gathered), "--model", str(tmp_path / "x.onnx"), "--scales", "1.5", "2.7",
                            "--epochs", "1", "--val-groups", "none", *options]) == 2
 
@@ -342,4 +347,4 @@ def test_evaluate_and_calibrate_refuse_crops_of_another_kind(gathered: Path, tmp
     assert evaluate_main(["--model", str(model_path), "--data", str(gathered), "--out", str(tmp_path / "eval")]) == 2
     assert calibrate_main(["--model", str(model_path), "--data", str(gathered), "--min-acer"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and all("crop resize area; asked for size 32" in line for line in errors)
+    assert len(errors) == 2 and all("crop resize area, border black; asked for size 32" in line for line in errors)

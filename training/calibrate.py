@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         meta = LivenessModel(args.model).metadata
         try:
-            data = load_dataset(args.data, meta.input_size, list(meta.crop_scales), include_jitter=False, crop_resize=meta.crop_resize)
+            data = load_dataset(args.data, meta.input_size, list(meta.crop_scales), include_jitter=False, crop_resize=meta.crop_resize,
+                                crop_border=meta.crop_border)
         except ValueError as error:  # a gathered folder of other crops
             print(f"calibrate: {error}", file=sys.stderr)
             return 2

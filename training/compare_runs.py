@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"compare_runs: {first}/config.json: cannot read the run's recipe ({error})", file=sys.stderr)
         return 2
-    data = load_dataset(args.data, recipe["size"], recipe["scales"], crop_resize=recipe.get("crop_resize", "area"))
+    data = load_dataset(args.data, recipe["size"], recipe["scales"], crop_resize=recipe.get("crop_resize", "area"),
+                        crop_border=recipe.get("crop_border", "black"))
     nuaa_split = any(f.name.startswith("nuaa_subjects") for f in (first / "folds").glob("*.csv"))
     folds = sample_folds(data, nuaa_by_subject=nuaa_split)
     scored = data.variant == 0  # LOSO scores detector boxes only, in data order within each fold

@@ -323,13 +323,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = set(TrainConfig.__dataclass_fields__)
         config = TrainConfig(**{k: v for k, v in meta.training.get("config", {}).items() if k in known})
         config.size, config.scales, config.crop_resize = meta.input_size, list(meta.crop_scales), meta.crop_resize
+        config.crop_border = meta.crop_border
     elif not args.loso:
         parser.error("--model is required unless --loso")
     if args.threshold is not None:
         threshold = args.threshold
 
     try:  # a gathered folder of other crops, or a LOSO folder of another recipe: one line, exit 2
-        data = load_dataset(args.data, config.size, config.scales, include_jitter=args.loso, crop_resize=config.crop_resize)
+        data = load_dataset(args.data, config.size, config.scales, include_jitter=args.loso, crop_resize=config.crop_resize,
+                            crop_border=config.crop_border)
         if args.loso:
             folds, scores = loso(data, config, args.out, args.folds, args.nuaa_by_subject)
     except ValueError as error:

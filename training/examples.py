@@ -37,12 +37,13 @@ class Examples:
     size: int
     scales: list[float]
     crop_resize: str = "area"  # liveness.crop.CROP_RESIZES
+    crop_border: str = "black"  # liveness.crop.CROP_BORDERS
 
     def subset(self, mask: np.ndarray) -> "Examples":
         """The examples where `mask` is true."""
         pick = lambda a: a[mask]  # noqa: E731
         return Examples(pick(self.x), pick(self.y), pick(self.source), pick(self.group), pick(self.attack),
-                        pick(self.kind), pick(self.origin), pick(self.variant), self.size, self.scales, self.crop_resize)
+                        pick(self.kind), pick(self.origin), pick(self.variant), self.size, self.scales, self.crop_resize, self.crop_border)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -86,27 +87,32 @@ def load_gathered(folder: Path, include_jitter: bool = True) -> Examples:
         size=size,
         scales=scales,
         crop_resize=settings.get("crop_resize", "area"),  # folders gathered before the field: "area"
+        crop_border=settings.get("crop_border", "black"),  # and "black"
     )
 
 
 def load_dataset(dataset: Path, size: int, scales: list[float], jitter: int = 2, include_jitter: bool = True,
-                 crop_resize: str = "area") -> Examples:
+                 crop_resize: str = "area", crop_border: str = "black") -> Examples:
     """Examples from a gathered folder, or from a data set folder / manifest (gathered once into runs/cache).
 
-    ValueError when a gathered folder's crops are not the asked size, scales and crop resize.
+    ValueError when a gathered folder's crops are not the asked size, scales, crop resize and border.
     """
     if (dataset / "gather.json").is_file():
         data = load_gathered(dataset, include_jitter)
-        if (data.size, data.scales, data.crop_resize) != (size, [float(s) for s in scales], crop_resize):
-            raise ValueError(f"{dataset} holds crops of size {data.size}, scales {data.scales}, crop resize {data.crop_resize}; "
-                             f"asked for size {size}, scales {list(scales)}, crop resize {crop_resize}")
+        held = (data.size, data.scales, data.crop_resize, data.crop_border)
+        if held != (size, [float(s) for s in scales], crop_resize, crop_border):
+            raise ValueError(f"{dataset} holds crops of size {data.size}, scales {data.scales}, crop resize {data.crop_resize}, "
+                             f"border {data.crop_border}; asked for size {size}, scales {list(scales)}, crop resize {crop_resize}, "
+                             f"border {crop_border}")
         return data
     manifest = dataset if dataset.suffix == ".csv" else dataset / "manifest.csv"
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:10]
     scale_tag = "-".join(f"{s:g}" for s in scales)
     resize_tag = "" if crop_resize == "area" else f"_{crop_resize}"  # "area" caches predate the field
+    resize_tag += "" if crop_border == "black" else f"_{crop_border}"  # and "black" ones
     cache = CACHE_DIR / f"gathered_{digest}_{size}_{scale_tag}_j{jitter}{resize_tag}"
     if not (cache / "gather.json").is_file():
         print(f"gathering {manifest} into {cache} (once)", file=sys.stderr)
-        gather(items_for(manifest), cache, size, scales, jitter=jitter, origin_root=manifest.parent, crop_resize=crop_resize)
+        gather(items_for(manifest), cache, size, scales, jitter=jitter, origin_root=manifest.parent,
+               crop_resize=crop_resize, crop_border=crop_border)
     return load_gathered(cache, include_jitter)

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from face_detector import create_detector
-from liveness.crop import CROP_RESIZES, crop_faces
+from liveness.crop import CROP_BORDERS, CROP_RESIZES, crop_faces
 from training.data import Item, items_for, video_frames
 
 MANIFEST_FIELDS = [
@@ -138,6 +138,7 @@ def gather(
     origin_root: Path | None = None,
     progress: bool = True,
     crop_resize: str = "area",
+    crop_border: str = "black",
 ) -> Path:
     """Detect, crop and write every item's largest face; returns the manifest path.
 
@@ -165,7 +166,7 @@ def gather(
                 continue  # the pipeline would not classify anything in this picture either
             for variant in range(jitter + 1):
                 box = found.box if variant == 0 else jittered(found.box, f"{origin}:{frame_index}:{variant}")
-                crops = crop_faces(image, [box], scales, size, crop_resize)[0]
+                crops = crop_faces(image, [box], scales, size, crop_resize, crop_border)[0]
                 name = f"crops/{item.source}/{item.label or 'unlabelled'}/{counter:06d}_{variant}.png"
                 (output / name).parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(output / name), tile(crops))
@@ -179,6 +180,7 @@ def gather(
     _save_detections(detection_path, cache)
     settings_path.write_text(json.dumps(settings))
     (output / "gather.json").write_text(json.dumps({"size": size, "scales": list(scales), "crop_resize": crop_resize,
+                                                      "crop_border": crop_border,
                                                       **settings, "jitter": jitter}))
     manifest = output / "manifest.csv"
     with open(manifest, "w", newline="") as handle:
@@ -215,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales (x face box; 0 = a size x size patch of native pixels)")
     parser.add_argument("--crop-resize", choices=CROP_RESIZES, default="area",
                         help="how crops are shrunk (liveness.crop; the model must be trained the same way)")
+    parser.add_argument("--crop-border", choices=CROP_BORDERS, default="black",
+                        help="black outside the frame, or crops fitted inside it (liveness.crop; the model must be trained the same way)")
     parser.add_argument("--min-size", type=int, default=20, help="smallest face side in pixels")
     parser.add_argument("--jitter", type=int, default=0, help="extra crops per face with a slightly moved box")
     args = parser.parse_args(argv)
@@ -224,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = args.input[0]
     root = first if first.is_dir() else first.parent if first.suffix.lower() == ".csv" else None
     manifest = gather(items, args.output, args.size, args.scales, args.detector, args.confidence,
-                      args.min_size, args.skip, args.jitter, origin_root=root, crop_resize=args.crop_resize)
+                      args.min_size, args.skip, args.jitter, origin_root=root, crop_resize=args.crop_resize,
+                      crop_border=args.crop_border)
     with open(manifest, newline="") as handle:
         count = sum(1 for row in csv.DictReader(handle) if row["variant"] == "0")
     print(f"{count} faces from {len(items)} inputs -> {manifest}")

@@ -36,13 +36,13 @@ def ms_per_face(model_path: Path, batch: int = 1, repeats: int = 300) -> float:
     return float(np.median(times)) * 1000.0 / batch
 
 
-def crop_ms(scale: float, size: int, resize: str, repeats: int = 300) -> float:
+def crop_ms(scale: float, size: int, resize: str, repeats: int = 300, border: str = "black") -> float:
     """Median milliseconds to cut one crop at `scale` around FACE_BOX from a 640x480 frame."""
     frame = np.random.default_rng(0).integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        crop_face(frame, FACE_BOX, scale, size, resize)
+        crop_face(frame, FACE_BOX, scale, size, resize, border)
         times.append(time.perf_counter() - started)
     return float(np.median(times)) * 1000.0
 
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.model}: {ms_per_face(args.model, batch, args.repeats):.3f} ms/face at batch {batch}, 1 onnxruntime thread")
     meta = LivenessModel(args.model).metadata
     for resize in CROP_RESIZES:
-        costs = {scale: crop_ms(scale, meta.input_size, resize, args.repeats) for scale in meta.crop_scales}
+        costs = {scale: crop_ms(scale, meta.input_size, resize, args.repeats, meta.crop_border) for scale in meta.crop_scales}
         used = " (this model's)" if resize == meta.crop_resize else ""
         print(f"crops{used}, {resize}: " + ", ".join(f"{s:g}x {ms:.3f} ms" for s, ms in costs.items())
               + f"; {sum(costs.values()):.3f} ms/face for a 190 px face in a 640x480 frame")

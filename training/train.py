@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liveness.crop import CROP_RESIZES
+from liveness.crop import CROP_BORDERS, CROP_RESIZES
 from training.augment import DEGRADE_P, augment_batch
 from training.examples import Examples, load_dataset
 
@@ -61,6 +61,8 @@ class TrainConfig:
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
+    # What a crop square past the frame edge shows (liveness.crop.CROP_BORDERS; stored in the metadata).
+    crop_border: str = "black"
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
     # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles);
@@ -485,6 +487,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--flip-average", action="store_true", help="the model also scores mirrored crops and averages")
     recipe.add_argument("--crop-resize", choices=CROP_RESIZES, default=TrainConfig.crop_resize,
                         help="how crops are shrunk (liveness.crop; default: %(default)s)")
+    recipe.add_argument("--crop-border", choices=CROP_BORDERS, default=TrainConfig.crop_border,
+                        help="black outside the frame, or crops fitted inside it (liveness.crop; default: %(default)s)")
     recipe.add_argument("--three-way", action="store_true",
                         help="train a real / print / replay softmax (exported as fake = print + replay)")
     recipe.add_argument("--degrade-p", type=probability, nargs=2, default=list(DEGRADE_P), metavar=("ATTACK", "REAL"),
@@ -511,7 +515,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way,
-                       crop_resize=args.crop_resize, erase_p=args.erase_p, edge_p=args.edge_p,
+                       crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
                        distill_weight=args.distill_weight)
@@ -547,7 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.leave_out is not None and args.leave_out not in FOLDS:
         parser.error(f"--leave-out {args.leave_out!r}: not a fold ({', '.join(FOLDS)})")
     try:
-        data = load_dataset(args.dataset, config.size, config.scales, crop_resize=config.crop_resize)
+        data = load_dataset(args.dataset, config.size, config.scales, crop_resize=config.crop_resize,
+                            crop_border=config.crop_border)
     except ValueError as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
@@ -578,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         input_size=config.size,
         crop_scales=[float(s) for s in config.scales],
         crop_resize=config.crop_resize,
+        crop_border=config.crop_border,
         labels=["fake", "real"],
         threshold=threshold,
         channel_order="RGB",
