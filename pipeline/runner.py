@@ -8,6 +8,7 @@ the stage starts at once and exits after end of stream).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import os
 import signal
@@ -47,6 +48,9 @@ def main(stage_class: type[Stage], argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     parser.add_argument("--attempt", type=int, default=0, help="restart count (set by run_pipeline.py)")
     args = parser.parse_args(argv)
+    # A crash inside native code (OpenCV, FFmpeg, onnxruntime) prints the Python lines it happened under
+    # before the supervisor reports the signal, instead of leaving only "died of signal 11".
+    faulthandler.enable()
     try:
         config = load_config(args.config, args.set)
     except ConfigError as error:

@@ -143,9 +143,13 @@ class Supervisor:
                 log(f"stopped by the user ({self.quit_by}); stopping every stage")
                 self.summary_at_exit = True
                 return EXIT_OK
+            if self.interrupted:
+                break  # Ctrl-C reaches every stage too: the exits that follow it are not failures
             failed = self._failed_stage()
             if failed:
                 self.await_last_word(control, failed)
+                if self.interrupted:
+                    break  # the stage stopped on the same Ctrl-C, seen before our own handler ran
                 failed = None if self.quit_by else self._failed_stage()
             if self.quit_by:
                 continue
@@ -204,7 +208,8 @@ class Supervisor:
         (at most `wait_s`) the reason of a failure would be lost from the run's one-line error.
         """
         deadline = time.monotonic() + wait_s
-        while stage.error is None and not stage.done and not self.quit_by and time.monotonic() < deadline:
+        while (stage.error is None and not stage.done and not self.quit_by and not self.interrupted
+               and time.monotonic() < deadline):
             if control.poll(20):
                 self._on_control(control)
 
