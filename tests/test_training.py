@@ -348,3 +348,27 @@ def test_evaluate_and_calibrate_refuse_crops_of_another_kind(gathered: Path, tmp
     assert calibrate_main(["--model", str(model_path), "--data", str(gathered), "--min-acer"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all("crop resize area, border black; asked for size 32" in line for line in errors)
+
+
+@needs_data
+@needs_weights
+def test_members_that_see_some_tiles_are_averaged_in_one_model(gathered: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from training.examples import load_gathered
+    from training.train import TrainConfig, normalise, train_model
+
+    data = load_gathered(gathered, include_jitter=False)
+    config = TrainConfig(size=32, scales=[1.5, 2.7], epochs=1, samples_per_epoch=64, batch_size=32, member_scales=[[2.7], [1.5, 2.7]])
+    combined, _ = train_model(data, config, verbose=0)
+    x = normalise(data.x[:4])
+    first, second = combined.get_layer("member_0"), combined.get_layer("member_1")
+    assert first.input_shape[-1] == 3 and second.input_shape[-1] == 6
+    # the 2.7x member sees channels 3-5 only; the graph's output is the plain mean of both members
+    expected = (first.predict(x[..., 3:6], verbose=0) + second.predict(x, verbose=0)) / 2
+    np.testing.assert_allclose(combined.predict(x, verbose=0), expected, atol=1e-5)
+    # through the command line: the export passes its parity check and the metadata records the groups
+    model_path = tmp_path / "tiles.onnx"
+    tiny_training_run(gathered, model_path, "--member-scales", "2.7", "1.5,2.7")
+    assert LivenessModel(model_path).metadata.training["config"]["member_scales"] == [[2.7], [1.5, 2.7]]
+    with pytest.raises(SystemExit) as refused:
+        tiny_training_run(gathered, model_path, "--member-scales", "1.0")
+    assert refused.value.code == 2 and "member scales [1.0] must be a non-empty subset of the crop scales [1.5, 2.7]" in capsys.readouterr().err

@@ -5,7 +5,8 @@ import csv
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,16 @@ from training.data import REPO_ROOT, attack_type, items_for
 from training.gather_examples import gather, untile
 
 CACHE_DIR = REPO_ROOT / "runs" / "cache"
+
+
+
+def tile_channels(all_scales: Sequence[float], scales: Sequence[float]) -> list[int]:
+    """Channel indices of the tiles of `scales` in a crop stack cut at `all_scales` (ValueError if one is missing)."""
+    have = [float(s) for s in all_scales]
+    missing = [s for s in scales if float(s) not in have]
+    if missing or not scales:
+        raise ValueError(f"member scales {list(scales)} must be a non-empty subset of the crop scales {have}")
+    return [3 * have.index(float(s)) + c for s in scales for c in range(3)]
 
 
 @dataclass
@@ -44,6 +55,11 @@ class Examples:
         pick = lambda a: a[mask]  # noqa: E731
         return Examples(pick(self.x), pick(self.y), pick(self.source), pick(self.group), pick(self.attack),
                         pick(self.kind), pick(self.origin), pick(self.variant), self.size, self.scales, self.crop_resize, self.crop_border)
+
+    def tiles(self, scales: Sequence[float]) -> "Examples":
+        """The same examples with only the crop tiles of `scales` (each one of self.scales), in that order."""
+        channels = tile_channels(self.scales, scales)
+        return replace(self, x=self.x[..., channels], scales=[float(s) for s in scales])
 
     def __len__(self) -> int:
         return len(self.y)

@@ -23,7 +23,7 @@ import numpy as np
 
 from liveness.crop import CROP_BORDERS, CROP_RESIZES
 from training.augment import DEGRADE_P, augment_batch
-from training.examples import Examples, load_dataset
+from training.examples import Examples, load_dataset, tile_channels
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
@@ -89,10 +89,18 @@ class TrainConfig:
     distill_seeds: list[int] = field(default_factory=list)
     # Share of each training target that is the teachers' probability (the rest: the true label).
     distill_weight: float = 0.5
+    # Members that see only some of the crop tiles: per entry (a subset of `scales`), `ensemble` members
+    # (seeds seed, seed + 1, ...) see just those tiles; the exported graph averages them all.
+    # [] = every member sees every tile.
+    member_scales: list[list[float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.distill_seeds and self.three_way:
             raise ValueError("distillation needs two-way targets: --distill-seeds and --three-way do not go together")
+        for subset in self.member_scales:
+            tile_channels(self.scales, subset)  # ValueError naming the scales when not a subset
+        if self.member_scales and self.distill_seeds:
+            raise ValueError("--member-scales and --distill-seeds do not go together")
 
 
 class WeightAverage:
@@ -274,33 +282,47 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     """
     if config.distill_seeds and teachers is None:
         teachers = train_teachers(train, config, verbose)
-    if config.ensemble <= 1 and not config.flip_average:
+    if config.ensemble <= 1 and not config.flip_average and not config.member_scales:
         return _train_one(train, config, validation, verbose, teachers)
-    members, first_history = [], None
-    for i in range(max(1, config.ensemble)):
-        member_config = replace(config, seed=config.seed + i, ensemble=1, flip_average=False)
-        if verbose:
-            print(f"member {i + 1}/{max(1, config.ensemble)} (seed {member_config.seed})", file=sys.stderr, flush=True)
-        model, history = _train_one(train, member_config, validation, verbose, teachers)
-        members.append(model)
-        first_history = first_history or history
-    return combine(members, config.flip_average, train.x[:2]), first_history
+    subsets = config.member_scales or [list(config.scales)]
+    members, channels, first_history = [], [], None
+    count = len(subsets) * max(1, config.ensemble)
+    for subset in subsets:
+        tiles, tiles_validation = train.tiles(subset), validation.tiles(subset) if validation is not None else None
+        for i in range(max(1, config.ensemble)):
+            member_config = replace(config, seed=config.seed + i, ensemble=1, flip_average=False, member_scales=[],
+                                    scales=[float(s) for s in subset])
+            if verbose:
+                print(f"member {len(members) + 1}/{count} (seed {member_config.seed}, scales {subset})", file=sys.stderr, flush=True)
+            model, history = _train_one(tiles, member_config, tiles_validation, verbose, teachers)
+            members.append(model)
+            channels.append(tile_channels(config.scales, subset))
+            first_history = first_history or history
+    return combine(members, config.flip_average, train.x[:2], channels if config.member_scales else None), first_history
 
 
-def combine(members: list, flip_average: bool, example: np.ndarray):
-    """One model averaging P(fake), P(real) over `members` and, with flip_average, over mirrored crops too."""
+def combine(members: list, flip_average: bool, example: np.ndarray, channels: list[list[int]] | None = None):
+    """One model averaging P(fake), P(real) over `members` and, with flip_average, over mirrored crops too.
+
+    With `channels`, member i sees only those channels of the input (its crop tiles).
+    """
     import keras
     from keras import layers
 
     from training.livenessnet import INPUT_NAME
 
-    inputs = keras.Input(members[0].input_shape[1:], name=INPUT_NAME)
+    inputs = keras.Input(example.shape[1:], name=INPUT_NAME)
     views = [inputs]
     if flip_average:
         views.append(layers.Lambda(lambda t: keras.ops.flip(t, axis=2), name="mirror")(inputs))
     for i, member in enumerate(members):
         member.name = f"member_{i}"  # nested models need unique names
-    outputs = [member(view) for member in members for view in views]
+    outputs = []
+    for i, member in enumerate(members):
+        for j, view in enumerate(views):
+            if channels is not None:  # the default argument binds this member's indices, not the loop's last
+                view = layers.Lambda(lambda t, c=channels[i]: keras.ops.take(t, c, axis=-1), name=f"tiles_{i}_{j}")(view)
+            outputs.append(member(view))
     combined = keras.Model(inputs, layers.Average(name="probabilities")(outputs) if len(outputs) > 1 else outputs[0],
                            name="liveness_ensemble")
     combined.predict(normalise(example), verbose=0)  # Keras exports only models that have been called
@@ -505,6 +527,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --average-last: constant learning rate while averaging, as a share of the initial one (default: %(default)s)")
     recipe.add_argument("--distill-seeds", type=int, nargs="+", default=[], metavar="SEED",
                         help="train teachers with these seeds first; the model learns their averaged probabilities (default: off)")
+    recipe.add_argument("--member-scales", nargs="+", default=[], metavar="S,S",
+                        help="members that see only these tiles, one comma list per group (each a subset of --scales); "
+                             "--ensemble members per group (default: every member sees every tile)")
     recipe.add_argument("--distill-weight", type=probability, default=TrainConfig.distill_weight,
                         help="with --distill-seeds: share of each target taken from the teachers (default: %(default)s)")
 
@@ -518,7 +543,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
-                       distill_weight=args.distill_weight)
+                       distill_weight=args.distill_weight,
+                       member_scales=[[float(s) for s in spec.split(",")] for spec in args.member_scales])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
