@@ -25,7 +25,8 @@ CROP_RESIZES = ("area", "area_fast")
 # "black": the square keeps its side and centre, the part outside the frame is black (models up to 1.1);
 # "fit": the square shrinks to the frame's shorter side if it is larger and slides inside the frame, so a
 # crop is never padded. In the training data black padding goes with attacks (attack faces are larger
-# in their frames), which made close-up real selfies of new people look like replays.
+# in their frames); "fit" was tried against that shortcut and measured worse on unseen people
+# (docs/training.md): an option.
 CROP_BORDERS = ("black", "fit")
 
 # A crop scale of NATIVE asks for a size x size patch of the frame's own pixels centred on the box:

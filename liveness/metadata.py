@@ -23,7 +23,8 @@ class ModelMetadata:
     Input: float32 NHWC, `input_size` x `input_size`, one 3-channel crop per entry of
     `crop_scales` concatenated along channels. Each crop is a square centred on the detector
     box with side `scale * max(box width, box height)`; parts outside the frame are black, or the
-    square is fitted inside the frame (`crop_border`, liveness.crop.CROP_BORDERS); it is shrunk to `input_size` the `crop_resize` way (liveness.crop.CROP_RESIZES). A scale of 0
+    square is fitted inside the frame (`crop_border`, liveness.crop.CROP_BORDERS); it is shrunk
+    to `input_size` the `crop_resize` way (liveness.crop.CROP_RESIZES). A scale of 0
     (liveness.crop.NATIVE) is an `input_size` square of the frame's own pixels, not resized.
     Pixels: channels in `channel_order`, then `(pixel / 255 - mean) / std` per channel.
     Output: softmax over `labels`; P(real) = output[:, labels.index("real")].

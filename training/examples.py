@@ -18,7 +18,6 @@ from training.gather_examples import gather, untile
 CACHE_DIR = REPO_ROOT / "runs" / "cache"
 
 
-
 def tile_channels(all_scales: Sequence[float], scales: Sequence[float]) -> list[int]:
     """Channel indices of the tiles of `scales` in a crop stack cut at `all_scales` (ValueError if one is missing)."""
     have = [float(s) for s in all_scales]

@@ -527,11 +527,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --average-last: constant learning rate while averaging, as a share of the initial one (default: %(default)s)")
     recipe.add_argument("--distill-seeds", type=int, nargs="+", default=[], metavar="SEED",
                         help="train teachers with these seeds first; the model learns their averaged probabilities (default: off)")
+    recipe.add_argument("--distill-weight", type=probability, default=TrainConfig.distill_weight,
+                        help="with --distill-seeds: share of each target taken from the teachers (default: %(default)s)")
     recipe.add_argument("--member-scales", nargs="+", default=[], metavar="S,S",
                         help="members that see only these tiles, one comma list per group (each a subset of --scales); "
                              "--ensemble members per group (default: every member sees every tile)")
-    recipe.add_argument("--distill-weight", type=probability, default=TrainConfig.distill_weight,
-                        help="with --distill-seeds: share of each target taken from the teachers (default: %(default)s)")
 
 
 def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
