@@ -372,3 +372,37 @@ def test_members_that_see_some_tiles_are_averaged_in_one_model(gathered: Path, t
     with pytest.raises(SystemExit) as refused:
         tiny_training_run(gathered, model_path, "--member-scales", "1.0")
     assert refused.value.code == 2 and "member scales [1.0] must be a non-empty subset of the crop scales [1.5, 2.7]" in capsys.readouterr().err
+
+
+def test_compare_runs_prints_a_sources_auc_and_live_shares(capsys: pytest.CaptureFixture) -> None:
+    from training.compare_runs import print_source
+    from training.examples import Examples
+
+    def column(*values: object) -> np.ndarray:
+        return np.array(values)
+
+    test = Examples(x=np.zeros((5, 2, 2, 3), np.uint8), y=column(1, 1, 0, 0, 1), source=column("s", "s", "s", "s", "t"),
+                    group=column("s", "s", "s", "s", "t"), attack=column("none", "none", "replay", "replay", "none"),
+                    kind=column("video", "video", "video", "crop", "video"), origin=column("a", "b", "c", "d", "e"),
+                    variant=np.zeros(5, np.int64), size=2, scales=[1.5])
+    print_source(test, np.array([0.9, 0.3, 0.6, 0.1, 0.9]), 0.5, "s")
+    print_source(test, np.zeros(5), 0.5, "u")
+    # by hand: pairs (real, fake) ranked right 3 of 4 -> AUC 0.75; video real 1 of 2 live, video fake 1 of 1, crop fake 0 of 1
+    assert capsys.readouterr().out.splitlines() == [
+        "  s: AUC 0.750; called live: crop fake 0.0% of 1, video real 50.0% of 2, video fake 100.0% of 1",
+        "  u: not among the compared folds",
+    ]
+
+
+@needs_data
+@needs_weights
+def test_a_wider_crop_stacks_tiles_equal_the_narrower_stacks(gathered: Path, tmp_path: Path) -> None:
+    # Why a --member-scales ensemble's LOSO equals separate runs on narrower crop stacks averaged.
+    from training.examples import load_gathered
+    from training.gather_examples import main as gather_main
+
+    assert gather_main(["--input", str(DATA / "faces" / "trickyf0x"), "--crops", "--output", str(tmp_path),
+                        "--size", "32", "--scales", "1", "1.5", "2.7"]) == 0
+    wide, narrow = load_gathered(tmp_path), load_gathered(gathered)
+    np.testing.assert_array_equal(wide.tiles([1.5, 2.7]).x, narrow.x)
+    assert not np.array_equal(wide.tiles([1.0]).x, narrow.tiles([1.5]).x)

@@ -52,6 +52,19 @@ def fold_scores(spec: str, fold: str) -> np.ndarray | None:
     return np.mean(parts, axis=0)
 
 
+def print_source(test: Examples, scores: np.ndarray, threshold: float, source: str) -> None:
+    """One source's AUC and, per kind (crop / frame / video) and label, the share of its faces at or above `threshold`."""
+    mask = test.source == source
+    if not mask.any():
+        print(f"  {source}: not among the compared folds")
+        return
+    y, s, kind = test.y[mask], scores[mask], test.kind[mask]
+    auc = f"AUC {metrics.roc_auc(y, s):.3f}" if len(set(y.tolist())) == 2 else "one label only"
+    shares = [f"{k} {'real' if label else 'fake'} {100 * np.mean(s[sel] >= threshold):.1f}% of {int(sel.sum())}"
+              for k in sorted(set(kind.tolist())) for label in (1, 0) if (sel := (kind == k) & (y == label)).any()]
+    print(f"  {source}: {auc}; called live: " + ", ".join(shares))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-d", "--data", type=Path, default=data_dir(), help="the data set the runs used (default: %(default)s)")
     parser.add_argument("--write-scores", type=Path, default=None, metavar="FILE",
                         help="save the last run's pooled out-of-fold scores (oof_scores.csv form) to FILE")
+    parser.add_argument("--sources", nargs="+", default=[], metavar="SOURCE",
+                        help="also print these sources' AUC and share of faces called live, per kind and label, at each run's threshold")
     args = parser.parse_args(argv)
 
     first = Path(args.runs[0].split("+")[0].partition("@")[0])
@@ -110,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             apcer, bpcer = metrics.apcer(y, s, threshold), metrics.bpcer(y, s, threshold)
             print(f"  {group:24s} {int(y.sum()):5d} {int((1 - y).sum()):6d} {100 * apcer:6.1f} {100 * bpcer:6.1f} "
                   f"{50 * (apcer + bpcer):6.1f} {metrics.roc_auc(y, s):6.3f}")
+        for source in args.sources:
+            print_source(test, scores, threshold, source)
     if args.write_scores is not None:
         write_scores(args.write_scores, test, scores, folds[held])
         print(f"\n{args.runs[-1]}: pooled out-of-fold scores of {len(scores)} faces -> {args.write_scores}")
