@@ -406,3 +406,49 @@ def test_a_wider_crop_stacks_tiles_equal_the_narrower_stacks(gathered: Path, tmp
     wide, narrow = load_gathered(tmp_path), load_gathered(gathered)
     np.testing.assert_array_equal(wide.tiles([1.5, 2.7]).x, narrow.x)
     assert not np.array_equal(wide.tiles([1.0]).x, narrow.tiles([1.5]).x)
+
+
+def _texture_examples(sharp: list[bool], labels: list[int], groups: list[str]):
+    """Examples of 32 px two-tile stacks: a sharp checkerboard or the same board blurred."""
+    from training.examples import Examples
+
+    board = ((np.indices((32, 32)) // 4).sum(axis=0) % 2 * 200 + 20).astype(np.uint8)
+    flat = cv2.GaussianBlur(board, (0, 0), 2.0)
+    x = np.stack([np.repeat((board if s else flat)[..., None], 6, axis=-1) for s in sharp])
+    g = np.array(groups)
+    return Examples(x, np.array(labels), g, g, g, g, g, np.zeros(len(labels), int), 32, [1.5, 2.7])
+
+
+def test_sharpness_ignores_the_edge_of_black_padding() -> None:
+    from training.sharpness import sharpness, tile_sharpness
+
+    data = _texture_examples([True, False], [1, 0], ["a", "a"])
+    values = sharpness(data)
+    assert values[0] > 10 * values[1] > 0
+    flat = np.full((32, 32, 3), 120, np.uint8)
+    padded = flat.copy()
+    padded[:, :10] = 0  # a hard edge where the crop reaches past the frame: not picture detail
+    assert tile_sharpness(flat) == tile_sharpness(padded) == 0.0
+    assert tile_sharpness(np.zeros((32, 32, 3), np.uint8)) == 0.0
+
+
+def test_damage_rates_damage_the_sharper_label_of_each_source_more() -> None:
+    from training.train import damage_rates
+
+    # Source a: real faces sharp, attacks blurred; source b the other way round; c has attacks only.
+    data = _texture_examples([True, True, False, False, True, False, False],
+                             [1, 1, 0, 1, 0, 0, 0], ["a", "a", "a", "b", "b", "b", "c"])
+    rates = damage_rates(data, (0.35, 0.6))
+    assert rates.tolist() == [0.6, 0.6, 0.35, 0.35, 0.6, 0.6, 0.475]
+
+
+def test_per_sample_damage_rates_replace_the_per_label_ones() -> None:
+    from training.train import augmented_epoch
+
+    data = _texture_examples([True, False, True, False], [1, 0, 1, 0], ["a"] * 4)
+    uniform = np.full(4, 0.25)
+    never = augmented_epoch(data, uniform, 16, np.random.default_rng(0), (1.0, 1.0), damage_p=np.zeros(4))
+    undamaged = augmented_epoch(data, uniform, 16, np.random.default_rng(0), (0.0, 0.0))
+    always = augmented_epoch(data, uniform, 16, np.random.default_rng(0), (0.0, 0.0), damage_p=np.ones(4))
+    assert np.array_equal(never[0], undamaged[0])
+    assert not np.array_equal(always[0], undamaged[0])

@@ -34,10 +34,11 @@ def _degrade(tile: np.ndarray, kind: int, amount: float, quality: int) -> np.nda
 
 def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
                   degrade_p: tuple[float, float] = DEGRADE_P, erase_p: float = 0.0,
-                  edge_p: float = 0.0, scales: Sequence[float] = ()) -> np.ndarray:
+                  edge_p: float = 0.0, scales: Sequence[float] = (), damage_p: np.ndarray | None = None) -> np.ndarray:
     """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks.
 
-    `degrade_p`: probability of quality damage for attacks and for real faces.
+    `degrade_p`: probability of quality damage for attacks and for real faces; `damage_p`, when
+    given, is that probability per sample instead (`training.train.damage_rates`).
     `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
     `edge_p`: probability that a sample gets frame edges close to its face (`frame_edges`; needs
     the tiles' crop `scales`).
@@ -49,7 +50,7 @@ def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
     x[flip] = x[flip][:, :, ::-1]
     if edge_p > 0:  # only when asked, so the draws below stay those of the recipes without it
         frame_edges(x, np.nonzero(rng.random(n) < edge_p)[0], scales, rng)
-    degrade = rng.random(n) < np.asarray(degrade_p)[labels]
+    degrade = rng.random(n) < (np.asarray(degrade_p)[labels] if damage_p is None else damage_p)
     for i in np.nonzero(degrade)[0]:
         kind, amount, quality = int(rng.integers(0, 3)), float(rng.random()), int(rng.integers(25, 90))
         for j in range(tiles):

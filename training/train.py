@@ -58,6 +58,10 @@ class TrainConfig:
     flip_average: bool = False
     # Probability of blur / downscale / JPEG damage for attacks and for real faces (augment.DEGRADE_P).
     degrade_p: tuple[float, float] = DEGRADE_P
+    # Damage rates set per source instead: the label whose face tiles are the sharper in that
+    # source gets the higher of the two rates (damage_rates), so that within a source sharpness
+    # points neither way; the data's sources disagree on which label is blurrier.
+    degrade_by_source: bool = False
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
@@ -232,13 +236,38 @@ def class_targets(data: Examples, three_way: bool) -> np.ndarray:
     return targets
 
 
+def damage_rates(data: Examples, degrade_p: tuple[float, float]) -> np.ndarray:
+    """Per-sample probability of quality damage that takes each source's sharpness bias away.
+
+    In every group of sources the label with the sharper face tiles (median of
+    training.sharpness) gets the higher of the two `degrade_p` rates, the other label the lower;
+    a group with one label only gets their mean.
+    """
+    from training.sharpness import sharpness
+
+    low, high = sorted(degrade_p)
+    values = sharpness(data)
+    rates = np.full(len(data), (low + high) / 2.0)
+    for group in set(data.group.tolist()):
+        real, attack = (data.group == group) & (data.y == 1), (data.group == group) & (data.y == 0)
+        if real.any() and attack.any():
+            real_sharper = np.median(values[real]) >= np.median(values[attack])
+            rates[real], rates[attack] = (high, low) if real_sharper else (low, high)
+    return rates
+
+
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
                     degrade_p: tuple[float, float] = DEGRADE_P, targets: np.ndarray | None = None,
-                    erase_p: float = 0.0, mixup_alpha: float = 0.0, edge_p: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real)."""
+                    erase_p: float = 0.0, mixup_alpha: float = 0.0, edge_p: float = 0.0,
+                    damage_p: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real).
+
+    `damage_p`: per-example damage probability (damage_rates) instead of `degrade_p` per label.
+    """
     index = rng.choice(len(data), size=count, p=probabilities)
     x = np.concatenate([normalise(augment_batch(data.x[index[i : i + 512]], data.y[index[i : i + 512]], rng,
-                                                tuple(degrade_p), erase_p, edge_p, data.scales))
+                                                tuple(degrade_p), erase_p, edge_p, data.scales,
+                                                None if damage_p is None else damage_p[index[i : i + 512]]))
                         for i in range(0, count, 512)])
     y = (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
     return mix_samples(x, y, rng, mixup_alpha) if mixup_alpha > 0 else (x, y)
@@ -361,6 +390,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
                       loss=classification, metrics=["accuracy"])
     rng = np.random.default_rng(config.seed)
     probabilities = sampling_weights(train, config)
+    damage_p = damage_rates(train, config.degrade_p) if config.degrade_by_source else None
     train_targets = class_targets(train, config.three_way)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "val_auc": []}
     callbacks = []
@@ -371,7 +401,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     for epoch in range(config.epochs):
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p, train_targets,
-                               config.erase_p, config.mixup_alpha, config.edge_p)
+                               config.erase_p, config.mixup_alpha, config.edge_p, damage_p)
         if config.distill_seeds and teachers:
             y = distilled_targets(y, x, teachers, config.distill_weight)
         targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if config.spectrum_weight > 0 else y
@@ -515,6 +545,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train a real / print / replay softmax (exported as fake = print + replay)")
     recipe.add_argument("--degrade-p", type=probability, nargs=2, default=list(DEGRADE_P), metavar=("ATTACK", "REAL"),
                         help="probability of blur/downscale/JPEG damage for attacks and for real faces (default: %(default)s)")
+    recipe.add_argument("--degrade-by-source", action="store_true",
+                        help="per source, the label with the sharper faces gets the higher of the two --degrade-p rates")
     recipe.add_argument("--erase-p", type=probability, default=TrainConfig.erase_p,
                         help="probability of a noise rectangle in each crop of a training sample (default: %(default)s)")
     recipe.add_argument("--edge-p", type=probability, default=TrainConfig.edge_p,
@@ -539,7 +571,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(architecture=args.architecture, size=args.size, scales=list(args.scales), epochs=args.epochs,
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
-                       degrade_p=(args.degrade_p[0], args.degrade_p[1]), three_way=args.three_way,
+                       degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
+                       three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
