@@ -452,3 +452,24 @@ def test_per_sample_damage_rates_replace_the_per_label_ones() -> None:
     always = augmented_epoch(data, uniform, 16, np.random.default_rng(0), (0.0, 0.0), damage_p=np.ones(4))
     assert np.array_equal(never[0], undamaged[0])
     assert not np.array_equal(always[0], undamaged[0])
+
+
+def test_standardised_input_ignores_a_cameras_gain_and_offset() -> None:
+    from training.livenessnet import build
+
+    model = build("mobile", 32, 6, standardise=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (2, 32, 32, 6)).astype(np.float32)
+    # Another exposure and white balance: a gain and an offset per channel.
+    gain = rng.uniform(0.5, 2.0, (1, 1, 1, 6)).astype(np.float32)
+    offset = rng.uniform(-0.5, 0.5, (1, 1, 1, 6)).astype(np.float32)
+    standardise = model.get_layer("standardise")
+    assert model.layers.index(standardise) == 1  # right after the input: the network sees only its output
+    same = np.asarray(standardise(x))
+    assert np.allclose(same.mean(axis=(1, 2)), 0, atol=1e-5)
+    assert np.allclose(same.std(axis=(1, 2)), 1, atol=0.1)
+    # Equal up to the 0.05 guard on the spread.
+    assert np.allclose(np.asarray(standardise(x * gain + offset)), same, rtol=0.1, atol=0.01)
+    assert not np.allclose(x * gain + offset, x, atol=0.15)
+    with pytest.raises(ValueError, match="mobile"):
+        build("livenessnet", 32, 3, standardise=True)

@@ -58,10 +58,17 @@ def livenessnet_mobile(
     blocks: Sequence[tuple[int, int]] = MOBILE_BLOCKS,
     dropout: float = 0.3,
     classes: int = 2,
+    standardise: bool = False,
 ) -> keras.Model:
-    """Small MobileNet-style liveness classifier (stride-2 stem, separable blocks, global pooling)."""
+    """Small MobileNet-style liveness classifier (stride-2 stem, separable blocks, global pooling).
+
+    `standardise`: every channel of every crop is first brought to zero mean and unit spread over
+    its pixels (instance normalisation of the input), which removes a camera's exposure, white
+    balance and contrast.
+    """
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
-    x = layers.Conv2D(stem, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = standardise_channels(inputs) if standardise else inputs
+    x = layers.Conv2D(stem, 3, strides=2, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU(6.0)(x)
     for i, (width, stride) in enumerate(blocks):
@@ -71,6 +78,16 @@ def livenessnet_mobile(
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="livenessnet_mobile")
+
+
+def standardise_channels(x):
+    """Each channel of each sample minus its mean over the pixels, over its standard deviation (+ 0.05)."""
+    def standardise(t):
+        mean = keras.ops.mean(t, axis=(1, 2), keepdims=True)
+        spread = keras.ops.sqrt(keras.ops.mean(keras.ops.square(t - mean), axis=(1, 2), keepdims=True))
+        return (t - mean) / (spread + 0.05)
+
+    return layers.Lambda(standardise, name="standardise")(x)
 
 
 ARCHITECTURES = {"livenessnet": livenessnet, "mobile": livenessnet_mobile}
@@ -94,10 +111,14 @@ def with_spectrum_head(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.output, spectrum], name=model.name + "_with_spectrum")
 
 
-def build(architecture: str, size: int, channels: int, classes: int = 2) -> keras.Model:
+def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False) -> keras.Model:
     """A fresh model by name ("livenessnet" = the seed, "mobile" = the shipped variant)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
+    if standardise and architecture != "mobile":
+        raise ValueError("input standardisation is built for the mobile architecture only")
+    if standardise:
+        return livenessnet_mobile(size=size, channels=channels, classes=classes, standardise=True)
     return ARCHITECTURES[architecture](size=size, channels=channels, classes=classes)
 
 

@@ -62,6 +62,9 @@ class TrainConfig:
     # source gets the higher of the two rates (damage_rates), so that within a source sharpness
     # points neither way; the data's sources disagree on which label is blurrier.
     degrade_by_source: bool = False
+    # Instance normalisation of the input: every channel of every crop to zero mean and unit spread
+    # (livenessnet.standardise_channels), against the exposure / white balance of a capture setup.
+    input_standardise: bool = False
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
@@ -367,7 +370,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     from training.livenessnet import SPECTRUM_SIZE, build, merge_attack_classes, with_spectrum_head
     from training.metrics import roc_auc
 
-    model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2)
+    model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2,
+                  standardise=config.input_standardise)
     two_way = merge_attack_classes(model) if config.three_way else model  # what is validated and exported
     steps = config.epochs * (config.samples_per_epoch // config.batch_size)
     average_start = int(round(steps * (1.0 - config.average_last)))  # steps before averaging begins
@@ -545,6 +549,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train a real / print / replay softmax (exported as fake = print + replay)")
     recipe.add_argument("--degrade-p", type=probability, nargs=2, default=list(DEGRADE_P), metavar=("ATTACK", "REAL"),
                         help="probability of blur/downscale/JPEG damage for attacks and for real faces (default: %(default)s)")
+    recipe.add_argument("--input-standardise", action="store_true",
+                        help="standardise every channel of every crop (zero mean, unit spread) inside the model")
     recipe.add_argument("--degrade-by-source", action="store_true",
                         help="per source, the label with the sharper faces gets the higher of the two --degrade-p rates")
     recipe.add_argument("--erase-p", type=probability, default=TrainConfig.erase_p,
@@ -572,6 +578,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
+                       input_standardise=args.input_standardise,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
