@@ -60,7 +60,8 @@ class TrainConfig:
     degrade_p: tuple[float, float] = DEGRADE_P
     # Damage rates set per source instead: the label whose face tiles are the sharper in that
     # source gets the higher of the two rates (damage_rates), so that within a source sharpness
-    # points neither way; the data's sources disagree on which label is blurrier.
+    # points neither way; the data's sources disagree on which label is blurrier. Measured worse on
+    # the crop-source folds (docs/training.md), so off.
     degrade_by_source: bool = False
     # Instance normalisation of the input: every channel of every crop to zero mean and unit spread
     # (livenessnet.standardise_channels), against the exposure / white balance of a capture setup.
