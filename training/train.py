@@ -65,6 +65,7 @@ class TrainConfig:
     degrade_by_source: bool = False
     # Instance normalisation of the input: every channel of every crop to zero mean and unit spread
     # (livenessnet.standardise_channels), against the exposure / white balance of a capture setup.
+    # Measured worse on unseen people, Replay-Attack and the webcam sets most (docs/training.md), so off.
     input_standardise: bool = False
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
