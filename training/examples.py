@@ -1,6 +1,7 @@
 """Load gathered crops (see training.gather_examples) into arrays, gathering the shared data first if needed."""
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
@@ -131,3 +132,14 @@ def load_dataset(dataset: Path, size: int, scales: list[float], jitter: int = 2,
         gather(items_for(manifest), cache, size, scales, jitter=jitter, origin_root=manifest.parent,
                crop_resize=crop_resize, crop_border=crop_border)
     return load_gathered(cache, include_jitter)
+
+
+def detector_box_examples(description: str, argv: Sequence[str] | None = None) -> Examples:
+    """The examples a data report asks for on its command line (--data, --size, --scales), detector boxes only."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-d", "--data", required=True, type=Path, help="data set folder/manifest or gather_examples output")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7])
+    args = parser.parse_args(argv)
+    data = load_dataset(args.data, args.size, args.scales)
+    return data.subset(data.variant == 0)  # no jitter copies

@@ -8,13 +8,11 @@ real dark pixels rarely are). Detector boxes only, no jitter copies.
 """
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from training.examples import Examples, load_dataset
+from training.examples import Examples, detector_box_examples
 
 
 def padding_shares(data: Examples) -> np.ndarray:
@@ -25,13 +23,7 @@ def padding_shares(data: Examples) -> np.ndarray:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-d", "--data", required=True, type=Path, help="data set folder/manifest or gather_examples output")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7])
-    args = parser.parse_args(argv)
-    data = load_dataset(args.data, args.size, args.scales)
-    data = data.subset(data.variant == 0)
+    data = detector_box_examples(__doc__, argv)
     shares = padding_shares(data)
     tiles = ", ".join(f"{s:g}x" for s in data.scales)
     print(f"mean share of black padding per tile ({tiles}), real | attack")

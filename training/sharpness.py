@@ -10,15 +10,13 @@ the real ones are, 0.5 where sharpness says nothing. Detector boxes only, no jit
 """
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from training import metrics
-from training.examples import Examples, load_dataset
+from training.examples import Examples, detector_box_examples
 
 
 def tile_sharpness(tile: np.ndarray) -> float:
@@ -40,13 +38,7 @@ def sharpness(data: Examples, tile: int = 0) -> np.ndarray:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-d", "--data", required=True, type=Path, help="data set folder/manifest or gather_examples output")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7])
-    args = parser.parse_args(argv)
-    data = load_dataset(args.data, args.size, args.scales)
-    data = data.subset(data.variant == 0)
+    data = detector_box_examples(__doc__, argv)
     values = sharpness(data)
     print(f"sharpness of the {data.scales[0]:g}x tile at {data.size} px: median real | attack, AUC of sharper = real")
     for source in sorted(set(data.source.tolist())) + ["all"]:
