@@ -66,3 +66,14 @@ def test_padding_share_counts_pixels_black_in_all_three_channels() -> None:
     n = np.array(["a", "b"])
     data = Examples(x, np.array([1, 0]), n, n, n, n, n, np.zeros(2, int), 4, [1.5, 2.7])
     assert padding_shares(data).tolist() == [[0.0, 0.5], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize("tool", ["padding", "sharpness"])
+def test_data_reports_name_a_missing_data_folder_and_exit_2(tool: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(f"training.{tool}").main(["--data", str(tmp_path / "missing")])
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--data {tmp_path / 'missing'}: " in last and "manifest.csv" in last

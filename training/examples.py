@@ -141,5 +141,8 @@ def detector_box_examples(description: str, argv: Sequence[str] | None = None) -
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7])
     args = parser.parse_args(argv)
-    data = load_dataset(args.data, args.size, args.scales)
+    try:
+        data = load_dataset(args.data, args.size, args.scales)
+    except (OSError, ValueError) as error:
+        parser.error(f"--data {args.data}: {error}")  # exits 2
     return data.subset(data.variant == 0)  # no jitter copies
