@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.augment import augment_batch, frame_edges
+from training.augment import augment_batch, damage_by_label, frame_edges
 from training.train import main as train_main, mix_samples
 
 
 def test_erasing_changes_one_rectangle_per_tile_and_leaves_the_rest_as_without_it() -> None:
     crops = np.random.default_rng(1).integers(0, 256, (16, 64, 64, 6), dtype=np.uint8)
     labels = np.array([0, 1] * 8)
-    plain = augment_batch(crops, labels, np.random.default_rng(5))
-    erased = augment_batch(crops, labels, np.random.default_rng(5), erase_p=1.0)
+    plain = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5))
+    erased = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), erase_p=1.0)
     for i in range(len(crops)):
         for j in range(2):
             changed = np.any(plain[i, :, :, 3 * j : 3 * j + 3] != erased[i, :, :, 3 * j : 3 * j + 3], axis=-1)
@@ -53,10 +53,10 @@ def test_frame_edges_black_out_the_same_face_relative_band_in_every_tile() -> No
 def test_frame_edges_are_off_by_default_and_leave_the_random_stream_alone() -> None:
     crops = np.random.default_rng(1).integers(1, 256, (8, 64, 64, 6), dtype=np.uint8)
     labels = np.array([0, 1] * 4)
-    plain = augment_batch(crops, labels, np.random.default_rng(5))
-    again = augment_batch(crops, labels, np.random.default_rng(5), edge_p=0.0, scales=[1.5, 2.7])
+    plain = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5))
+    again = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), edge_p=0.0, scales=[1.5, 2.7])
     assert np.array_equal(plain, again)
-    edged = augment_batch(crops, labels, np.random.default_rng(5), edge_p=1.0, scales=[1.5, 2.7])
+    edged = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), edge_p=1.0, scales=[1.5, 2.7])
     assert not np.array_equal(plain, edged)
 
 

@@ -442,16 +442,18 @@ def test_damage_rates_damage_the_sharper_label_of_each_source_more() -> None:
     assert rates.tolist() == [0.6, 0.6, 0.35, 0.35, 0.6, 0.6, 0.475]
 
 
-def test_per_sample_damage_rates_replace_the_per_label_ones() -> None:
+def test_per_sample_damage_rates_decide_the_damage() -> None:
+    from training.augment import damage_by_label
     from training.train import augmented_epoch
 
     data = _texture_examples([True, False, True, False], [1, 0, 1, 0], ["a"] * 4)
     uniform = np.full(4, 0.25)
-    never = augmented_epoch(data, uniform, 16, np.random.default_rng(0), (1.0, 1.0), damage_p=np.zeros(4))
-    undamaged = augmented_epoch(data, uniform, 16, np.random.default_rng(0), (0.0, 0.0))
-    always = augmented_epoch(data, uniform, 16, np.random.default_rng(0), (0.0, 0.0), damage_p=np.ones(4))
-    assert np.array_equal(never[0], undamaged[0])
-    assert not np.array_equal(always[0], undamaged[0])
+    assert damage_by_label(data.y, (0.35, 0.6)).tolist() == [0.6, 0.35, 0.6, 0.35]
+    never = augmented_epoch(data, uniform, 16, np.random.default_rng(0), np.zeros(4))
+    by_label = augmented_epoch(data, uniform, 16, np.random.default_rng(0), damage_by_label(data.y, (0.0, 0.0)))
+    always = augmented_epoch(data, uniform, 16, np.random.default_rng(0), np.ones(4))
+    assert np.array_equal(never[0], by_label[0])
+    assert not np.array_equal(always[0], never[0])
 
 
 def test_standardised_input_ignores_a_cameras_gain_and_offset() -> None:
@@ -473,3 +475,7 @@ def test_standardised_input_ignores_a_cameras_gain_and_offset() -> None:
     assert not np.allclose(x * gain + offset, x, atol=0.15)
     with pytest.raises(ValueError, match="mobile"):
         build("livenessnet", 32, 3, standardise=True)
+    from training.train import TrainConfig
+
+    with pytest.raises(ValueError, match="--input-standardise"):  # refused before any data is gathered
+        TrainConfig(architecture="livenessnet", input_standardise=True)

@@ -32,13 +32,17 @@ def _degrade(tile: np.ndarray, kind: int, amount: float, quality: int) -> np.nda
     return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1] if ok else tile
 
 
-def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-                  degrade_p: tuple[float, float] = DEGRADE_P, erase_p: float = 0.0,
-                  edge_p: float = 0.0, scales: Sequence[float] = (), damage_p: np.ndarray | None = None) -> np.ndarray:
+def damage_by_label(labels: np.ndarray, degrade_p: tuple[float, float] = DEGRADE_P) -> np.ndarray:
+    """Per-sample probability of quality damage: `degrade_p` = (attacks, real faces) by label."""
+    return np.asarray(degrade_p, dtype=np.float64)[labels]
+
+
+def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator, erase_p: float = 0.0,
+                  edge_p: float = 0.0, scales: Sequence[float] = ()) -> np.ndarray:
     """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks.
 
-    `degrade_p`: probability of quality damage for attacks and for real faces; `damage_p`, when
-    given, is that probability per sample instead (`training.train.damage_rates`).
+    `damage_p`: each sample's probability of quality damage (`damage_by_label`, or
+    `training.train.damage_rates` per source).
     `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
     `edge_p`: probability that a sample gets frame edges close to its face (`frame_edges`; needs
     the tiles' crop `scales`).
@@ -50,7 +54,7 @@ def augment_batch(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
     x[flip] = x[flip][:, :, ::-1]
     if edge_p > 0:  # only when asked, so the draws below stay those of the recipes without it
         frame_edges(x, np.nonzero(rng.random(n) < edge_p)[0], scales, rng)
-    degrade = rng.random(n) < (np.asarray(degrade_p)[labels] if damage_p is None else damage_p)
+    degrade = rng.random(n) < damage_p
     for i in np.nonzero(degrade)[0]:
         kind, amount, quality = int(rng.integers(0, 3)), float(rng.random()), int(rng.integers(25, 90))
         for j in range(tiles):

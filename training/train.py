@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from liveness.crop import CROP_BORDERS, CROP_RESIZES
-from training.augment import DEGRADE_P, augment_batch
+from training.augment import DEGRADE_P, augment_batch, damage_by_label
 from training.examples import Examples, load_dataset, tile_channels
 
 MEAN = [0.5, 0.5, 0.5]
@@ -110,6 +110,8 @@ class TrainConfig:
             tile_channels(self.scales, subset)  # ValueError naming the scales when not a subset
         if self.member_scales and self.distill_seeds:
             raise ValueError("--member-scales and --distill-seeds do not go together")
+        if self.input_standardise and self.architecture != "mobile":
+            raise ValueError("--input-standardise is built for the mobile architecture only")
 
 
 class WeightAverage:
@@ -262,18 +264,15 @@ def damage_rates(data: Examples, degrade_p: tuple[float, float]) -> np.ndarray:
 
 
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
-                    degrade_p: tuple[float, float] = DEGRADE_P, targets: np.ndarray | None = None,
-                    erase_p: float = 0.0, mixup_alpha: float = 0.0, edge_p: float = 0.0,
-                    damage_p: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    damage_p: np.ndarray, targets: np.ndarray | None = None,
+                    erase_p: float = 0.0, mixup_alpha: float = 0.0, edge_p: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real).
 
-    `damage_p`: per-example damage probability (damage_rates) instead of `degrade_p` per label.
+    `damage_p`: each example's probability of quality damage (augment.damage_by_label or damage_rates).
     """
     index = rng.choice(len(data), size=count, p=probabilities)
-    x = np.concatenate([normalise(augment_batch(data.x[index[i : i + 512]], data.y[index[i : i + 512]], rng,
-                                                tuple(degrade_p), erase_p, edge_p, data.scales,
-                                                None if damage_p is None else damage_p[index[i : i + 512]]))
-                        for i in range(0, count, 512)])
+    x = np.concatenate([normalise(augment_batch(data.x[batch], damage_p[batch], rng, erase_p, edge_p, data.scales))
+                        for batch in (index[i : i + 512] for i in range(0, count, 512))])
     y = (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
     return mix_samples(x, y, rng, mixup_alpha) if mixup_alpha > 0 else (x, y)
 
@@ -396,7 +395,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
                       loss=classification, metrics=["accuracy"])
     rng = np.random.default_rng(config.seed)
     probabilities = sampling_weights(train, config)
-    damage_p = damage_rates(train, config.degrade_p) if config.degrade_by_source else None
+    damage_p = damage_rates(train, config.degrade_p) if config.degrade_by_source else damage_by_label(train.y, config.degrade_p)
     train_targets = class_targets(train, config.three_way)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "val_auc": []}
     callbacks = []
@@ -406,8 +405,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     val_x = normalise(validation.x) if validation is not None and len(validation) else None
     for epoch in range(config.epochs):
         started = time.time()
-        x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, config.degrade_p, train_targets,
-                               config.erase_p, config.mixup_alpha, config.edge_p, damage_p)
+        x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, damage_p, train_targets,
+                               config.erase_p, config.mixup_alpha, config.edge_p)
         if config.distill_seeds and teachers:
             y = distilled_targets(y, x, teachers, config.distill_weight)
         targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if config.spectrum_weight > 0 else y
