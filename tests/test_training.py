@@ -479,3 +479,29 @@ def test_standardised_input_ignores_a_cameras_gain_and_offset() -> None:
 
     with pytest.raises(ValueError, match="--input-standardise"):  # refused before any data is gathered
         TrainConfig(architecture="livenessnet", input_standardise=True)
+
+
+@needs_weights
+def test_res10_stem_reproduces_the_detectors_first_layers() -> None:
+    from skimage import data
+
+    from training.pretrained import res10_stem, res10_stem_reference
+    from training.train import normalise
+
+    tile = cv2.resize(data.astronaut()[30:230, 130:330], (64, 64), interpolation=cv2.INTER_AREA)  # a face, RGB
+    reference = res10_stem_reference(tile)
+    ours = res10_stem(64).predict(normalise(tile[None]), verbose=0)[0]
+    assert reference.shape == ours.shape == (16, 16, 32)
+    assert np.abs(reference).mean() > 0.05  # the detector's features are not all zero on a face
+    np.testing.assert_allclose(ours, reference, atol=1e-3 * np.abs(reference).max())
+
+
+@needs_data
+@needs_weights
+def test_res10_architecture_exports_with_its_pretrained_stem(gathered: Path, tmp_path: Path) -> None:
+    model_path = tmp_path / "res10.onnx"
+    tiny_training_run(gathered, model_path, "--architecture", "res10")  # export's parity check passes or it raises
+    model = LivenessModel(model_path)
+    assert model.metadata.training["config"]["architecture"] == "res10"
+    frame = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    assert 0.0 <= float(model.score(frame, [(100, 60, 180, 160)])[0]) <= 1.0

@@ -80,6 +80,41 @@ def livenessnet_mobile(
     return keras.Model(inputs, outputs, name="livenessnet_mobile")
 
 
+# Separable blocks after the res10 stem (which already brings a 64 px tile to 16 x 16).
+RES10_BLOCKS: tuple[tuple[int, int], ...] = ((64, 1), (96, 2), (128, 1), (192, 2))
+
+
+def livenessnet_res10(
+    size: int = 64,
+    channels: int = 6,
+    blocks: Sequence[tuple[int, int]] = RES10_BLOCKS,
+    dropout: float = 0.3,
+    classes: int = 2,
+) -> keras.Model:
+    """The mobile classifier on a pretrained stem: res10's first layers (training.pretrained) read every tile.
+
+    One stem (shared weights) turns each 3-channel crop tile into 16 x 16 x 32 features learned by the
+    face detector from far more faces than our data holds; the tiles' features are concatenated and
+    the separable blocks, trained from scratch, decide. The stem is fine-tuned with the rest.
+    """
+    from training.pretrained import res10_stem
+
+    if channels % 3:
+        raise ValueError(f"the res10 stem reads 3-channel tiles, got {channels} channels")
+    inputs = keras.Input((size, size, channels), name=INPUT_NAME)
+    stem = res10_stem(size)
+    tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
+    features = [stem(tile) for tile in tiles]
+    x = layers.Concatenate()(features) if len(features) > 1 else features[0]
+    for i, (width, stride) in enumerate(blocks):
+        x = _separable(x, width, stride)
+        x = layers.Identity(name=f"block_{i}")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="livenessnet_res10")
+
+
 def standardise_channels(x):
     """Each channel of each sample minus its mean over the pixels, over its standard deviation (+ 0.05)."""
     def standardise(t):
@@ -90,7 +125,7 @@ def standardise_channels(x):
     return layers.Lambda(standardise, name="standardise")(x)
 
 
-ARCHITECTURES = {"livenessnet": livenessnet, "mobile": livenessnet_mobile}
+ARCHITECTURES = {"livenessnet": livenessnet, "mobile": livenessnet_mobile, "res10": livenessnet_res10}
 
 SPECTRUM_SIZE = 8  # side of the predicted Fourier spectrum map
 
@@ -112,7 +147,7 @@ def with_spectrum_head(model: keras.Model) -> keras.Model:
 
 
 def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False) -> keras.Model:
-    """A fresh model by name ("livenessnet" = the seed, "mobile" = the shipped variant)."""
+    """A fresh model by name ("livenessnet" = the seed, "mobile" = the shipped variant, "res10" = on res10's stem)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
     if standardise and architecture != "mobile":

@@ -1,0 +1,94 @@
+"""The first layers of the seed's res10 face detector as a pretrained stem for the liveness network.
+
+Our liveness data holds a few dozen people and capture setups; a network trained from scratch on it
+learns each setup's look. The res10 SSD detector (weights already fetched, pinned and sha256-checked
+by face_detector.fetch_weights) was trained on many thousands of faces under every kind of light and
+camera, so its first layers are texture and edge filters learned from far more images than ours.
+The stem is res10 up to its first residual stage (7x7 stride-2 conv, max-pool, one residual block
+of 32 channels, and the next stage's pre-activation batch norm and ReLU): a 64 x 64 tile becomes a
+16 x 16 x 32 feature map. Only weights cross over (read with cv2.dnn), no code.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from face_detector.fetch_weights import weight_path
+
+MEAN_BGR = (104.0, 177.0, 123.0)  # what res10's blob subtracts before its first layer
+BN_EPSILON = 1e-5  # Caffe's BatchNorm default
+STEM_OUTPUT_LAYER = "layer_128_1_relu1"  # the res10 layer whose output the stem reproduces
+
+
+def res10_net() -> cv2.dnn.Net:
+    """The res10 SSD detector as cv2.dnn loads it (weights from face_detector/weights)."""
+    return cv2.dnn.readNetFromCaffe(str(weight_path("deploy.prototxt")),
+                                    str(weight_path("res10_300x300_ssd_iter_140000.caffemodel")))
+
+
+def _blobs(net: cv2.dnn.Net, name: str) -> list[np.ndarray]:
+    return [np.asarray(blob, dtype=np.float32) for blob in net.getLayer(net.getLayerId(name)).blobs]
+
+
+def _batch_norm(net: cv2.dnn.Net, bn: str, scale: str) -> list[np.ndarray]:
+    """Keras BatchNormalization weights (gamma, beta, mean, variance) from Caffe's BatchNorm + Scale pair."""
+    mean, variance, factor = _blobs(net, bn)
+    divisor = float(factor.ravel()[0]) or 1.0  # Caffe stores running sums times a moving-average factor
+    gamma, beta = _blobs(net, scale)
+    return [gamma.ravel(), beta.ravel(), mean.ravel() / divisor, variance.ravel() / divisor]
+
+
+def _conv(blob: np.ndarray) -> np.ndarray:
+    """Caffe (out, in, kh, kw) convolution weights as Keras (kh, kw, in, out)."""
+    return np.transpose(blob, (2, 3, 1, 0))
+
+
+def res10_stem(size: int, name: str = "res10_stem"):
+    """A Keras model: a (size, size, 3) RGB tile scaled to [-1, 1] -> res10's (size/4, size/4, 32) stem features.
+
+    Built to reproduce cv2.dnn's output of STEM_OUTPUT_LAYER on the same pixels (the test checks it):
+    Caffe pads the 7x7 convolution by 3 on every side, and its 3x3 max-pool rounds its size up.
+    """
+    import keras
+    from keras import layers
+
+    net = res10_net()
+    tile = keras.Input((size, size, 3))
+    # [-1, 1] RGB (the liveness model's input) -> BGR pixels minus res10's mean
+    x = layers.Lambda(lambda t: keras.ops.flip(t, axis=-1) * 127.5 + (127.5 - np.array(MEAN_BGR, dtype=np.float32)),
+                      name="to_res10_pixels")(tile)
+    data_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="data_bn")
+    x = data_bn(x)
+    x = layers.ZeroPadding2D(3)(x)
+    conv1 = layers.Conv2D(32, 7, strides=2, name="conv1")
+    x = conv1(x)
+    conv1_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="conv1_bn")
+    x = layers.ReLU()(conv1_bn(x))
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    shortcut = x
+    block_conv1 = layers.Conv2D(32, 3, padding="same", use_bias=False, name="block_conv1")
+    block_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="block_bn")
+    block_conv2 = layers.Conv2D(32, 3, padding="same", use_bias=False, name="block_conv2")
+    x = block_conv2(layers.ReLU()(block_bn(block_conv1(x))))
+    x = layers.Add()([x, shortcut])
+    out_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="out_bn")
+    x = layers.ReLU()(out_bn(x))
+    stem = keras.Model(tile, x, name=name)
+
+    data_bn.set_weights(_batch_norm(net, "data_bn", "data_scale"))
+    kernel, bias = _blobs(net, "conv1_h")
+    conv1.set_weights([_conv(kernel), bias.ravel()])
+    conv1_bn.set_weights(_batch_norm(net, "conv1_bn_h", "conv1_scale_h"))
+    block_conv1.set_weights([_conv(_blobs(net, "layer_64_1_conv1_h")[0])])
+    block_bn.set_weights(_batch_norm(net, "layer_64_1_bn2_h", "layer_64_1_scale2_h"))
+    block_conv2.set_weights([_conv(_blobs(net, "layer_64_1_conv2_h")[0])])
+    out_bn.set_weights(_batch_norm(net, "layer_128_1_bn1_h", "layer_128_1_scale1_h"))
+    return stem
+
+
+def res10_stem_reference(tile_rgb: np.ndarray) -> np.ndarray:
+    """cv2.dnn's own output of STEM_OUTPUT_LAYER for one uint8 RGB tile, as (h, w, 32)."""
+    net = res10_net()
+    blob = cv2.dnn.blobFromImage(tile_rgb[:, :, ::-1].astype(np.float32), 1.0, tile_rgb.shape[1::-1], MEAN_BGR)
+    net.setInput(blob)
+    return np.transpose(net.forward(STEM_OUTPUT_LAYER)[0], (1, 2, 0))
