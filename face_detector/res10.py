@@ -11,6 +11,12 @@ _INPUT_SIZE = (300, 300)
 _MEAN_BGR = (104.0, 177.0, 123.0)
 
 
+def load_res10_net() -> cv2.dnn.Net:
+    """The res10 SSD as cv2.dnn loads it (weights fetched by face_detector.fetch_weights)."""
+    return cv2.dnn.readNetFromCaffe(str(weight_path("deploy.prototxt")),
+                                    str(weight_path("res10_300x300_ssd_iter_140000.caffemodel")))
+
+
 class Res10Detector:
     """Every face above `confidence` whose shorter box side is at least `min_size` pixels.
 
@@ -27,9 +33,7 @@ class Res10Detector:
         self.min_size = min_size
         self.min_inside = min_inside
         cv2.setNumThreads(threads)
-        self._net = cv2.dnn.readNetFromCaffe(
-            str(weight_path("deploy.prototxt")), str(weight_path("res10_300x300_ssd_iter_140000.caffemodel"))
-        )
+        self._net = load_res10_net()
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """All faces in a BGR uint8 frame, most confident first."""

@@ -71,13 +71,17 @@ def livenessnet_mobile(
     x = layers.Conv2D(stem, 3, strides=2, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU(6.0)(x)
+    return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_mobile")
+
+
+def _separable_head(x, blocks: Sequence[tuple[int, int]], dropout: float, classes: int):
+    """Separable blocks, global pooling, dropout and the softmax: the part every mobile-style variant shares."""
     for i, (width, stride) in enumerate(blocks):
         x = _separable(x, width, stride)
         x = layers.Identity(name=f"block_{i}")(x)  # a name the auxiliary spectrum head can find
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="livenessnet_mobile")
+    return layers.Dense(classes, activation="softmax", name="probabilities")(x)
 
 
 # Separable blocks after the res10 stem (which already brings a 64 px tile to 16 x 16).
@@ -106,13 +110,7 @@ def livenessnet_res10(
     tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
     features = [stem(tile) for tile in tiles]
     x = layers.Concatenate()(features) if len(features) > 1 else features[0]
-    for i, (width, stride) in enumerate(blocks):
-        x = _separable(x, width, stride)
-        x = layers.Identity(name=f"block_{i}")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="livenessnet_res10")
+    return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_res10")
 
 
 def standardise_channels(x):

@@ -13,17 +13,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from face_detector.fetch_weights import weight_path
+from face_detector.res10 import load_res10_net
 
 MEAN_BGR = (104.0, 177.0, 123.0)  # what res10's blob subtracts before its first layer
 BN_EPSILON = 1e-5  # Caffe's BatchNorm default
 STEM_OUTPUT_LAYER = "layer_128_1_relu1"  # the res10 layer whose output the stem reproduces
-
-
-def res10_net() -> cv2.dnn.Net:
-    """The res10 SSD detector as cv2.dnn loads it (weights from face_detector/weights)."""
-    return cv2.dnn.readNetFromCaffe(str(weight_path("deploy.prototxt")),
-                                    str(weight_path("res10_300x300_ssd_iter_140000.caffemodel")))
 
 
 def _blobs(net: cv2.dnn.Net, name: str) -> list[np.ndarray]:
@@ -52,7 +46,7 @@ def res10_stem(size: int, name: str = "res10_stem"):
     import keras
     from keras import layers
 
-    net = res10_net()
+    net = load_res10_net()
     tile = keras.Input((size, size, 3))
     # [-1, 1] RGB (the liveness model's input) -> BGR pixels minus res10's mean
     x = layers.Lambda(lambda t: keras.ops.flip(t, axis=-1) * 127.5 + (127.5 - np.array(MEAN_BGR, dtype=np.float32)),
@@ -88,7 +82,7 @@ def res10_stem(size: int, name: str = "res10_stem"):
 
 def res10_stem_reference(tile_rgb: np.ndarray) -> np.ndarray:
     """cv2.dnn's own output of STEM_OUTPUT_LAYER for one uint8 RGB tile, as (h, w, 32)."""
-    net = res10_net()
+    net = load_res10_net()
     blob = cv2.dnn.blobFromImage(tile_rgb[:, :, ::-1].astype(np.float32), 1.0, tile_rgb.shape[1::-1], MEAN_BGR)
     net.setInput(blob)
     return np.transpose(net.forward(STEM_OUTPUT_LAYER)[0], (1, 2, 0))
