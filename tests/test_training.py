@@ -505,3 +505,25 @@ def test_res10_architecture_exports_with_its_pretrained_stem(gathered: Path, tmp
     assert model.metadata.training["config"]["architecture"] == "res10"
     frame = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     assert 0.0 <= float(model.score(frame, [(100, 60, 180, 160)])[0]) <= 1.0
+
+
+@needs_weights
+def test_frozen_res10_stem_stays_the_detectors_while_the_blocks_learn() -> None:
+    import keras
+
+    from training.livenessnet import build
+    from training.train import TrainConfig
+
+    model = build("res10", 64, 6, freeze_stem=True)
+    stem = model.get_layer("res10_stem")
+    before = [w.copy() for w in stem.get_weights()]  # batch-norm statistics included
+    head_before = model.trainable_weights[0].numpy().copy()  # the first separable block's depthwise kernel
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (16, 64, 64, 6)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 16)]
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, stem.get_weights()))
+    assert not np.array_equal(head_before, model.trainable_weights[0].numpy())
+    with pytest.raises(ValueError, match="--freeze-stem"):  # refused before any data is gathered
+        TrainConfig(architecture="mobile", freeze_stem=True)

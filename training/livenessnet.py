@@ -94,12 +94,14 @@ def livenessnet_res10(
     blocks: Sequence[tuple[int, int]] = RES10_BLOCKS,
     dropout: float = 0.3,
     classes: int = 2,
+    freeze_stem: bool = False,
 ) -> keras.Model:
     """The mobile classifier on a pretrained stem: res10's first layers (training.pretrained) read every tile.
 
     One stem (shared weights) turns each 3-channel crop tile into 16 x 16 x 32 features learned by the
     face detector from far more faces than our data holds; the tiles' features are concatenated and
-    the separable blocks, trained from scratch, decide. The stem is fine-tuned with the rest.
+    the separable blocks, trained from scratch, decide. The stem is fine-tuned with the rest unless
+    `freeze_stem` (then its batch norms keep res10's statistics too).
     """
     from training.pretrained import res10_stem
 
@@ -107,6 +109,7 @@ def livenessnet_res10(
         raise ValueError(f"the res10 stem reads 3-channel tiles, got {channels} channels")
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
     stem = res10_stem(size)
+    stem.trainable = not freeze_stem
     tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
     features = [stem(tile) for tile in tiles]
     x = layers.Concatenate()(features) if len(features) > 1 else features[0]
@@ -144,7 +147,8 @@ def with_spectrum_head(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.output, spectrum], name=model.name + "_with_spectrum")
 
 
-def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False) -> keras.Model:
+def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False,
+          freeze_stem: bool = False) -> keras.Model:
     """A fresh model by name ("livenessnet" = the seed, "mobile" = the shipped variant, "res10" = on res10's stem)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
@@ -152,6 +156,10 @@ def build(architecture: str, size: int, channels: int, classes: int = 2, standar
         raise ValueError("input standardisation is built for the mobile architecture only")
     if standardise:
         return livenessnet_mobile(size=size, channels=channels, classes=classes, standardise=True)
+    if freeze_stem:
+        if architecture != "res10":
+            raise ValueError("only the res10 architecture has a pretrained stem to freeze")
+        return livenessnet_res10(size=size, channels=channels, classes=classes, freeze_stem=True)
     return ARCHITECTURES[architecture](size=size, channels=channels, classes=classes)
 
 

@@ -67,6 +67,10 @@ class TrainConfig:
     # (livenessnet.standardise_channels), against the exposure / white balance of a capture setup.
     # Measured worse on unseen people, Replay-Attack and the webcam sets most (docs/training.md), so off.
     input_standardise: bool = False
+    # res10 architecture: keep the detector's stem as it is (weights and batch-norm statistics) and
+    # train only the separable blocks. Seeds of such models share one stem, so an ensemble could
+    # compute it once per face (the stem is most of the res10 network's cost).
+    freeze_stem: bool = False
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
@@ -112,6 +116,8 @@ class TrainConfig:
             raise ValueError("--member-scales and --distill-seeds do not go together")
         if self.input_standardise and self.architecture != "mobile":
             raise ValueError("--input-standardise is built for the mobile architecture only")
+        if self.freeze_stem and self.architecture != "res10":
+            raise ValueError("--freeze-stem needs --architecture res10")
 
 
 class WeightAverage:
@@ -372,7 +378,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     from training.metrics import roc_auc
 
     model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2,
-                  standardise=config.input_standardise)
+                  standardise=config.input_standardise, freeze_stem=config.freeze_stem)
     two_way = merge_attack_classes(model) if config.three_way else model  # what is validated and exported
     steps = config.epochs * (config.samples_per_epoch // config.batch_size)
     average_start = int(round(steps * (1.0 - config.average_last)))  # steps before averaging begins
@@ -552,6 +558,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability of blur/downscale/JPEG damage for attacks and for real faces (default: %(default)s)")
     recipe.add_argument("--input-standardise", action="store_true",
                         help="standardise every channel of every crop (zero mean, unit spread) inside the model")
+    recipe.add_argument("--freeze-stem", action="store_true",
+                        help="--architecture res10: keep the detector's stem fixed, train only the blocks after it")
     recipe.add_argument("--degrade-by-source", action="store_true",
                         help="per source, the label with the sharper faces gets the higher of the two --degrade-p rates")
     recipe.add_argument("--erase-p", type=probability, default=TrainConfig.erase_p,
@@ -579,7 +587,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
-                       input_standardise=args.input_standardise,
+                       input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
