@@ -527,3 +527,33 @@ def test_frozen_res10_stem_stays_the_detectors_while_the_blocks_learn() -> None:
     assert not np.array_equal(head_before, model.trainable_weights[0].numpy())
     with pytest.raises(ValueError, match="--freeze-stem"):  # refused before any data is gathered
         TrainConfig(architecture="mobile", freeze_stem=True)
+
+
+@needs_weights
+def test_frozen_stem_members_share_one_stem_in_the_exported_graph(tmp_path: Path) -> None:
+    import keras
+    import onnx
+
+    from training.livenessnet import build
+    from training.train import combine, normalise
+
+    rng = np.random.default_rng(4)
+    example = rng.integers(0, 256, (4, 64, 64, 6)).astype(np.uint8)
+    members = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        member = build("res10", 64, 6, freeze_stem=True)
+        dense = member.get_layer("probabilities")  # untrained members all say ~0.5: give each its own opinion
+        dense.set_weights([rng.normal(0, 3, w.shape).astype(np.float32) for w in dense.get_weights()])
+        members.append(member)
+    each = [member.predict(normalise(example), verbose=0) for member in members]
+    assert np.abs(each[0] - each[1]).max() > 0.05
+    separate = combine(members, False, example).predict(normalise(example), verbose=0)
+    np.testing.assert_allclose(separate, (each[0] + each[1]) / 2, atol=1e-5)
+    shared = combine(members, False, example, shared_stem=True)
+    np.testing.assert_allclose(shared.predict(normalise(example), verbose=0), separate, atol=1e-5)
+    shared.export(str(tmp_path / "shared.onnx"), format="onnx", verbose=False)
+    graph = onnx.load(str(tmp_path / "shared.onnx")).graph
+    kernels = {init.name: list(init.dims) for init in graph.initializer}
+    first_convs = [n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]
+    assert len(first_convs) == 2  # res10's 7x7 convolution once per crop tile, not once per member

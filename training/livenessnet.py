@@ -112,8 +112,21 @@ def livenessnet_res10(
     stem.trainable = not freeze_stem
     tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
     features = [stem(tile) for tile in tiles]
-    x = layers.Concatenate()(features) if len(features) > 1 else features[0]
+    x = layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else features[0]
     return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_res10")
+
+
+STEM_FEATURES = "stem_features"  # the res10 variant's concatenated stem output, where its own blocks begin
+
+
+def split_at_stem(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """A res10-variant model as (input -> stem features, stem features -> probabilities).
+
+    Models trained with a frozen stem all hold res10's weights there, so an ensemble of them can
+    compute the stem once per face and run only each member's blocks (training.train.combine).
+    """
+    features = model.get_layer(STEM_FEATURES).output
+    return keras.Model(model.input, features), keras.Model(features, model.output)
 
 
 def standardise_channels(x):

@@ -337,18 +337,22 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
             members.append(model)
             channels.append(tile_channels(config.scales, subset))
             first_history = first_history or history
-    return combine(members, config.flip_average, train.x[:2], channels if config.member_scales else None), first_history
+    return combine(members, config.flip_average, train.x[:2], channels if config.member_scales else None,
+                   shared_stem=config.freeze_stem and not config.member_scales), first_history
 
 
-def combine(members: list, flip_average: bool, example: np.ndarray, channels: list[list[int]] | None = None):
+def combine(members: list, flip_average: bool, example: np.ndarray, channels: list[list[int]] | None = None,
+            shared_stem: bool = False):
     """One model averaging P(fake), P(real) over `members` and, with flip_average, over mirrored crops too.
 
-    With `channels`, member i sees only those channels of the input (its crop tiles).
+    With `channels`, member i sees only those channels of the input (its crop tiles). With
+    `shared_stem` (res10 members trained with the stem frozen, so all hold the same one), the stem
+    runs once per view and each member adds only its blocks: the same numbers at a fraction of the cost.
     """
     import keras
     from keras import layers
 
-    from training.livenessnet import INPUT_NAME
+    from training.livenessnet import INPUT_NAME, split_at_stem
 
     inputs = keras.Input(example.shape[1:], name=INPUT_NAME)
     views = [inputs]
@@ -357,7 +361,14 @@ def combine(members: list, flip_average: bool, example: np.ndarray, channels: li
     for i, member in enumerate(members):
         member.name = f"member_{i}"  # nested models need unique names
     outputs = []
-    for i, member in enumerate(members):
+    if shared_stem:
+        stem = split_at_stem(members[0])[0]
+        stem.name = "shared_stem"
+        heads = [split_at_stem(member)[1] for member in members]
+        for i, head in enumerate(heads):
+            head.name = f"member_{i}_blocks"
+        outputs = [head(features) for features in map(stem, views) for head in heads]
+    for i, member in enumerate([] if shared_stem else members):
         for j, view in enumerate(views):
             if channels is not None:  # the default argument binds this member's indices, not the loop's last
                 view = layers.Lambda(lambda t, c=channels[i]: keras.ops.take(t, c, axis=-1), name=f"tiles_{i}_{j}")(view)
