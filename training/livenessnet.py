@@ -86,6 +86,7 @@ def _separable_head(x, blocks: Sequence[tuple[int, int]], dropout: float, classe
 
 # Separable blocks after the res10 stem (which already brings a 64 px tile to 16 x 16).
 RES10_BLOCKS: tuple[tuple[int, int], ...] = ((64, 1), (96, 2), (128, 1), (192, 2))
+STEM_FEATURES = "stem_features"  # the res10 variant's layer holding every tile's stem output, where its blocks begin
 
 
 def livenessnet_res10(
@@ -112,11 +113,8 @@ def livenessnet_res10(
     stem.trainable = not freeze_stem
     tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
     features = [stem(tile) for tile in tiles]
-    x = layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else features[0]
+    x = layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else layers.Identity(name=STEM_FEATURES)(features[0])
     return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_res10")
-
-
-STEM_FEATURES = "stem_features"  # the res10 variant's concatenated stem output, where its own blocks begin
 
 
 def split_at_stem(model: keras.Model) -> tuple[keras.Model, keras.Model]:

@@ -68,8 +68,9 @@ class TrainConfig:
     # Measured worse on unseen people, Replay-Attack and the webcam sets most (docs/training.md), so off.
     input_standardise: bool = False
     # res10 architecture: keep the detector's stem as it is (weights and batch-norm statistics) and
-    # train only the separable blocks. Seeds of such models share one stem, so an ensemble could
-    # compute it once per face (the stem is most of the res10 network's cost).
+    # train only the separable blocks. Seeds of such models share one stem, so an ensemble computes
+    # it once per face (combine), at about one network's cost. Ranked worse than a fine-tuned stem
+    # (docs/training.md), so off.
     freeze_stem: bool = False
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
@@ -364,15 +365,16 @@ def combine(members: list, flip_average: bool, example: np.ndarray, channels: li
     if shared_stem:
         stem = split_at_stem(members[0])[0]
         stem.name = "shared_stem"
-        heads = [split_at_stem(member)[1] for member in members]
-        for i, head in enumerate(heads):
-            head.name = f"member_{i}_blocks"
-        outputs = [head(features) for features in map(stem, views) for head in heads]
-    for i, member in enumerate([] if shared_stem else members):
-        for j, view in enumerate(views):
-            if channels is not None:  # the default argument binds this member's indices, not the loop's last
-                view = layers.Lambda(lambda t, c=channels[i]: keras.ops.take(t, c, axis=-1), name=f"tiles_{i}_{j}")(view)
-            outputs.append(member(view))
+        blocks = [split_at_stem(member)[1] for member in members]
+        for i, member_blocks in enumerate(blocks):
+            member_blocks.name = f"member_{i}_blocks"
+        outputs = [member_blocks(features) for features in map(stem, views) for member_blocks in blocks]
+    else:
+        for i, member in enumerate(members):
+            for j, view in enumerate(views):
+                if channels is not None:  # the default argument binds this member's indices, not the loop's last
+                    view = layers.Lambda(lambda t, c=channels[i]: keras.ops.take(t, c, axis=-1), name=f"tiles_{i}_{j}")(view)
+                outputs.append(member(view))
     combined = keras.Model(inputs, layers.Average(name="probabilities")(outputs) if len(outputs) > 1 else outputs[0],
                            name="liveness_ensemble")
     combined.predict(normalise(example), verbose=0)  # Keras exports only models that have been called
