@@ -167,11 +167,10 @@ def build(architecture: str, size: int, channels: int, classes: int = 2, standar
         raise ValueError("input standardisation is built for the mobile architecture only")
     if standardise:
         return livenessnet_mobile(size=size, channels=channels, classes=classes, standardise=True)
-    if freeze_stem:
-        if architecture != "res10":
-            raise ValueError("only the res10 architecture has a pretrained stem to freeze")
-        return livenessnet_res10(size=size, channels=channels, classes=classes, freeze_stem=True)
-    return ARCHITECTURES[architecture](size=size, channels=channels, classes=classes)
+    if freeze_stem and architecture != "res10":
+        raise ValueError("only the res10 architecture has a pretrained stem to freeze")
+    extra = {"freeze_stem": True} if freeze_stem else {}
+    return ARCHITECTURES[architecture](size=size, channels=channels, classes=classes, **extra)
 
 
 def merge_attack_classes(model: keras.Model) -> keras.Model:
