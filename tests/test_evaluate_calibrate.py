@@ -37,6 +37,30 @@ def test_threshold_is_written_into_the_model(tmp_path: Path) -> None:
     assert model.metadata.training == LivenessModel(shipped).metadata.training
 
 
+def test_calibrate_pools_the_scores_of_several_runs(tmp_path: Path) -> None:
+    from training.calibrate import main as calibrate_main
+
+    # Split the hand-computed case over two runs' files: pooled, the threshold is the one above
+    # (0.7); either file alone gives another (run a alone: 0.3, run b alone: 0.95).
+    files = []
+    for run, rows in (("a", [0, 1, 4, 5]), ("b", [2, 3, 6, 7])):
+        path = tmp_path / run / "oof_scores.csv"
+        path.parent.mkdir()
+        lines = ["origin,source,group,label,attack,kind,score,fold"]
+        lines += [f"x{i}.jpg,s,s,{'real' if LABELS[i] else 'fake'},{ATTACKS[i]},crop,{SCORES[i]},f" for i in rows]
+        path.write_text("\n".join(lines) + "\n")
+        files.append(str(path))
+    shipped = Path(__file__).resolve().parent.parent / "models" / "liveness.onnx"
+    model_path = tmp_path / "m.onnx"
+    shutil.copy(shipped, model_path)
+    assert calibrate_main(["--model", str(model_path), "--scores", files[0], "--min-acer"]) == 0
+    assert LivenessModel(model_path).threshold == pytest.approx(0.3)
+    assert calibrate_main(["--model", str(model_path), "--scores", *files, "--min-acer"]) == 0
+    model = LivenessModel(model_path)
+    assert model.threshold == pytest.approx(0.7)
+    assert "a/oof_scores.csv, b/oof_scores.csv" in model.metadata.threshold_policy
+
+
 def test_compare_runs_averages_runs_and_mirrored_scores(tmp_path: Path) -> None:
     from training.compare_runs import fold_scores
 

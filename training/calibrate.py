@@ -2,10 +2,13 @@
 
     python -m training.calibrate --model models/liveness.onnx --data DEV_DATA --target-apcer 0.05
     python -m training.calibrate --model models/liveness.onnx --scores runs/loso/oof_scores.csv --target-apcer 0.05
+    python -m training.calibrate --model models/liveness.onnx --scores runs/loso_7/oof_scores.csv runs/loso_8/oof_scores.csv --min-acer
 
 With `--data` the model scores the development faces itself; with `--scores` the threshold is
 chosen on pooled out-of-fold scores of a leave-one-source-out run (training.evaluate --loso),
-which estimate how the recipe scores people it has never seen. The threshold is the lowest
+which estimate how the recipe scores people it has never seen; several runs' files (e.g. one
+per seed) are pooled, which gives the threshold that suits a single network of the recipe
+rather than one seed's draw. The threshold is the lowest
 one whose APCER (worst attack type with --per-attack) is at most the target, so BPCER is as
 low as that allows.
 """
@@ -54,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-m", "--model", required=True, type=Path, help="ONNX model whose metadata gets the threshold")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-d", "--data", type=Path, help="development data (folder/manifest or gather_examples output)")
-    source.add_argument("-s", "--scores", type=Path, help="scores CSV (e.g. LOSO oof_scores.csv)")
+    source.add_argument("-s", "--scores", type=Path, nargs="+", help="scores CSV(s) (e.g. LOSO oof_scores.csv), pooled")
     parser.add_argument("--target-apcer", type=float, default=0.05)
     parser.add_argument("--per-attack", action="store_true", help="target holds for every attack type (print, replay, ...)")
     parser.add_argument("--min-acer", action="store_true", help="instead of a target APCER, minimise (APCER + BPCER) / 2")
@@ -64,8 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.evaluate import read_scores
 
     if args.scores is not None:
-        labels, scores, attacks = read_scores(args.scores)
-        where = f"pooled out-of-fold scores ({args.scores.name}, leave-one-source-out)"
+        runs = [read_scores(path) for path in args.scores]
+        labels, scores, attacks = (np.concatenate(parts) for parts in zip(*runs))
+        names = ", ".join(f"{path.parent.name}/{path.name}" for path in args.scores)
+        where = f"pooled out-of-fold scores ({names}, leave-one-source-out)"
     else:
         from liveness.model import LivenessModel
         from training.evaluate import scores_from_model
