@@ -557,3 +557,33 @@ def test_frozen_stem_members_share_one_stem_in_the_exported_graph(tmp_path: Path
     kernels = {init.name: list(init.dims) for init in graph.initializer}
     first_convs = [n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]
     assert len(first_convs) == 2  # res10's 7x7 convolution once per crop tile, not once per member
+
+
+@needs_data
+@needs_weights
+def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx
+
+    import training.train
+    from training.pretrained import STEM_NAME, res10_stem
+
+    combined: list[list] = []
+    combine = training.train.combine
+
+    def keep_members(members: list, *args, **kwargs):
+        combined.append(list(members))
+        return combine(members, *args, **kwargs)
+
+    monkeypatch.setattr(training.train, "combine", keep_members)
+    model_path = tmp_path / "tuned_stem.onnx"
+    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem")
+    first, second = (member.get_layer(STEM_NAME).get_weights() for member in combined[0])
+    original = res10_stem(32).get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(first, original))  # member 1 fine-tuned res10's stem
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))  # member 2 kept that tuned stem, frozen
+    assert LivenessModel(model_path).metadata.training["config"]["share_tuned_stem"]
+    graph = onnx.load(str(model_path)).graph
+    kernels = {init.name: list(init.dims) for init in graph.initializer}
+    assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2  # one per tile
+    with pytest.raises(ValueError, match="--share-tuned-stem"):
+        training.train.TrainConfig(architecture="mobile", ensemble=2, share_tuned_stem=True)

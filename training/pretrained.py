@@ -18,6 +18,7 @@ from face_detector.res10 import load_res10_net
 MEAN_BGR = (104.0, 177.0, 123.0)  # what res10's blob subtracts before its first layer
 BN_EPSILON = 1e-5  # Caffe's BatchNorm default
 STEM_OUTPUT_LAYER = "layer_128_1_relu1"  # the res10 layer whose output the stem reproduces
+STEM_NAME = "res10_stem"  # the stem's (nested model's) name inside a liveness model
 
 
 def _blobs(net: cv2.dnn.Net, name: str) -> list[np.ndarray]:
@@ -37,7 +38,7 @@ def _conv(blob: np.ndarray) -> np.ndarray:
     return np.transpose(blob, (2, 3, 1, 0))
 
 
-def res10_stem(size: int, name: str = "res10_stem"):
+def res10_stem(size: int, name: str = STEM_NAME):
     """A Keras model: a (size, size, 3) RGB tile scaled to [-1, 1] -> res10's (size/4, size/4, 32) stem features.
 
     Built to reproduce cv2.dnn's output of STEM_OUTPUT_LAYER on the same pixels (the test checks it):

@@ -72,6 +72,11 @@ class TrainConfig:
     # it once per face (combine), at about one network's cost. Ranked worse than a fine-tuned stem
     # (docs/training.md), so off.
     freeze_stem: bool = False
+    # res10 ensembles: member 1 fine-tunes the stem as usual; the other members train their blocks on
+    # a frozen copy of member 1's tuned stem, so the graph computes that stem once per face (combine).
+    # A frozen *original* stem lost on Replay-Attack; this keeps the tuned one at about the cost of
+    # one network plus a set of blocks per extra member.
+    share_tuned_stem: bool = False
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
@@ -119,6 +124,8 @@ class TrainConfig:
             raise ValueError("--input-standardise is built for the mobile architecture only")
         if self.freeze_stem and self.architecture != "res10":
             raise ValueError("--freeze-stem needs --architecture res10")
+        if self.share_tuned_stem and (self.architecture != "res10" or self.freeze_stem or self.member_scales):
+            raise ValueError("--share-tuned-stem needs --architecture res10, without --freeze-stem or --member-scales")
 
 
 class WeightAverage:
@@ -330,16 +337,18 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     for subset in subsets:
         tiles, tiles_validation = train.tiles(subset), validation.tiles(subset) if validation is not None else None
         for i in range(max(1, config.ensemble)):
+            stem_from = members[0] if config.share_tuned_stem and members else None
             member_config = replace(config, seed=config.seed + i, ensemble=1, flip_average=False, member_scales=[],
-                                    scales=[float(s) for s in subset])
+                                    scales=[float(s) for s in subset], share_tuned_stem=False,
+                                    freeze_stem=config.freeze_stem or stem_from is not None)
             if verbose:
                 print(f"member {len(members) + 1}/{count} (seed {member_config.seed}, scales {subset})", file=sys.stderr, flush=True)
-            model, history = _train_one(tiles, member_config, tiles_validation, verbose, teachers)
+            model, history = _train_one(tiles, member_config, tiles_validation, verbose, teachers, stem_from)
             members.append(model)
             channels.append(tile_channels(config.scales, subset))
             first_history = first_history or history
     return combine(members, config.flip_average, train.x[:2], channels if config.member_scales else None,
-                   shared_stem=config.freeze_stem and not config.member_scales), first_history
+                   shared_stem=(config.freeze_stem or config.share_tuned_stem) and not config.member_scales), first_history
 
 
 def combine(members: list, flip_average: bool, example: np.ndarray, channels: list[list[int]] | None = None,
@@ -382,8 +391,12 @@ def combine(members: list, flip_average: bool, example: np.ndarray, channels: li
 
 
 def _train_one(train: Examples, config: TrainConfig, validation: Examples | None = None, verbose: int = 1,
-               teachers: list | None = None):
-    """Fit one fresh model (taught by `teachers` when config.distill_seeds); returns (keras model, history dict)."""
+               teachers: list | None = None, stem_from=None):
+    """Fit one fresh model (taught by `teachers` when config.distill_seeds); returns (keras model, history dict).
+
+    `stem_from`: a trained res10-variant model whose stem weights this one starts from (kept frozen
+    by config.freeze_stem).
+    """
     configure_tensorflow(config.seed)
     import keras
 
@@ -392,6 +405,10 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
 
     model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2,
                   standardise=config.input_standardise, freeze_stem=config.freeze_stem)
+    if stem_from is not None:
+        from training.pretrained import STEM_NAME
+
+        model.get_layer(STEM_NAME).set_weights(stem_from.get_layer(STEM_NAME).get_weights())
     two_way = merge_attack_classes(model) if config.three_way else model  # what is validated and exported
     steps = config.epochs * (config.samples_per_epoch // config.batch_size)
     average_start = int(round(steps * (1.0 - config.average_last)))  # steps before averaging begins
@@ -573,6 +590,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="standardise every channel of every crop (zero mean, unit spread) inside the model")
     recipe.add_argument("--freeze-stem", action="store_true",
                         help="--architecture res10: keep the detector's stem fixed, train only the blocks after it")
+    recipe.add_argument("--share-tuned-stem", action="store_true",
+                        help="--architecture res10 --ensemble N: members after the first train their blocks on the first's "
+                             "fine-tuned stem (frozen); the graph computes it once per face")
     recipe.add_argument("--degrade-by-source", action="store_true",
                         help="per source, the label with the sharper faces gets the higher of the two --degrade-p rates")
     recipe.add_argument("--erase-p", type=probability, default=TrainConfig.erase_p,
@@ -601,7 +621,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
                        input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
-                       three_way=args.three_way,
+                       share_tuned_stem=args.share_tuned_stem, three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
