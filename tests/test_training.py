@@ -213,7 +213,7 @@ def test_distilled_model_learns_from_teachers_kept_per_fold(gathered: Path, tmp_
 
 @needs_data
 @needs_weights
-def test_compare_runs_writes_an_ensembles_out_of_fold_scores(gathered: Path, tmp_path: Path) -> None:
+def test_compare_runs_writes_an_ensembles_out_of_fold_scores(gathered: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import json
 
     from training.compare_runs import main as compare_main
@@ -236,6 +236,15 @@ def test_compare_runs_writes_an_ensembles_out_of_fold_scores(gathered: Path, tmp
     labels, scores, _ = read_scores(out)  # the last run given: the two averaged, in data order
     np.testing.assert_array_equal(labels, faces.y)
     np.testing.assert_allclose(scores, np.round(np.mean(member_scores, axis=0), 6), atol=2e-6)
+    # --threshold: every run reported at the given threshold, not at its own lowest-ACER one
+    from training import metrics
+
+    capsys.readouterr()
+    assert compare_main([str(tmp_path / "a"), "--data", str(gathered), "--threshold", "0.5"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  all "))
+    first = np.round(member_scores[0], 6)
+    apcer, bpcer = 100 * metrics.apcer(faces.y, first, 0.5), 100 * metrics.bpcer(faces.y, first, 0.5)
+    assert row.split()[3:6] == [f"{apcer:.1f}", f"{bpcer:.1f}", f"{(apcer + bpcer) / 2:.1f}"]
 
 
 def test_distilled_targets_mix_labels_with_the_teachers_mean() -> None:

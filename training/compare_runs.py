@@ -7,7 +7,8 @@ A run is an `evaluate --loso --out` folder. RUN+RUN averages the runs' scores fo
 with its scores of the mirrored crops (what `--flip-average` computes). Only folds that every run
 has are compared. Prints the ROC AUC per fold, then per run the pooled AUC and EER, the threshold
 with the lowest (APCER + BPCER) / 2 (`training.calibrate --min-acer`) and, at that threshold,
-APCER / BPCER / ACER per group of sources (APCER over all attacks, as calibrate counts it).
+APCER / BPCER / ACER per group of sources (APCER over all attacks, as calibrate counts it);
+`--threshold T` reports every run at T instead (a shipped model's threshold).
 `--write-scores FILE` saves the last run's pooled out-of-fold scores in `evaluate`'s oof_scores.csv
 form, so `training.calibrate --scores FILE` can set an ensemble's threshold from its members' runs.
 """
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-d", "--data", type=Path, default=data_dir(), help="the data set the runs used (default: %(default)s)")
     parser.add_argument("--write-scores", type=Path, default=None, metavar="FILE",
                         help="save the last run's pooled out-of-fold scores (oof_scores.csv form) to FILE")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="report every run at this threshold (e.g. a shipped model's) instead of its own lowest-ACER one")
     parser.add_argument("--sources", nargs="+", default=[], metavar="SOURCE",
                         help="also print these sources' AUC and share of faces called live, per kind and label, at each run's threshold")
     args = parser.parse_args(argv)
@@ -113,9 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for fold in common:
             scores[(folds == fold) & scored] = per_run[spec][fold]
         scores = scores[held]
-        threshold = min_acer_threshold(test.y, scores)
+        own = min_acer_threshold(test.y, scores)
+        threshold = own if args.threshold is None else args.threshold
         print(f"\n{spec}: pooled AUC {metrics.roc_auc(test.y, scores):.3f}, EER {100 * metrics.eer(test.y, scores)[0]:.1f}%, "
-              f"lowest (APCER + BPCER) / 2 at threshold {threshold:.4f}")
+              f"lowest (APCER + BPCER) / 2 at threshold {own:.4f}" + ("" if args.threshold is None else f"; reported at {threshold:.4f}"))
         print(f"  {'group':24s} {'real':>5s} {'attack':>6s} {'APCER':>6s} {'BPCER':>6s} {'ACER':>6s} {'AUC':>6s}")
         for group, select in GROUPS.items():
             mask = select(test)
