@@ -16,7 +16,7 @@ Prints figures as it goes and, on its last line, one JSON object (other tools re
 4. throughput with 1, 2 and 4 detection workers (res10, lossless).
 
 The BlazeFace runs classify with --fast-model (models/liveness_fast.onnx, one network) as
-configs/realtime.yaml does; the res10 runs with --model (models/liveness.onnx, three networks).
+configs/realtime.yaml does; the res10 runs with --model (models/liveness.onnx, the default model).
 
 The video is read from $LIVENESS_DATA (default <repo>/../shared/data) videos/*/*.mp4, letterboxed
 to 640x480 into a temporary folder (never into the repository); without the data, the demo video
