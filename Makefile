@@ -87,7 +87,7 @@ evaluate: setup
 	$(PY) -m training.evaluate --model models/liveness.onnx --data $(DATA) --groups replay_attack_devel --stress --out runs/eval
 
 # The shipped recipe through the whole pipeline on the shared videos, each video scored by a model
-# trained without its LOSO fold (three trainings of ~12 min on 2 cores, kept in runs/folds),
+# trained without its LOSO fold (three trainings of ~10 min on 2 cores, kept in runs/folds),
 # per frame at the shipped model's threshold, with and without scores averaged over time.
 FOLD_MODELS := runs/folds/crops_a.onnx runs/folds/crops_b.onnx runs/folds/crops_c.onnx
 evaluate-videos: setup $(FOLD_MODELS)
