@@ -61,17 +61,20 @@ soak: setup
 # `make train` reproduces models/liveness.onnx (1.2: one network on the res10 detector's first
 # layers) from ../shared/data: LOSO scores of the recipe with each of SEEDS, training (seed 7),
 # and the threshold from those seeds' pooled out-of-fold scores (what suits one draw of the
-# recipe, not one seed's). RECIPE="--ensemble 3" SEEDS=7 reproduces 1.1's three mobile networks,
-# RECIPE="" SEEDS=7 the single mobile network of 1.0 (docs/training.md).
+# recipe, not one seed's). RECIPE="--ensemble 3" SEEDS=7 VERSION=1.1 reproduces 1.1's three mobile
+# networks, RECIPE="" SEEDS=7 VERSION=1.0 the single mobile network of 1.0 (docs/training.md).
+# LOSO folders are LOSO_OUT_SEED; a folder keeps one recipe, so give another recipe another LOSO_OUT.
 RECIPE ?= --architecture res10
 SEEDS ?= 7 8 9
+VERSION ?= 1.2
+LOSO_OUT ?= runs/loso
 loso: setup
 	for seed in $(SEEDS); do \
-		$(PY) -m training.evaluate --loso --nuaa-by-subject --data $(DATA) --out runs/loso_$$seed --seed $$seed $(RECIPE) || exit 1; \
+		$(PY) -m training.evaluate --loso --nuaa-by-subject --data $(DATA) --out $(LOSO_OUT)_$$seed --seed $$seed $(RECIPE) || exit 1; \
 	done
 
 train: loso
-	$(PY) -m training.train --dataset $(DATA) --model models/liveness.onnx --plot runs/plot.png --version 1.2 $(RECIPE)
+	$(PY) -m training.train --dataset $(DATA) --model models/liveness.onnx --plot runs/plot.png --version $(VERSION) $(RECIPE)
 	$(MAKE) calibrate
 
 # models/liveness_fast.onnx (1.0: one network, for configs/realtime.yaml and the BlazeFace benchmarks).
@@ -81,7 +84,7 @@ train-fast: setup
 	$(PY) -m training.calibrate --model models/liveness_fast.onnx --scores runs/loso_fast/oof_scores.csv --min-acer
 
 calibrate: setup
-	$(PY) -m training.calibrate --model models/liveness.onnx --scores $(foreach seed,$(SEEDS),runs/loso_$(seed)/oof_scores.csv) --min-acer
+	$(PY) -m training.calibrate --model models/liveness.onnx --scores $(foreach seed,$(SEEDS),$(LOSO_OUT)_$(seed)/oof_scores.csv) --min-acer
 
 evaluate: setup
 	$(PY) -m training.evaluate --model models/liveness.onnx --data $(DATA) --groups replay_attack_devel --stress --out runs/eval
