@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.augment import augment_batch, damage_by_label, frame_edges
+from training.augment import augment_batch, damage_by_label, frame_edges, surgical_masks
 from training.train import main as train_main, mix_samples
 
 
@@ -95,3 +95,35 @@ def test_mixup_blends_each_sample_with_one_partner_and_its_targets_alike() -> No
             found = found or same
         assert found, f"sample {i} is not a blend of itself and one partner"
     np.testing.assert_allclose(mixed_y.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_drawn_mask_covers_the_lower_face_at_the_same_place_in_every_tile() -> None:
+    crops = np.full((4, 64, 64, 6), 128, dtype=np.uint8)
+    masked = crops.copy()
+    surgical_masks(masked, np.array([1, 3]), [1.5, 2.7], np.random.default_rng(2))
+    assert np.array_equal(masked[[0, 2]], crops[[0, 2]])  # samples not asked for are untouched
+    for i in (1, 3):
+        small = np.any(masked[i, :, :, :3] != 128, axis=-1)
+        large = np.any(masked[i, :, :, 3:] != 128, axis=-1)
+        extents = []
+        for tile, scale in ((small, 1.5), (large, 2.7)):
+            rows, cols = np.nonzero(tile)
+            unit = 64 / scale  # pixels per face width
+            extents.append((np.array([rows.min(), rows.max(), cols.min(), cols.max()]) - 32) / unit)
+            # from under the eyes (a fifth of a face above the box centre), down to about the chin, narrower than the face
+            assert (rows.min() - 32) / unit > -0.25 and 0.35 < (rows.max() - 32) / unit < 0.6
+            assert (cols.max() - cols.min()) / unit < 1.1
+            assert tile[32 + int(0.25 * unit), 32]  # the mouth is covered
+            assert not tile[32 - int(0.3 * unit), 32]  # the eyes are not
+        # the same face-relative outline in both tiles, to within the large tile's pixels (and antialiasing)
+        assert np.abs(extents[0] - extents[1]).max() < 2 / (64 / 2.7)
+
+
+def test_face_masks_are_off_by_default_and_leave_the_random_stream_alone() -> None:
+    crops = np.random.default_rng(1).integers(1, 256, (8, 64, 64, 6), dtype=np.uint8)
+    labels = np.array([0, 1] * 4)
+    plain = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5))
+    again = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), scales=[1.5, 2.7], mask_p=0.0)
+    assert np.array_equal(plain, again)
+    masked = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), scales=[1.5, 2.7], mask_p=1.0)
+    assert not np.array_equal(plain, masked)

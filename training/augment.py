@@ -38,7 +38,7 @@ def damage_by_label(labels: np.ndarray, degrade_p: tuple[float, float] = DEGRADE
 
 
 def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator, erase_p: float = 0.0,
-                  edge_p: float = 0.0, scales: Sequence[float] = ()) -> np.ndarray:
+                  edge_p: float = 0.0, scales: Sequence[float] = (), mask_p: float = 0.0) -> np.ndarray:
     """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks.
 
     `damage_p`: each sample's probability of quality damage (`damage_by_label`, or
@@ -46,6 +46,7 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
     `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
     `edge_p`: probability that a sample gets frame edges close to its face (`frame_edges`; needs
     the tiles' crop `scales`).
+    `mask_p`: probability that a sample's face gets a drawn face mask (`surgical_masks`; needs `scales`).
     """
     n, size, _, channels = x.shape
     tiles = channels // 3
@@ -54,6 +55,8 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
     x[flip] = x[flip][:, :, ::-1]
     if edge_p > 0:  # only when asked, so the draws below stay those of the recipes without it
         frame_edges(x, np.nonzero(rng.random(n) < edge_p)[0], scales, rng)
+    if mask_p > 0:  # likewise
+        surgical_masks(x, np.nonzero(rng.random(n) < mask_p)[0], scales, rng)
     degrade = rng.random(n) < damage_p
     for i in np.nonzero(degrade)[0]:
         kind, amount, quality = int(rng.integers(0, 3)), float(rng.random()), int(rng.integers(25, 90))
@@ -130,3 +133,40 @@ def erase_rectangles(out: np.ndarray, samples: np.ndarray, rng: np.random.Genera
             width = min(size, max(1, int(round(np.sqrt(area / aspect)))))
             top, left = int(rng.integers(0, size - height + 1)), int(rng.integers(0, size - width + 1))
             out[i, top : top + height, left : left + width, 3 * j : 3 * j + 3] = rng.uniform(0, 255, (height, width, 3))
+
+
+# A surgical mask's outline in face units (the detector box's larger side), from the box centre:
+# top edge over the nose, sides past the cheeks, a rounded bottom under the chin.
+_MASK_OUTLINE = np.array([(-0.42, -0.04), (-0.2, -0.1), (0.0, -0.13), (0.2, -0.1), (0.42, -0.04), (0.46, 0.22),
+                          (0.3, 0.42), (0.0, 0.5), (-0.3, 0.42), (-0.46, 0.22)], dtype=np.float64)
+_MASK_COLOURS = np.array([(150, 195, 225), (120, 170, 210), (235, 235, 238), (60, 60, 70)], dtype=np.float64)  # RGB
+
+
+def surgical_masks(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
+    """Draw, in place, a face mask over the nose, mouth and chin of `samples` (uint8 RGB tiles).
+
+    None of the training data shows masked faces, live or recaptured, so a masked person may be
+    called fake for the mask alone. Drawn on both labels alike (a mask must not decide the label):
+    light blue, darker blue, white or black cloth with pleats and shading, outline and position
+    jittered, at the same face-relative place in every tile (tile j spans scales[j] face widths).
+    """
+    size = x.shape[1]
+    for i in samples:
+        outline = _MASK_OUTLINE * rng.uniform(0.9, 1.1, 2) + rng.uniform(-0.04, 0.04, 2)
+        colour = _MASK_COLOURS[int(rng.integers(0, len(_MASK_COLOURS)))] * rng.uniform(0.8, 1.1)
+        top, bottom = outline[:, 1].min(), outline[:, 1].max()
+        for j, scale in enumerate(scales):
+            if scale <= 0:
+                continue  # a native-pixel tile has no face-relative extent
+            unit = size / scale
+            points = np.round((outline * unit + size / 2.0) * 16).astype(np.int32)  # 4 fractional bits
+            shape = np.zeros((size, size), dtype=np.uint8)
+            cv2.fillPoly(shape, [points], 255, cv2.LINE_AA, shift=4)
+            alpha = shape.astype(np.float32)[..., None] / 255.0
+            # Light from above and three horizontal pleats: cloth, not a flat sticker.
+            rows = (np.arange(size, dtype=np.float32) - size / 2.0) / unit
+            depth = np.clip((rows - top) / max(bottom - top, 1e-3), 0.0, 1.0)
+            shade = 1.05 - 0.25 * depth - 0.12 * (np.cos(depth * 3 * 2 * np.pi) > 0.8)
+            cloth = np.clip(colour[None, None, :] * shade[:, None, None], 0, 255).astype(np.float32)
+            tile = x[i, :, :, 3 * j : 3 * j + 3].astype(np.float32)
+            x[i, :, :, 3 * j : 3 * j + 3] = np.round(tile * (1 - alpha) + cloth * alpha).astype(np.uint8)

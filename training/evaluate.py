@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from training import metrics
+from training.augment import surgical_masks
 from training.examples import Examples, load_dataset
 
 # Leave-one-source-out folds. Training once per fold costs minutes on two shared CPU cores, so
@@ -139,10 +140,12 @@ def save_plots(labels: np.ndarray, scores: np.ndarray, threshold: float, out: Pa
 
 
 def stress_report(model_path: Path, data: Examples, threshold: float) -> str:
-    """BPCER of real faces and APCER of attacks after quality damage to every crop.
+    """BPCER of real faces and APCER of attacks after quality damage, or a drawn face mask, on every crop.
 
     Many training attacks are smaller and blurrier than the real faces; a model that learned
-    "blurry = fake" rejects real faces from a poor camera. This shows how far scores move.
+    "blurry = fake" rejects real faces from a poor camera. This shows how far scores move. The
+    drawn surgical mask (augment.surgical_masks, same draws every run) stands in for masked people,
+    whom the data does not hold.
     """
     import cv2
 
@@ -162,9 +165,15 @@ def stress_report(model_path: Path, data: Examples, threshold: float) -> str:
                 out[i, :, :, 3 * j : 3 * j + 3] = tile
         return out
 
+    def masked(x: np.ndarray) -> np.ndarray:
+        out = x.copy()
+        surgical_masks(out, np.arange(len(out)), data.scales, np.random.default_rng(0))
+        return out
+
     lines = [f"quality stress at threshold {threshold:.4f}: {'damage':<12}{'BPCER':>7}{'APCER':>7}{'mean P(real) real':>19}{'attack':>8}"]
-    for how in ("none", "blur", "downscale", "jpeg30"):
-        copy = data if how == "none" else dataclasses.replace(data, x=damaged(data.x, how))
+    for how in ("none", "blur", "downscale", "jpeg30", "face mask"):
+        x = data.x if how == "none" else masked(data.x) if how == "face mask" else damaged(data.x, how)
+        copy = dataclasses.replace(data, x=x)
         s = scores_from_model(model_path, copy)
         lines.append(f"{'':<40}{how:<12}{_fmt(metrics.bpcer(data.y, s, threshold)):>7}{_fmt(metrics.apcer(data.y, s, threshold)):>7}"
                      f"{s[data.y == 1].mean():>19.3f}{s[data.y == 0].mean():>8.3f}")
@@ -307,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--groups", nargs="*", default=[],
                         help="plain mode: score only these sources (e.g. replay_attack_devel)")
     parser.add_argument("--threshold", type=float, default=None, help="threshold to report at (default: the model's)")
-    parser.add_argument("--stress", action="store_true", help="also score blurred / downscaled / JPEG-damaged copies of every crop")
+    parser.add_argument("--stress", action="store_true", help="also score blurred / downscaled / JPEG-damaged / face-masked copies of every crop")
     add_recipe_arguments(parser)
     args = parser.parse_args(argv)
     try:
