@@ -82,6 +82,9 @@ class TrainConfig:
     crop_resize: str = "area"
     # What a crop square past the frame edge shows (liveness.crop.CROP_BORDERS; stored in the metadata).
     crop_border: str = "black"
+    # Probability of a drawn surgical mask on a sample's face, both labels alike (augment.surgical_masks):
+    # the data holds no masked people, and 1.2 rejected drawn-masked ones 4x as often (docs/training.md).
+    mask_p: float = 0.0
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
     # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles);
@@ -94,10 +97,6 @@ class TrainConfig:
     # (augment.frame_edges: against "black border = attack"); 0 = off: 0.5 measured worse on unseen
     # people, NUAA's prints most (docs/training.md).
     edge_p: float = 0.0
-    # Probability that a training sample's face gets a drawn surgical mask, both labels alike
-    # (augment.surgical_masks: the data holds no masked people; a drawn mask raised the shipped
-    # 1.2's BPCER on Replay-Attack devel from 9.7% to 38.9%).
-    mask_p: float = 0.0
     # Stochastic weight averaging: the exported weights are the mean of the weights after every
     # training step of this last share of the steps (0 = off; batch-norm statistics measured anew).
     # 0.5 ranked worse on unseen people (docs/training.md), so off.
@@ -600,12 +599,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                              "fine-tuned stem (frozen); the graph computes it once per face")
     recipe.add_argument("--degrade-by-source", action="store_true",
                         help="per source, the label with the sharper faces gets the higher of the two --degrade-p rates")
-    recipe.add_argument("--erase-p", type=probability, default=TrainConfig.erase_p,
-                        help="probability of a noise rectangle in each crop of a training sample (default: %(default)s)")
-    recipe.add_argument("--edge-p", type=probability, default=TrainConfig.edge_p,
-                        help="probability of simulated frame edges near the face, both labels alike (0 = off; default: %(default)s)")
-    recipe.add_argument("--mask-p", type=probability, default=TrainConfig.mask_p,
-                        help="probability of a drawn surgical mask on the face, both labels alike (0 = off; default: %(default)s)")
+    for flag, what in (("--erase-p", "a noise rectangle in each crop of a training sample"),
+                       ("--edge-p", "simulated frame edges near the face, both labels alike"),
+                       ("--mask-p", "a drawn surgical mask on the face, both labels alike")):
+        recipe.add_argument(flag, type=probability, default=getattr(TrainConfig, flag[2:].replace("-", "_")),
+                            help=f"probability of {what} (0 = off; default: %(default)s)")
     recipe.add_argument("--mixup-alpha", type=non_negative, default=TrainConfig.mixup_alpha,
                         help="blend training samples and their targets, weight ~ Beta(alpha, alpha) (0 = off; default: %(default)s)")
     recipe.add_argument("--average-last", type=probability, default=TrainConfig.average_last,
