@@ -90,18 +90,19 @@ evaluate: setup
 	$(PY) -m training.evaluate --model models/liveness.onnx --data $(DATA) --groups replay_attack_devel --stress --out runs/eval
 
 # The shipped recipe through the whole pipeline on the shared videos, each video scored by a model
-# trained without its LOSO fold (three trainings of ~10 min on 2 cores, kept in runs/folds),
-# per frame at the shipped model's threshold, with and without scores averaged over time.
-FOLD_MODELS := runs/folds/crops_a.onnx runs/folds/crops_b.onnx runs/folds/crops_c.onnx
-evaluate-videos: setup $(FOLD_MODELS)
+# trained without its LOSO fold (three trainings of ~10 min on 2 cores), per frame at the shipped
+# model's threshold, with and without scores averaged over time. Fold models are kept in a folder
+# named after RECIPE, so another recipe trains its own instead of reusing these.
+FOLDS_DIR := runs/folds$(shell printf '%s' '$(RECIPE)' | tr -cs 'A-Za-z0-9.' '_')
+evaluate-videos: setup $(FOLDS_DIR)/crops_a.onnx $(FOLDS_DIR)/crops_b.onnx $(FOLDS_DIR)/crops_c.onnx
 	$(PY) -m training.evaluate_videos --threshold-of models/liveness.onnx \
-		real:$(DATA)/videos/tranvanluyt2203/real.mp4:runs/folds/crops_a.onnx \
-		fake:$(DATA)/videos/tranvanluyt2203/fake.mp4:runs/folds/crops_a.onnx \
-		real:$(DATA)/videos/krzysiek354/real.mp4:runs/folds/crops_b.onnx \
-		fake:$(DATA)/videos/manikantha_m/fake.mp4:runs/folds/crops_c.onnx --smoothing 0 1
+		real:$(DATA)/videos/tranvanluyt2203/real.mp4:$(FOLDS_DIR)/crops_a.onnx \
+		fake:$(DATA)/videos/tranvanluyt2203/fake.mp4:$(FOLDS_DIR)/crops_a.onnx \
+		real:$(DATA)/videos/krzysiek354/real.mp4:$(FOLDS_DIR)/crops_b.onnx \
+		fake:$(DATA)/videos/manikantha_m/fake.mp4:$(FOLDS_DIR)/crops_c.onnx --smoothing 0 1
 
-runs/folds/%.onnx: | setup
-	$(PY) -m training.train --dataset $(DATA) --model $@ --plot runs/folds/$*.png --leave-out $* $(RECIPE)
+$(FOLDS_DIR)/%.onnx: | setup
+	$(PY) -m training.train --dataset $(DATA) --model $@ --plot $(FOLDS_DIR)/$*.png --leave-out $* $(RECIPE)
 
 clean:
 	rm -rf runs .pytest_cache
