@@ -37,7 +37,7 @@ def test_threshold_is_written_into_the_model(tmp_path: Path) -> None:
     assert model.metadata.training == LivenessModel(shipped).metadata.training
 
 
-def test_calibrate_pools_the_scores_of_several_runs(tmp_path: Path) -> None:
+def test_calibrate_pools_the_scores_of_several_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from training.calibrate import main as calibrate_main
 
     # Split the hand-computed case over two runs' files: pooled, the threshold is the one above
@@ -55,7 +55,10 @@ def test_calibrate_pools_the_scores_of_several_runs(tmp_path: Path) -> None:
     shutil.copy(shipped, model_path)
     assert calibrate_main(["--model", str(model_path), "--scores", files[0], "--min-acer"]) == 0
     assert LivenessModel(model_path).threshold == pytest.approx(0.3)
+    capsys.readouterr()
     assert calibrate_main(["--model", str(model_path), "--scores", *files, "--min-acer"]) == 0
+    # at 0.7 one replay of two passes: pooled APCER 25%, replay's 50%, which is the one ACER counts
+    assert "APCER 25.0% (worst attack type replay: 50.0%)  BPCER 25.0%  ACER 37.5%" in capsys.readouterr().out
     model = LivenessModel(model_path)
     assert model.threshold == pytest.approx(0.7)
     assert "a/oof_scores.csv, b/oof_scores.csv" in model.metadata.threshold_policy

@@ -94,7 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         policy = f"APCER <= {args.target_apcer:g} ({scope}) on {where}"
     threshold = float(min(max(threshold, 0.0), 1.0))
     figures = metrics.summary(labels, scores, threshold, attacks)
-    print(f"threshold {threshold:.4f}: APCER {100 * figures['apcer']:.1f}%  BPCER {100 * figures['bpcer']:.1f}%  "
+    # ACER counts the worst attack type's APCER (ISO/IEC 30107-3), so name it beside the pooled APCER
+    per_type = metrics.apcer_by_attack(labels, scores, attacks, threshold)
+    worst = max(per_type, key=per_type.__getitem__) if per_type else None
+    worst_text = f" (worst attack type {worst}: {100 * per_type[worst]:.1f}%)" if worst is not None and len(per_type) > 1 else ""
+    print(f"threshold {threshold:.4f}: APCER {100 * figures['apcer']:.1f}%{worst_text}  BPCER {100 * figures['bpcer']:.1f}%  "
           f"ACER {100 * figures['acer']:.1f}%  ({policy})")
     if not args.dry_run:
         write_threshold(args.model, threshold, policy)
