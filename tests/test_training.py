@@ -5,6 +5,7 @@ outside the workplace has no ../shared/data); its location is $LIVENESS_DATA if 
 """
 from __future__ import annotations
 
+import argparse
 import csv
 from pathlib import Path
 
@@ -451,6 +452,33 @@ def test_damage_rates_damage_the_sharper_label_of_each_source_more() -> None:
                              [1, 1, 0, 1, 0, 0, 0], ["a", "a", "a", "b", "b", "b", "c"])
     rates = damage_rates(data, (0.35, 0.6))
     assert rates.tolist() == [0.6, 0.6, 0.35, 0.35, 0.6, 0.6, 0.475]
+
+
+def test_sampling_weights_balance_classes_and_weigh_sources_by_a_power_of_their_size() -> None:
+    from dataclasses import replace
+
+    from training.train import TrainConfig, add_recipe_arguments, recipe_from_args, sampling_weights
+
+    # Real faces: 16 from source a, 4 from b; attacks: 4 from a, 16 from b.
+    labels = [1] * 16 + [0] * 4 + [1] * 4 + [0] * 16
+    data = _texture_examples([True] * 40, labels, ["a"] * 20 + ["b"] * 20)
+    data = replace(data, kind=np.array(["frame"] * 20 + ["crop"] * 20))
+    y, a = data.y == 1, data.group == "a"
+
+    def shares(power: float, crop_weight: float = 1.0) -> list[float]:
+        w = sampling_weights(data, TrainConfig(source_power=power, crop_weight=crop_weight))
+        assert w.sum() == pytest.approx(1.0)
+        return [float(w[m].sum()) for m in (y & a, y & ~a, ~y & a, ~y & ~a)]
+
+    assert shares(0.5) == pytest.approx([2 / 6, 1 / 6, 1 / 6, 2 / 6])  # sqrt(16) : sqrt(4) within each class
+    assert shares(0.0) == pytest.approx([0.25] * 4)  # every source alike
+    assert shares(1.0) == pytest.approx([0.4, 0.1, 0.1, 0.4])  # every face alike within its class
+    assert shares(0.0, crop_weight=0.5) == pytest.approx([1 / 3, 1 / 6, 1 / 3, 1 / 6])  # source b is tight crops
+    parser = argparse.ArgumentParser()
+    add_recipe_arguments(parser)
+    config = recipe_from_args(parser.parse_args(["--source-power", "0.25", "--crop-weight", "1"]))
+    assert (config.source_power, config.crop_weight) == (0.25, 1.0)
+    assert recipe_from_args(parser.parse_args([])) == TrainConfig()
 
 
 def test_per_sample_damage_rates_decide_the_damage() -> None:

@@ -218,7 +218,8 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 
 def sampling_weights(data: Examples, config: TrainConfig) -> np.ndarray:
-    """Per-sample sampling probability: classes balanced overall, sources by sqrt(size)."""
+    """Per-sample sampling probability: classes balanced overall, each class's sources by size ** source_power,
+    tight-crop sources scaled by crop_weight."""
     weights = np.zeros(len(data), dtype=np.float64)
     for label in (0, 1):
         in_class = data.y == label
@@ -577,6 +578,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--samples-per-epoch", type=int, default=TrainConfig.samples_per_epoch)
     recipe.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     recipe.add_argument("--seed", type=int, default=TrainConfig.seed)
+    recipe.add_argument("--source-power", type=non_negative, default=TrainConfig.source_power,
+                        help="a source's share of each class's sampling weight grows with (its size) ** this "
+                             "(0 = every source alike, 1 = every face alike; default: %(default)s)")
+    recipe.add_argument("--crop-weight", type=non_negative, default=TrainConfig.crop_weight,
+                        help="sampling weight of tight-crop sources relative to full-frame ones (default: %(default)s)")
     recipe.add_argument("--spectrum-weight", type=float, default=TrainConfig.spectrum_weight,
                         help="weight of the auxiliary Fourier-spectrum loss (0 = off; default: %(default)s)")
     recipe.add_argument("--ensemble", type=int, default=TrainConfig.ensemble,
@@ -623,6 +629,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the recipe options describe."""
     return TrainConfig(architecture=args.architecture, size=args.size, scales=list(args.scales), epochs=args.epochs,
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
+                       source_power=args.source_power, crop_weight=args.crop_weight,
                        spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
                        input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
