@@ -162,6 +162,51 @@ def test_spectrum_head_trains_and_is_left_out_of_the_export(gathered: Path, tmp_
     assert LivenessModel(model_path).metadata.training["config"]["spectrum_weight"] == 0.5
 
 
+def test_real_compactness_is_the_spread_of_the_real_faces_only() -> None:
+    from training.train import real_compactness
+
+    targets = np.array([[0, 1], [0, 1], [1, 0]], np.float32)  # two real faces, one attack
+    features = np.array([[1, 0], [0, 1], [1, 0]], np.float32)
+    # centre of the real faces (0.5, 0.5); each is 0.5 away in squared distance
+    assert float(real_compactness(targets, features)) == pytest.approx(0.5, abs=1e-5)
+    features[2] = [-1, 0]  # the attack moved: no change
+    assert float(real_compactness(targets, features)) == pytest.approx(0.5, abs=1e-5)
+    features[1] = [1, 0]  # the real faces together: no loss
+    assert float(real_compactness(targets, features)) == pytest.approx(0.0, abs=1e-5)
+    three_way = np.array([[0, 0, 1], [0, 0, 1], [1, 0, 0]], np.float32)  # real is the last class there too
+    assert float(real_compactness(three_way, np.array([[1, 0], [0, 1], [1, 0]], np.float32))) == pytest.approx(0.5, abs=1e-5)
+
+
+@needs_data
+@needs_weights
+def test_real_compactness_pulls_real_faces_together_and_is_left_out_of_the_export(gathered: Path, tmp_path: Path) -> None:
+    import keras
+    import onnxruntime
+
+    from training.examples import load_dataset
+    from training.livenessnet import with_pooled_features
+    from training.train import TrainConfig, normalise, train_model
+
+    data = load_dataset(gathered, 32, [1.5, 2.7])
+    real = normalise(data.x[data.y == 1])
+
+    def real_spread(weight: float) -> float:
+        config = TrainConfig(size=32, epochs=4, samples_per_epoch=256, batch_size=32, real_compact_weight=weight)
+        model, _ = train_model(data, config, verbose=0)
+        # batch statistics, as the loss saw them (32 steps leave the moving averages far from them)
+        features = np.asarray(with_pooled_features(model)(real, training=True)[1])
+        return float(np.mean(np.sum(np.square(features - features.mean(axis=0)), axis=1)))
+
+    plain, compact = real_spread(0.0), real_spread(5.0)
+    assert compact < 0.5 * plain, (plain, compact)
+    model_path = tmp_path / "compact.onnx"
+    tiny_training_run(gathered, model_path, "--real-compact-weight", "0.5")
+    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    assert [output.shape[-1] for output in session.get_outputs()] == [2]  # probabilities only
+    assert LivenessModel(model_path).metadata.training["config"]["real_compact_weight"] == 0.5
+    keras.backend.clear_session()
+
+
 @needs_data
 @needs_weights
 def test_ensemble_with_flip_exports_one_averaging_model(gathered: Path, tmp_path: Path) -> None:

@@ -158,6 +158,20 @@ def with_spectrum_head(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.output, spectrum], name=model.name + "_with_spectrum")
 
 
+POOLED_FEATURES = "pooled_features"  # the training model's output of unit-length pooled features
+
+
+def with_pooled_features(model: keras.Model) -> keras.Model:
+    """The training model: `model`'s outputs plus its globally pooled features scaled to unit length.
+
+    A loss on those features (training.train.real_compactness) can shape what every capture setup's
+    real faces look like to the classifier; only `model` is exported.
+    """
+    pooled = next(layer for layer in model.layers if isinstance(layer, layers.GlobalAveragePooling2D))
+    unit = layers.UnitNormalization(name=POOLED_FEATURES)(pooled.output)
+    return keras.Model(model.inputs, [model.output, unit], name=model.name + "_with_features")
+
+
 def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False,
           freeze_stem: bool = False) -> keras.Model:
     """A fresh model by name ("livenessnet" = the seed, "mobile" = the shipped variant, "res10" = on res10's stem)."""

@@ -52,6 +52,10 @@ class TrainConfig:
     crop_weight: float = 0.5
     # Weight of the auxiliary Fourier-spectrum loss (training.livenessnet.with_spectrum_head); 0 = off.
     spectrum_weight: float = 0.0
+    # Weight of the real-compactness loss (real_compactness): real faces of every source pulled to one
+    # point of the pooled-feature sphere, attacks left free (the asymmetric idea of single-side domain
+    # generalisation: live faces alike across setups, attacks differ). 0 = off.
+    real_compact_weight: float = 0.0
     # Models trained with seeds seed, seed + 1, ... and averaged into one exported graph.
     ensemble: int = 1
     # The exported graph also scores the mirrored crops and averages (test-time flip).
@@ -127,6 +131,8 @@ class TrainConfig:
             raise ValueError("--input-standardise is built for the mobile architecture only")
         if self.freeze_stem and self.architecture != "res10":
             raise ValueError("--freeze-stem needs --architecture res10")
+        if self.real_compact_weight > 0 and self.spectrum_weight > 0:
+            raise ValueError("--real-compact-weight and --spectrum-weight do not go together")
         if self.share_tuned_stem and (self.architecture != "res10" or self.freeze_stem or self.member_scales):
             raise ValueError("--share-tuned-stem needs --architecture res10, without --freeze-stem or --member-scales")
 
@@ -241,6 +247,20 @@ def spectrum_targets(x: np.ndarray, side: int) -> np.ndarray:
     pooled = spectrum.reshape(n, side, size // side, side, size // side).mean(axis=(2, 4))
     low, high = pooled.min(axis=(1, 2), keepdims=True), pooled.max(axis=(1, 2), keepdims=True)
     return ((pooled - low) / np.maximum(high - low, 1e-6))[..., None]
+
+
+def real_compactness(targets, features):
+    """Mean squared distance of the batch's real faces' unit features from their mean (Keras loss).
+
+    `targets`: the classification targets, real last (fake, real or print, replay, real); a mixed
+    sample counts by its share of real.
+    """
+    import keras
+
+    real = targets[:, -1:]
+    count = keras.ops.sum(real) + 1e-6
+    centre = keras.ops.sum(features * real, axis=0, keepdims=True) / count
+    return keras.ops.sum(real * keras.ops.sum(keras.ops.square(features - centre), axis=1, keepdims=True)) / count
 
 
 def class_targets(data: Examples, three_way: bool) -> np.ndarray:
@@ -405,7 +425,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     configure_tensorflow(config.seed)
     import keras
 
-    from training.livenessnet import SPECTRUM_SIZE, build, merge_attack_classes, with_spectrum_head
+    from training.livenessnet import SPECTRUM_SIZE, build, merge_attack_classes, with_pooled_features, with_spectrum_head
     from training.metrics import roc_auc
 
     model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2,
@@ -431,6 +451,14 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
             loss_weights=[1.0, config.spectrum_weight],
             metrics=[["accuracy"], []],
         )
+    elif config.real_compact_weight > 0:
+        fitted = with_pooled_features(model)
+        fitted.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=[classification, real_compactness],
+            loss_weights=[1.0, config.real_compact_weight],
+            metrics=[["accuracy"], []],
+        )
     else:
         model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
                       loss=classification, metrics=["accuracy"])
@@ -450,7 +478,11 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
                                config.erase_p, config.mixup_alpha, config.edge_p, config.mask_p)
         if config.distill_seeds and teachers:
             y = distilled_targets(y, x, teachers, config.distill_weight)
-        targets = (y, spectrum_targets(x, SPECTRUM_SIZE)) if config.spectrum_weight > 0 else y
+        targets = y
+        if config.spectrum_weight > 0:
+            targets = (y, spectrum_targets(x, SPECTRUM_SIZE))
+        elif config.real_compact_weight > 0:
+            targets = (y, y)  # the compactness loss reads which samples are real from the class targets
         fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0,
                          callbacks=callbacks)
         history["loss"].append(float(fit.history["loss"][-1]))
@@ -585,6 +617,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sampling weight of tight-crop sources relative to full-frame ones (default: %(default)s)")
     recipe.add_argument("--spectrum-weight", type=float, default=TrainConfig.spectrum_weight,
                         help="weight of the auxiliary Fourier-spectrum loss (0 = off; default: %(default)s)")
+    recipe.add_argument("--real-compact-weight", type=non_negative, default=TrainConfig.real_compact_weight,
+                        help="weight of a loss pulling every source's real faces to one point of the pooled features "
+                             "(0 = off; default: %(default)s)")
     recipe.add_argument("--ensemble", type=int, default=TrainConfig.ensemble,
                         help="train this many models (seeds seed, seed+1, ...) and average them in one graph (default: %(default)s)")
     recipe.add_argument("--flip-average", action="store_true", help="the model also scores mirrored crops and averages")
@@ -630,7 +665,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(architecture=args.architecture, size=args.size, scales=list(args.scales), epochs=args.epochs,
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        source_power=args.source_power, crop_weight=args.crop_weight,
-                       spectrum_weight=args.spectrum_weight, ensemble=args.ensemble, flip_average=args.flip_average,
+                       spectrum_weight=args.spectrum_weight, real_compact_weight=args.real_compact_weight,
+                       ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
                        input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
                        share_tuned_stem=args.share_tuned_stem, three_way=args.three_way,
