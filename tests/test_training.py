@@ -194,7 +194,7 @@ def test_real_compactness_pulls_real_faces_together_and_is_left_out_of_the_expor
         config = TrainConfig(size=32, epochs=4, samples_per_epoch=256, batch_size=32, real_compact_weight=weight)
         model, _ = train_model(data, config, verbose=0)
         # batch statistics, as the loss saw them (32 steps leave the moving averages far from them)
-        features = np.asarray(with_pooled_features(model)(real, training=True)[1])
+        features = np.asarray(with_pooled_features(model)([real], training=True)[1])
         return float(np.mean(np.sum(np.square(features - features.mean(axis=0)), axis=1)))
 
     plain, compact = real_spread(0.0), real_spread(5.0)
