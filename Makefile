@@ -57,16 +57,18 @@ SOAK_SECONDS ?= 600
 soak: setup
 	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
 
-# Training (offline; about 8 min to gather the data once, ~100 min of LOSO per seed, ~10 min of training on 2 cores).
-# `make train` reproduces models/liveness.onnx (1.2: one network on the res10 detector's first
-# layers) from ../shared/data: LOSO scores of the recipe with each of SEEDS, training (seed 7),
-# and the threshold from those seeds' pooled out-of-fold scores (what suits one draw of the
-# recipe, not one seed's). RECIPE="--ensemble 3" SEEDS=7 VERSION=1.1 reproduces 1.1's three mobile
-# networks, RECIPE="" SEEDS=7 VERSION=1.0 the single mobile network of 1.0 (docs/training.md).
+# Training (offline; about 8 min to gather the data once, ~130 min of LOSO per seed, ~25 min of training on 2 cores).
+# `make train` reproduces models/liveness.onnx (1.3: two networks sharing one stem made of the res10
+# detector's first layers, tuned with the first) from ../shared/data: LOSO scores of the recipe with
+# each of SEEDS (seed S trains members S and S+1), training (seed 7), and the threshold from those
+# runs' pooled out-of-fold scores (what suits one draw of the recipe, not one run's).
+# RECIPE="--architecture res10" SEEDS="7 8 9" VERSION=1.2 reproduces 1.2's single network,
+# RECIPE="--ensemble 3" SEEDS=7 VERSION=1.1 1.1's three mobile networks, RECIPE="" SEEDS=7
+# VERSION=1.0 the single mobile network of 1.0 (docs/training.md).
 # LOSO folders are LOSO_OUT_SEED; a folder keeps one recipe, so give another recipe another LOSO_OUT.
-RECIPE ?= --architecture res10
-SEEDS ?= 7 8 9
-VERSION ?= 1.2
+RECIPE ?= --architecture res10 --ensemble 2 --share-tuned-stem
+SEEDS ?= 7 8
+VERSION ?= 1.3
 LOSO_OUT ?= runs/loso
 loso: setup
 	for seed in $(SEEDS); do \
@@ -90,7 +92,7 @@ evaluate: setup
 	$(PY) -m training.evaluate --model models/liveness.onnx --data $(DATA) --groups replay_attack_devel --stress --out runs/eval
 
 # The shipped recipe through the whole pipeline on the shared videos, each video scored by a model
-# trained without its LOSO fold (three trainings of ~10 min on 2 cores), per frame at the shipped
+# trained without its LOSO fold (three trainings of ~20 min on 2 cores), per frame at the shipped
 # model's threshold, with and without scores averaged over time. Fold models are kept in a folder
 # named after RECIPE, so another recipe trains its own instead of reusing these.
 FOLDS_DIR := runs/folds$(shell printf '%s' '$(RECIPE)' | tr -cs 'A-Za-z0-9.' '_')
