@@ -567,16 +567,17 @@ def test_standardised_input_ignores_a_cameras_gain_and_offset() -> None:
 
 
 @needs_weights
-def test_res10_stem_reproduces_the_detectors_first_layers() -> None:
+@pytest.mark.parametrize("depth, shape", [(1, (16, 16, 32)), (2, (8, 8, 128))])
+def test_res10_stem_reproduces_the_detectors_first_layers(depth: int, shape: tuple[int, int, int]) -> None:
     from skimage import data
 
     from training.pretrained import res10_stem, res10_stem_reference
     from training.train import normalise
 
     tile = cv2.resize(data.astronaut()[30:230, 130:330], (64, 64), interpolation=cv2.INTER_AREA)  # a face, RGB
-    reference = res10_stem_reference(tile)
-    ours = res10_stem(64).predict(normalise(tile[None]), verbose=0)[0]
-    assert reference.shape == ours.shape == (16, 16, 32)
+    reference = res10_stem_reference(tile, depth)
+    ours = res10_stem(64, depth=depth).predict(normalise(tile[None]), verbose=0)[0]
+    assert reference.shape == ours.shape == shape
     assert np.abs(reference).mean() > 0.05  # the detector's features are not all zero on a face
     np.testing.assert_allclose(ours, reference, atol=1e-3 * np.abs(reference).max())
 
@@ -590,6 +591,18 @@ def test_res10_architecture_exports_with_its_pretrained_stem(gathered: Path, tmp
     assert model.metadata.training["config"]["architecture"] == "res10"
     frame = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     assert 0.0 <= float(model.score(frame, [(100, 60, 180, 160)])[0]) <= 1.0
+
+
+@needs_weights
+def test_deep_res10_architecture_reads_each_tile_through_two_pretrained_stages() -> None:
+    from training.livenessnet import STEM_FEATURES, build
+    from training.pretrained import res10_stem
+
+    model = build("res10_deep", 64, 6)
+    assert tuple(model.get_layer(STEM_FEATURES).output.shape[1:]) == (8, 8, 256)  # two tiles of 128 channels
+    assert tuple(model.output.shape[1:]) == (2,)
+    pretrained = res10_stem(64, depth=2).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(pretrained, model.get_layer("res10_stem").get_weights()))
 
 
 @needs_weights

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
+
 INPUT_NAME = "image"
 
 
@@ -86,6 +88,8 @@ def _separable_head(x, blocks: Sequence[tuple[int, int]], dropout: float, classe
 
 # Separable blocks after the res10 stem (which already brings a 64 px tile to 16 x 16).
 RES10_BLOCKS: tuple[tuple[int, int], ...] = ((64, 1), (96, 2), (128, 1), (192, 2))
+# After the deeper stem (res10's second stage too, 8 x 8 x 128 a tile) the blocks start at 8 x 8.
+RES10_DEEP_BLOCKS: tuple[tuple[int, int], ...] = ((192, 1), (256, 2))
 STEM_FEATURES = "stem_features"  # the res10 variant's layer holding every tile's stem output, where its blocks begin
 
 
@@ -96,20 +100,22 @@ def livenessnet_res10(
     dropout: float = 0.3,
     classes: int = 2,
     freeze_stem: bool = False,
+    stem_depth: int = 1,
 ) -> keras.Model:
     """The mobile classifier on a pretrained stem: res10's first layers (training.pretrained) read every tile.
 
     One stem (shared weights) turns each 3-channel crop tile into 16 x 16 x 32 features learned by the
     face detector from far more faces than our data holds; the tiles' features are concatenated and
     the separable blocks, trained from scratch, decide. The stem is fine-tuned with the rest unless
-    `freeze_stem` (then its batch norms keep res10's statistics too).
+    `freeze_stem` (then its batch norms keep res10's statistics too). `stem_depth` 2 takes res10's
+    second residual stage too (8 x 8 x 128 a tile).
     """
     from training.pretrained import res10_stem
 
     if channels % 3:
         raise ValueError(f"the res10 stem reads 3-channel tiles, got {channels} channels")
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
-    stem = res10_stem(size)
+    stem = res10_stem(size, depth=stem_depth)
     stem.trainable = not freeze_stem
     tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
     features = [stem(tile) for tile in tiles]
@@ -137,7 +143,14 @@ def standardise_channels(x):
     return layers.Lambda(standardise, name="standardise")(x)
 
 
-ARCHITECTURES = {"livenessnet": livenessnet, "mobile": livenessnet_mobile, "res10": livenessnet_res10}
+def livenessnet_res10_deep(size: int = 64, channels: int = 6, classes: int = 2, freeze_stem: bool = False) -> keras.Model:
+    """livenessnet_res10 on the deeper stem (res10's first two residual stages) with two blocks after it."""
+    return livenessnet_res10(size=size, channels=channels, blocks=RES10_DEEP_BLOCKS, classes=classes,
+                             freeze_stem=freeze_stem, stem_depth=2)
+
+
+ARCHITECTURES = {"livenessnet": livenessnet, "mobile": livenessnet_mobile, "res10": livenessnet_res10,
+                 "res10_deep": livenessnet_res10_deep}
 
 SPECTRUM_SIZE = 8  # side of the predicted Fourier spectrum map
 
@@ -174,14 +187,14 @@ def with_pooled_features(model: keras.Model) -> keras.Model:
 
 def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False,
           freeze_stem: bool = False) -> keras.Model:
-    """A fresh model by name ("livenessnet" = the seed, "mobile" = the shipped variant, "res10" = on res10's stem)."""
+    """A fresh model by name ("livenessnet" = the seed, "mobile" = 1.0's variant, "res10" / "res10_deep" = on res10's stem)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
     if standardise and architecture != "mobile":
         raise ValueError("input standardisation is built for the mobile architecture only")
     if standardise:
         return livenessnet_mobile(size=size, channels=channels, classes=classes, standardise=True)
-    if freeze_stem and architecture != "res10":
+    if freeze_stem and architecture not in PRETRAINED_STEM_ARCHITECTURES:
         raise ValueError("only the res10 architecture has a pretrained stem to freeze")
     extra = {"freeze_stem": True} if freeze_stem else {}
     return ARCHITECTURES[architecture](size=size, channels=channels, classes=classes, **extra)

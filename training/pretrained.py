@@ -18,6 +18,8 @@ from face_detector.res10 import load_res10_net
 MEAN_BGR = (104.0, 177.0, 123.0)  # what res10's blob subtracts before its first layer
 BN_EPSILON = 1e-5  # Caffe's BatchNorm default
 STEM_OUTPUT_LAYER = "layer_128_1_relu1"  # the res10 layer whose output the stem reproduces
+DEEP_STEM_OUTPUT_LAYER = "layer_256_1_relu1"  # the same for the deeper stem (depth 2)
+PRETRAINED_STEM_ARCHITECTURES = ("res10", "res10_deep")  # training.livenessnet's architectures built on this stem
 STEM_NAME = "res10_stem"  # the stem's (nested model's) name inside a liveness model
 
 
@@ -38,12 +40,17 @@ def _conv(blob: np.ndarray) -> np.ndarray:
     return np.transpose(blob, (2, 3, 1, 0))
 
 
-def res10_stem(size: int, name: str = STEM_NAME):
-    """A Keras model: a (size, size, 3) RGB tile scaled to [-1, 1] -> res10's (size/4, size/4, 32) stem features.
+def res10_stem(size: int, name: str = STEM_NAME, depth: int = 1):
+    """A Keras model: a (size, size, 3) RGB tile scaled to [-1, 1] -> res10's stem features.
 
-    Built to reproduce cv2.dnn's output of STEM_OUTPUT_LAYER on the same pixels (the test checks it):
-    Caffe pads the 7x7 convolution by 3 on every side, and its 3x3 max-pool rounds its size up.
+    depth 1: res10 up to its first residual stage, (size/4, size/4, 32), reproducing cv2.dnn's output
+    of STEM_OUTPUT_LAYER; depth 2 adds res10's second residual stage (a stride-2 block of 128
+    channels), (size/8, size/8, 128), reproducing DEEP_STEM_OUTPUT_LAYER (the tests check both).
+    Caffe pads the 7x7 convolution by 3 on every side, its 3x3 max-pool rounds its size up, and its
+    stride-2 3x3 convolution pads by 1 on every side (Keras "same" would pad only the far side).
     """
+    if depth not in (1, 2):
+        raise ValueError(f"the res10 stem has depth 1 or 2, got {depth}")
     import keras
     from keras import layers
 
@@ -70,6 +77,17 @@ def res10_stem(size: int, name: str = STEM_NAME):
     x = layers.Add()([x, shortcut])
     out_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="out_bn")
     x = layers.ReLU()(out_bn(x))
+    if depth == 2:
+        shortcut = x
+        stage_conv1 = layers.Conv2D(128, 3, strides=2, use_bias=False, name="stage2_conv1")
+        stage_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="stage2_bn")
+        stage_conv2 = layers.Conv2D(128, 3, padding="same", use_bias=False, name="stage2_conv2")
+        stage_expand = layers.Conv2D(128, 1, strides=2, use_bias=False, name="stage2_expand")
+        x = stage_conv1(layers.ZeroPadding2D(1)(x))
+        x = stage_conv2(layers.ReLU()(stage_bn(x)))
+        x = layers.Add()([x, stage_expand(shortcut)])
+        stage_out_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="stage2_out_bn")
+        x = layers.ReLU()(stage_out_bn(x))
     stem = keras.Model(tile, x, name=name)
 
     to_pixels.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3) * 127.5,
@@ -82,12 +100,18 @@ def res10_stem(size: int, name: str = STEM_NAME):
     block_bn.set_weights(_batch_norm(net, "layer_64_1_bn2_h", "layer_64_1_scale2_h"))
     block_conv2.set_weights([_conv(_blobs(net, "layer_64_1_conv2_h")[0])])
     out_bn.set_weights(_batch_norm(net, "layer_128_1_bn1_h", "layer_128_1_scale1_h"))
+    if depth == 2:
+        stage_conv1.set_weights([_conv(_blobs(net, "layer_128_1_conv1_h")[0])])
+        stage_bn.set_weights(_batch_norm(net, "layer_128_1_bn2", "layer_128_1_scale2"))
+        stage_conv2.set_weights([_conv(_blobs(net, "layer_128_1_conv2")[0])])
+        stage_expand.set_weights([_conv(_blobs(net, "layer_128_1_conv_expand_h")[0])])
+        stage_out_bn.set_weights(_batch_norm(net, "layer_256_1_bn1", "layer_256_1_scale1"))
     return stem
 
 
-def res10_stem_reference(tile_rgb: np.ndarray) -> np.ndarray:
-    """cv2.dnn's own output of STEM_OUTPUT_LAYER for one uint8 RGB tile, as (h, w, 32)."""
+def res10_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
+    """cv2.dnn's own output of the stem's res10 layer (STEM_OUTPUT_LAYER or, depth 2, DEEP_STEM_OUTPUT_LAYER) for one uint8 RGB tile, as (h, w, channels)."""
     net = load_res10_net()
     blob = cv2.dnn.blobFromImage(tile_rgb[:, :, ::-1].astype(np.float32), 1.0, tile_rgb.shape[1::-1], MEAN_BGR)
     net.setInput(blob)
-    return np.transpose(net.forward(STEM_OUTPUT_LAYER)[0], (1, 2, 0))
+    return np.transpose(net.forward(DEEP_STEM_OUTPUT_LAYER if depth == 2 else STEM_OUTPUT_LAYER)[0], (1, 2, 0))

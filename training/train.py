@@ -24,6 +24,7 @@ import numpy as np
 from liveness.crop import CROP_BORDERS, CROP_RESIZES
 from training.augment import DEGRADE_P, augment_batch, damage_by_label
 from training.examples import Examples, load_dataset, tile_channels
+from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
@@ -129,12 +130,13 @@ class TrainConfig:
             raise ValueError("--member-scales and --distill-seeds do not go together")
         if self.input_standardise and self.architecture != "mobile":
             raise ValueError("--input-standardise is built for the mobile architecture only")
-        if self.freeze_stem and self.architecture != "res10":
-            raise ValueError("--freeze-stem needs --architecture res10")
+        if self.freeze_stem and self.architecture not in PRETRAINED_STEM_ARCHITECTURES:
+            raise ValueError("--freeze-stem needs --architecture res10 or res10_deep")
         if self.real_compact_weight > 0 and self.spectrum_weight > 0:
             raise ValueError("--real-compact-weight and --spectrum-weight do not go together")
-        if self.share_tuned_stem and (self.architecture != "res10" or self.freeze_stem or self.member_scales):
-            raise ValueError("--share-tuned-stem needs --architecture res10, without --freeze-stem or --member-scales")
+        if self.share_tuned_stem and (self.architecture not in PRETRAINED_STEM_ARCHITECTURES or self.freeze_stem
+                                      or self.member_scales):
+            raise ValueError("--share-tuned-stem needs --architecture res10 or res10_deep, without --freeze-stem or --member-scales")
 
 
 class WeightAverage:
@@ -603,7 +605,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     Defaults: the recipe of one network (model 1.0); the shipped model 1.1 adds --ensemble 3.
     """
     recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
-    recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet", "res10"))
+    recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet", "res10", "res10_deep"))
     recipe.add_argument("--size", type=int, default=TrainConfig.size, help="crop size (default: %(default)s)")
     recipe.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales, x the face box; 0 = a size x size patch of native pixels (default: %(default)s)")
     recipe.add_argument("--epochs", type=int, default=TrainConfig.epochs)
