@@ -603,6 +603,11 @@ def test_deep_res10_architecture_reads_each_tile_through_two_pretrained_stages()
     assert tuple(model.output.shape[1:]) == (2,)
     pretrained = res10_stem(64, depth=2).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(pretrained, model.get_layer("res10_stem").get_weights()))
+    # The cheaper variant: only the last (widest) tile goes through the second stage, the first tile
+    # through the first stage alone (same weights) and a stride-2 separable block of 64 channels.
+    context = build("res10_deep_context", 64, 6)
+    assert tuple(context.get_layer(STEM_FEATURES).output.shape[1:]) == (8, 8, 64 + 128)
+    assert context.count_params() < model.count_params()
 
 
 @needs_weights

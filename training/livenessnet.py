@@ -90,6 +90,7 @@ def _separable_head(x, blocks: Sequence[tuple[int, int]], dropout: float, classe
 RES10_BLOCKS: tuple[tuple[int, int], ...] = ((64, 1), (96, 2), (128, 1), (192, 2))
 # After the deeper stem (res10's second stage too, 8 x 8 x 128 a tile) the blocks start at 8 x 8.
 RES10_DEEP_BLOCKS: tuple[tuple[int, int], ...] = ((192, 1), (256, 2))
+RES10_DEEP_CONTEXT_BLOCKS: tuple[tuple[int, int], ...] = ((256, 2),)  # one block: the variant must stay under 2 ms
 STEM_FEATURES = "stem_features"  # the res10 variant's layer holding every tile's stem output, where its blocks begin
 
 
@@ -101,6 +102,7 @@ def livenessnet_res10(
     classes: int = 2,
     freeze_stem: bool = False,
     stem_depth: int = 1,
+    deep_tiles: Sequence[int] | None = None,
 ) -> keras.Model:
     """The mobile classifier on a pretrained stem: res10's first layers (training.pretrained) read every tile.
 
@@ -108,9 +110,10 @@ def livenessnet_res10(
     face detector from far more faces than our data holds; the tiles' features are concatenated and
     the separable blocks, trained from scratch, decide. The stem is fine-tuned with the rest unless
     `freeze_stem` (then its batch norms keep res10's statistics too). `stem_depth` 2 takes res10's
-    second residual stage too (8 x 8 x 128 a tile).
+    second residual stage too (8 x 8 x 128 a tile); with `deep_tiles` only those tiles go through it
+    (it costs most of the network), the others take the first stage and a separable stride-2 block.
     """
-    from training.pretrained import res10_stem
+    from training.pretrained import FIRST_STAGE_NAME, res10_stem
 
     if channels % 3:
         raise ValueError(f"the res10 stem reads 3-channel tiles, got {channels} channels")
@@ -118,9 +121,26 @@ def livenessnet_res10(
     stem = res10_stem(size, depth=stem_depth)
     stem.trainable = not freeze_stem
     tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
-    features = [stem(tile) for tile in tiles]
+    features = []
+    for i, tile in enumerate(tiles):
+        if stem_depth == 1 or deep_tiles is None or i in deep_tiles:
+            features.append(stem(tile))
+        else:
+            features.append(_separable(stem.get_layer(FIRST_STAGE_NAME)(tile), 64, 2))
     x = layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else layers.Identity(name=STEM_FEATURES)(features[0])
     return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_res10")
+
+
+def livenessnet_res10_deep(size: int = 64, channels: int = 6, classes: int = 2, freeze_stem: bool = False) -> keras.Model:
+    """livenessnet_res10 on the deeper stem (res10's first two residual stages) with two blocks after it."""
+    return livenessnet_res10(size=size, channels=channels, blocks=RES10_DEEP_BLOCKS, classes=classes,
+                             freeze_stem=freeze_stem, stem_depth=2)
+
+
+def livenessnet_res10_deep_context(size: int = 64, channels: int = 6, classes: int = 2, freeze_stem: bool = False) -> keras.Model:
+    """livenessnet_res10_deep with only the last tile (the widest crop) through res10's second stage, one block after: ~0.7x the cost."""
+    return livenessnet_res10(size=size, channels=channels, blocks=RES10_DEEP_CONTEXT_BLOCKS, classes=classes,
+                             freeze_stem=freeze_stem, stem_depth=2, deep_tiles=(channels // 3 - 1,))
 
 
 def split_at_stem(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -143,14 +163,8 @@ def standardise_channels(x):
     return layers.Lambda(standardise, name="standardise")(x)
 
 
-def livenessnet_res10_deep(size: int = 64, channels: int = 6, classes: int = 2, freeze_stem: bool = False) -> keras.Model:
-    """livenessnet_res10 on the deeper stem (res10's first two residual stages) with two blocks after it."""
-    return livenessnet_res10(size=size, channels=channels, blocks=RES10_DEEP_BLOCKS, classes=classes,
-                             freeze_stem=freeze_stem, stem_depth=2)
-
-
 ARCHITECTURES = {"livenessnet": livenessnet, "mobile": livenessnet_mobile, "res10": livenessnet_res10,
-                 "res10_deep": livenessnet_res10_deep}
+                 "res10_deep": livenessnet_res10_deep, "res10_deep_context": livenessnet_res10_deep_context}
 
 SPECTRUM_SIZE = 8  # side of the predicted Fourier spectrum map
 

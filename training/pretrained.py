@@ -19,8 +19,10 @@ MEAN_BGR = (104.0, 177.0, 123.0)  # what res10's blob subtracts before its first
 BN_EPSILON = 1e-5  # Caffe's BatchNorm default
 STEM_OUTPUT_LAYER = "layer_128_1_relu1"  # the res10 layer whose output the stem reproduces
 DEEP_STEM_OUTPUT_LAYER = "layer_256_1_relu1"  # the same for the deeper stem (depth 2)
-PRETRAINED_STEM_ARCHITECTURES = ("res10", "res10_deep")  # training.livenessnet's architectures built on this stem
+PRETRAINED_STEM_ARCHITECTURES = ("res10", "res10_deep", "res10_deep_context")  # training.livenessnet's architectures built on this stem
 STEM_NAME = "res10_stem"  # the stem's (nested model's) name inside a liveness model
+FIRST_STAGE_NAME = "res10_first_stage"  # inside a depth-2 stem: the depth-1 part
+SECOND_STAGE_NAME = "res10_second_stage"
 
 
 def _blobs(net: cv2.dnn.Net, name: str) -> list[np.ndarray]:
@@ -45,12 +47,26 @@ def res10_stem(size: int, name: str = STEM_NAME, depth: int = 1):
 
     depth 1: res10 up to its first residual stage, (size/4, size/4, 32), reproducing cv2.dnn's output
     of STEM_OUTPUT_LAYER; depth 2 adds res10's second residual stage (a stride-2 block of 128
-    channels), (size/8, size/8, 128), reproducing DEEP_STEM_OUTPUT_LAYER (the tests check both).
-    Caffe pads the 7x7 convolution by 3 on every side, its 3x3 max-pool rounds its size up, and its
-    stride-2 3x3 convolution pads by 1 on every side (Keras "same" would pad only the far side).
+    channels), (size/8, size/8, 128), reproducing DEEP_STEM_OUTPUT_LAYER (the tests check both). The
+    depth-2 stem nests the depth-1 one as its layer FIRST_STAGE_NAME, so a model can read some tiles
+    at depth 1 with the same (shared) weights.
     """
     if depth not in (1, 2):
         raise ValueError(f"the res10 stem has depth 1 or 2, got {depth}")
+    import keras
+
+    first = _res10_first_stage(size, name if depth == 1 else FIRST_STAGE_NAME)
+    if depth == 1:
+        return first
+    tile = keras.Input((size, size, 3))
+    return keras.Model(tile, _res10_second_stage(first.output.shape[1:])(first(tile)), name=name)
+
+
+def _res10_first_stage(size: int, name: str):
+    """res10 from its input to the first residual stage's output (after the next stage's batch norm and ReLU).
+
+    Caffe pads the 7x7 convolution by 3 on every side, and its 3x3 max-pool rounds its size up.
+    """
     import keras
     from keras import layers
 
@@ -77,17 +93,6 @@ def res10_stem(size: int, name: str = STEM_NAME, depth: int = 1):
     x = layers.Add()([x, shortcut])
     out_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="out_bn")
     x = layers.ReLU()(out_bn(x))
-    if depth == 2:
-        shortcut = x
-        stage_conv1 = layers.Conv2D(128, 3, strides=2, use_bias=False, name="stage2_conv1")
-        stage_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="stage2_bn")
-        stage_conv2 = layers.Conv2D(128, 3, padding="same", use_bias=False, name="stage2_conv2")
-        stage_expand = layers.Conv2D(128, 1, strides=2, use_bias=False, name="stage2_expand")
-        x = stage_conv1(layers.ZeroPadding2D(1)(x))
-        x = stage_conv2(layers.ReLU()(stage_bn(x)))
-        x = layers.Add()([x, stage_expand(shortcut)])
-        stage_out_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="stage2_out_bn")
-        x = layers.ReLU()(stage_out_bn(x))
     stem = keras.Model(tile, x, name=name)
 
     to_pixels.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3) * 127.5,
@@ -100,13 +105,36 @@ def res10_stem(size: int, name: str = STEM_NAME, depth: int = 1):
     block_bn.set_weights(_batch_norm(net, "layer_64_1_bn2_h", "layer_64_1_scale2_h"))
     block_conv2.set_weights([_conv(_blobs(net, "layer_64_1_conv2_h")[0])])
     out_bn.set_weights(_batch_norm(net, "layer_128_1_bn1_h", "layer_128_1_scale1_h"))
-    if depth == 2:
-        stage_conv1.set_weights([_conv(_blobs(net, "layer_128_1_conv1_h")[0])])
-        stage_bn.set_weights(_batch_norm(net, "layer_128_1_bn2", "layer_128_1_scale2"))
-        stage_conv2.set_weights([_conv(_blobs(net, "layer_128_1_conv2")[0])])
-        stage_expand.set_weights([_conv(_blobs(net, "layer_128_1_conv_expand_h")[0])])
-        stage_out_bn.set_weights(_batch_norm(net, "layer_256_1_bn1", "layer_256_1_scale1"))
     return stem
+
+
+def _res10_second_stage(shape: tuple[int, ...]):
+    """res10's second residual stage (stride 2, 128 channels) and the third stage's batch norm and ReLU.
+
+    Caffe pads its stride-2 3x3 convolution by 1 on every side (Keras "same" would pad only the far side).
+    """
+    import keras
+    from keras import layers
+
+    net = load_res10_net()
+    features = keras.Input(shape)
+    stage_conv1 = layers.Conv2D(128, 3, strides=2, use_bias=False, name="stage2_conv1")
+    stage_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="stage2_bn")
+    stage_conv2 = layers.Conv2D(128, 3, padding="same", use_bias=False, name="stage2_conv2")
+    stage_expand = layers.Conv2D(128, 1, strides=2, use_bias=False, name="stage2_expand")
+    x = stage_conv1(layers.ZeroPadding2D(1)(features))
+    x = stage_conv2(layers.ReLU()(stage_bn(x)))
+    x = layers.Add()([x, stage_expand(features)])
+    stage_out_bn = layers.BatchNormalization(epsilon=BN_EPSILON, name="stage2_out_bn")
+    x = layers.ReLU()(stage_out_bn(x))
+    stage = keras.Model(features, x, name=SECOND_STAGE_NAME)
+
+    stage_conv1.set_weights([_conv(_blobs(net, "layer_128_1_conv1_h")[0])])
+    stage_bn.set_weights(_batch_norm(net, "layer_128_1_bn2", "layer_128_1_scale2"))
+    stage_conv2.set_weights([_conv(_blobs(net, "layer_128_1_conv2")[0])])
+    stage_expand.set_weights([_conv(_blobs(net, "layer_128_1_conv_expand_h")[0])])
+    stage_out_bn.set_weights(_batch_norm(net, "layer_256_1_bn1", "layer_256_1_scale1"))
+    return stage
 
 
 def res10_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:

@@ -605,7 +605,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     Defaults: the recipe of one network (model 1.0); the shipped model 1.1 adds --ensemble 3.
     """
     recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
-    recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet", "res10", "res10_deep"))
+    recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet", *PRETRAINED_STEM_ARCHITECTURES))
     recipe.add_argument("--size", type=int, default=TrainConfig.size, help="crop size (default: %(default)s)")
     recipe.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales, x the face box; 0 = a size x size patch of native pixels (default: %(default)s)")
     recipe.add_argument("--epochs", type=int, default=TrainConfig.epochs)
