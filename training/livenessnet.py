@@ -201,7 +201,7 @@ def with_pooled_features(model: keras.Model) -> keras.Model:
 
 def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False,
           freeze_stem: bool = False) -> keras.Model:
-    """A fresh model by name ("livenessnet" = the seed, "mobile" = 1.0's variant, "res10" / "res10_deep" = on res10's stem)."""
+    """A fresh model by name ("livenessnet" = the seed, "mobile" = 1.0's variant, "res10", "res10_deep", "res10_deep_context" = on res10's stem)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
     if standardise and architecture != "mobile":
@@ -209,7 +209,7 @@ def build(architecture: str, size: int, channels: int, classes: int = 2, standar
     if standardise:
         return livenessnet_mobile(size=size, channels=channels, classes=classes, standardise=True)
     if freeze_stem and architecture not in PRETRAINED_STEM_ARCHITECTURES:
-        raise ValueError("only the res10 architecture has a pretrained stem to freeze")
+        raise ValueError(f"only {', '.join(PRETRAINED_STEM_ARCHITECTURES)} have a pretrained stem to freeze")
     extra = {"freeze_stem": True} if freeze_stem else {}
     return ARCHITECTURES[architecture](size=size, channels=channels, classes=classes, **extra)
 

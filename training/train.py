@@ -131,10 +131,11 @@ class TrainConfig:
         if self.input_standardise and self.architecture != "mobile":
             raise ValueError("--input-standardise is built for the mobile architecture only")
         if self.freeze_stem and self.architecture not in PRETRAINED_STEM_ARCHITECTURES:
-            raise ValueError("--freeze-stem needs --architecture res10 or res10_deep")
+            raise ValueError(f"--freeze-stem needs an architecture on res10's stem ({', '.join(PRETRAINED_STEM_ARCHITECTURES)})")
         if self.real_compact_weight > 0 and self.spectrum_weight > 0:
             raise ValueError("--real-compact-weight and --spectrum-weight do not go together")
-        if self.share_tuned_stem and (self.architecture not in PRETRAINED_STEM_ARCHITECTURES or self.freeze_stem
+        # res10_deep_context is left out: its first tile's block after the stem would not be shared.
+        if self.share_tuned_stem and (self.architecture not in ("res10", "res10_deep") or self.freeze_stem
                                       or self.member_scales):
             raise ValueError("--share-tuned-stem needs --architecture res10 or res10_deep, without --freeze-stem or --member-scales")
 
