@@ -688,6 +688,8 @@ def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_pat
     graph = onnx.load(str(model_path)).graph
     kernels = {init.name: list(init.dims) for init in graph.initializer}
     assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2  # one per tile
+    with pytest.raises(ValueError, match="--spectrum-weight"):  # its head reads a block 8 wide, which this variant lacks
+        training.train.TrainConfig(architecture="res10_deep_context", spectrum_weight=1.0)
     for architecture in ("mobile", "res10_deep_context"):  # the context variant's first-tile block would not be shared
         with pytest.raises(ValueError, match="--share-tuned-stem"):
             training.train.TrainConfig(architecture=architecture, ensemble=2, share_tuned_stem=True)

@@ -176,8 +176,10 @@ def with_spectrum_head(model: keras.Model) -> keras.Model:
     the face's frequency content, where print dots, screen pixels and moire patterns show. The head
     reads the first block whose feature map is SPECTRUM_SIZE wide; only `model` is exported.
     """
-    source = next(layer for layer in model.layers
-                  if layer.name.startswith("block_") and layer.output.shape[1] == SPECTRUM_SIZE)
+    source = next((layer for layer in model.layers
+                   if layer.name.startswith("block_") and layer.output.shape[1] == SPECTRUM_SIZE), None)
+    if source is None:
+        raise ValueError(f"--spectrum-weight needs a block {SPECTRUM_SIZE} wide, and {model.name} has none at this crop size")
     x = layers.Conv2D(64, 3, padding="same", use_bias=False)(source.output)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
