@@ -597,6 +597,7 @@ def test_res10_architecture_exports_with_its_pretrained_stem(gathered: Path, tmp
 def test_deep_res10_architecture_reads_each_tile_through_two_pretrained_stages() -> None:
     from training.livenessnet import STEM_FEATURES, build
     from training.pretrained import res10_stem
+    from training.train import TrainConfig
 
     model = build("res10_deep", 64, 6)
     assert tuple(model.get_layer(STEM_FEATURES).output.shape[1:]) == (8, 8, 256)  # two tiles of 128 channels
@@ -608,6 +609,12 @@ def test_deep_res10_architecture_reads_each_tile_through_two_pretrained_stages()
     context = build("res10_deep_context", 64, 6)
     assert tuple(context.get_layer(STEM_FEATURES).output.shape[1:]) == (8, 8, 64 + 128)
     assert context.count_params() < model.count_params()
+    # Refused before any data is gathered: the context variant's first-tile block is outside the stem
+    # (so members could not share it), and it has no block 8 wide for the spectrum head.
+    with pytest.raises(ValueError, match="--share-tuned-stem"):
+        TrainConfig(architecture="res10_deep_context", ensemble=2, share_tuned_stem=True)
+    with pytest.raises(ValueError, match="--spectrum-weight"):
+        TrainConfig(architecture="res10_deep_context", spectrum_weight=1.0)
 
 
 @needs_weights
@@ -688,8 +695,5 @@ def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_pat
     graph = onnx.load(str(model_path)).graph
     kernels = {init.name: list(init.dims) for init in graph.initializer}
     assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2  # one per tile
-    with pytest.raises(ValueError, match="--spectrum-weight"):  # its head reads a block 8 wide, which this variant lacks
-        training.train.TrainConfig(architecture="res10_deep_context", spectrum_weight=1.0)
-    for architecture in ("mobile", "res10_deep_context"):  # the context variant's first-tile block would not be shared
-        with pytest.raises(ValueError, match="--share-tuned-stem"):
-            training.train.TrainConfig(architecture=architecture, ensemble=2, share_tuned_stem=True)
+    with pytest.raises(ValueError, match="--share-tuned-stem"):
+        training.train.TrainConfig(architecture="mobile", ensemble=2, share_tuned_stem=True)

@@ -605,7 +605,8 @@ def non_negative(text: str) -> float:
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The training-recipe options `train` and `evaluate --loso` share.
 
-    Defaults: the recipe of one network (model 1.0); the shipped model 1.1 adds --ensemble 3.
+    Defaults: the recipe of one mobile network (model 1.0); the shipped 1.3 adds --architecture res10
+    --ensemble 2 --share-tuned-stem (the Makefile's RECIPE).
     """
     recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
     recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet", *PRETRAINED_STEM_ARCHITECTURES))
