@@ -613,8 +613,10 @@ def test_deep_res10_architecture_reads_each_tile_through_two_pretrained_stages()
     # (so members could not share it), and it has no block 8 wide for the spectrum head.
     with pytest.raises(ValueError, match="--share-tuned-stem"):
         TrainConfig(architecture="res10_deep_context", ensemble=2, share_tuned_stem=True)
-    with pytest.raises(ValueError, match="--spectrum-weight"):
-        TrainConfig(architecture="res10_deep_context", spectrum_weight=1.0)
+    for architecture, size in (("res10_deep_context", 64), ("res10_deep", 56)):  # no block 8 wide at these sizes
+        with pytest.raises(ValueError, match="--spectrum-weight"):
+            TrainConfig(architecture=architecture, size=size, spectrum_weight=1.0)
+    assert TrainConfig(architecture="res10_deep", spectrum_weight=1.0).spectrum_weight == 1.0  # 64 px has one
 
 
 @needs_weights

@@ -132,8 +132,10 @@ class TrainConfig:
             raise ValueError("--input-standardise is built for the mobile architecture only")
         if self.freeze_stem and self.architecture not in PRETRAINED_STEM_ARCHITECTURES:
             raise ValueError(f"--freeze-stem needs an architecture on res10's stem ({', '.join(PRETRAINED_STEM_ARCHITECTURES)})")
-        if self.spectrum_weight > 0 and self.architecture == "res10_deep_context":  # no block 8 wide for its head
-            raise ValueError("--spectrum-weight does not go with --architecture res10_deep_context")
+        if self.spectrum_weight > 0:  # its head needs a block of the right width: refuse now, before any data is gathered
+            from training.livenessnet import build, with_spectrum_head
+
+            with_spectrum_head(build(self.architecture, self.size, 3 * len(self.scales)))
         if self.real_compact_weight > 0 and self.spectrum_weight > 0:
             raise ValueError("--real-compact-weight and --spectrum-weight do not go together")
         # res10_deep_context is left out: its first tile's block after the stem would not be shared.
