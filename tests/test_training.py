@@ -671,6 +671,47 @@ def test_frozen_stem_members_share_one_stem_in_the_exported_graph(tmp_path: Path
     assert len(first_convs) == 2  # res10's 7x7 convolution once per crop tile, not once per member
 
 
+@needs_weights
+def test_a_deep_context_partner_shares_the_first_stage_of_a_res10_member(tmp_path: Path) -> None:
+    import keras
+    import onnx
+
+    from training.livenessnet import build
+    from training.pretrained import FIRST_STAGE_NAME, STEM_NAME
+    from training.train import TrainConfig, combine, normalise
+
+    rng = np.random.default_rng(6)
+    example = rng.integers(0, 256, (4, 56, 56, 6)).astype(np.uint8)
+    keras.utils.set_random_seed(1)
+    first = build("res10", 56, 6)
+    tuned = [w * rng.uniform(0.9, 1.1, w.shape).astype(np.float32) for w in first.get_layer(STEM_NAME).get_weights()]
+    first.get_layer(STEM_NAME).set_weights(tuned)  # as if member 1 had fine-tuned it
+    keras.utils.set_random_seed(2)
+    partner = build("res10_deep_context", 56, 6)
+    partner.get_layer(FIRST_STAGE_NAME).set_weights(tuned)
+    members = [first, partner]
+    for member in members:  # untrained members all say ~0.5: give each its own opinion
+        dense = member.get_layer("probabilities")
+        dense.set_weights([rng.normal(0, 3, w.shape).astype(np.float32) for w in dense.get_weights()])
+    each = [member.predict(normalise(example), verbose=0) for member in members]
+    assert np.abs(each[0] - each[1]).max() > 0.05
+    shared = combine(members, True, example, shared_first_stage=True)  # with the mirrored view too
+    mirrored = example[:, :, ::-1]
+    expected = (each[0] + each[1] + sum(m.predict(normalise(mirrored), verbose=0) for m in members)) / 4
+    np.testing.assert_allclose(shared.predict(normalise(example), verbose=0), expected, atol=1e-5)
+    shared.export(str(tmp_path / "pair.onnx"), format="onnx", verbose=False)
+    graph = onnx.load(str(tmp_path / "pair.onnx")).graph
+    kernels = {init.name: list(init.dims) for init in graph.initializer}
+    first_convs = [n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]
+    assert len(first_convs) == 4  # res10's 7x7 convolution once per tile of each view, not once per member
+    assert TrainConfig(architecture="res10", ensemble=2, share_tuned_stem=True,
+                       partner_architecture="res10_deep_context").partner_architecture == "res10_deep_context"
+    for refused in ({"share_tuned_stem": False}, {"architecture": "res10_deep"}):
+        with pytest.raises(ValueError, match="--partner-architecture"):
+            TrainConfig(**{"architecture": "res10", "ensemble": 2, "share_tuned_stem": True,
+                           "partner_architecture": "res10_deep_context", **refused})
+
+
 @needs_data
 @needs_weights
 def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -699,3 +740,34 @@ def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_pat
     assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2  # one per tile
     with pytest.raises(ValueError, match="--share-tuned-stem"):
         training.train.TrainConfig(architecture="mobile", ensemble=2, share_tuned_stem=True)
+
+
+@needs_data
+@needs_weights
+def test_a_deep_context_partner_trains_on_the_first_members_tuned_first_stage(gathered: Path, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx
+
+    import training.train
+    from training.pretrained import FIRST_STAGE_NAME, SECOND_STAGE_NAME, STEM_NAME, res10_stem
+
+    combined: list[list] = []
+    combine = training.train.combine
+
+    def keep_members(members: list, *args, **kwargs):
+        combined.append(list(members))
+        return combine(members, *args, **kwargs)
+
+    monkeypatch.setattr(training.train, "combine", keep_members)
+    model_path = tmp_path / "pair.onnx"
+    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
+                      "--partner-architecture", "res10_deep_context")
+    first, partner = combined[0]
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_layer(STEM_NAME).get_weights(),
+                                                    partner.get_layer(FIRST_STAGE_NAME).get_weights()))  # kept, frozen
+    original_second = res10_stem(32, depth=2).get_layer(SECOND_STAGE_NAME).get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(partner.get_layer(SECOND_STAGE_NAME).get_weights(), original_second))
+    assert LivenessModel(model_path).metadata.training["config"]["partner_architecture"] == "res10_deep_context"
+    graph = onnx.load(str(model_path)).graph
+    kernels = {init.name: list(init.dims) for init in graph.initializer}
+    assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2  # one per tile

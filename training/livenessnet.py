@@ -92,6 +92,7 @@ RES10_BLOCKS: tuple[tuple[int, int], ...] = ((64, 1), (96, 2), (128, 1), (192, 2
 RES10_DEEP_BLOCKS: tuple[tuple[int, int], ...] = ((192, 1), (256, 2))
 RES10_DEEP_CONTEXT_BLOCKS: tuple[tuple[int, int], ...] = ((256, 2),)  # one block: the variant must stay under 2 ms
 STEM_FEATURES = "stem_features"  # the res10 variant's layer holding every tile's stem output, where its blocks begin
+FIRST_STAGE_FEATURES = "first_stage_features"  # res10_deep_context: tile i's first-stage output is layer f"{this}_{i}"
 
 
 def livenessnet_res10(
@@ -113,7 +114,7 @@ def livenessnet_res10(
     second residual stage too (8 x 8 x 128 a tile); with `deep_tiles` only those tiles go through it
     (it costs most of the network), the others take the first stage and a separable stride-2 block.
     """
-    from training.pretrained import FIRST_STAGE_NAME, res10_stem
+    from training.pretrained import FIRST_STAGE_NAME, SECOND_STAGE_NAME, res10_stem
 
     if channels % 3:
         raise ValueError(f"the res10 stem reads 3-channel tiles, got {channels} channels")
@@ -121,12 +122,14 @@ def livenessnet_res10(
     stem = res10_stem(size, depth=stem_depth)
     stem.trainable = not freeze_stem
     tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
-    features = []
-    for i, tile in enumerate(tiles):
-        if stem_depth == 1 or deep_tiles is None or i in deep_tiles:
-            features.append(stem(tile))
-        else:
-            features.append(_separable(stem.get_layer(FIRST_STAGE_NAME)(tile), 64, 2))
+    if stem_depth == 2 and deep_tiles is not None:
+        # Both stages are called in this graph and each tile's first-stage output is named, so a
+        # member of another architecture can share that stage's computation (split_at_first_stage).
+        first, second = stem.get_layer(FIRST_STAGE_NAME), stem.get_layer(SECOND_STAGE_NAME)
+        first_features = [layers.Identity(name=f"{FIRST_STAGE_FEATURES}_{i}")(first(tile)) for i, tile in enumerate(tiles)]
+        features = [second(f) if i in deep_tiles else _separable(f, 64, 2) for i, f in enumerate(first_features)]
+    else:
+        features = [stem(tile) for tile in tiles]
     x = layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else layers.Identity(name=STEM_FEATURES)(features[0])
     return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_res10")
 
@@ -151,6 +154,27 @@ def split_at_stem(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """
     features = model.get_layer(STEM_FEATURES).output
     return keras.Model(model.input, features), keras.Model(features, model.output)
+
+
+def split_at_first_stage(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """A res10 or res10_deep_context model as (tile -> res10's first-stage features, [every tile's features] -> probabilities).
+
+    Members whose first stages hold the same weights (a partner trained on member 1's frozen tuned
+    stage, training.train) then compute that stage once per tile even though what follows differs.
+    """
+    from training.pretrained import FIRST_STAGE_NAME, STEM_NAME
+
+    tiles = model.input.shape[-1] // 3
+    names = {layer.name for layer in model.layers}
+    if FIRST_STAGE_NAME in names:  # the stage is called in the model's own graph (res10_deep_context)
+        features = [model.get_layer(f"{FIRST_STAGE_FEATURES}_{i}").output for i in range(tiles)]
+        return model.get_layer(FIRST_STAGE_NAME), keras.Model(features, model.output)
+    first = model.get_layer(STEM_NAME)
+    if first.output.shape[-1] != 32:
+        raise ValueError(f"{model.name}'s stem is deeper than res10's first stage: it cannot be split there")
+    inputs = [keras.Input(first.output.shape[1:]) for _ in range(tiles)]
+    joined = layers.Concatenate()(inputs) if tiles > 1 else inputs[0]  # as STEM_FEATURES joins them
+    return first, keras.Model(inputs, split_at_stem(model)[1](joined))
 
 
 def standardise_channels(x):

@@ -26,6 +26,9 @@ from training.augment import DEGRADE_P, augment_batch, damage_by_label
 from training.examples import Examples, load_dataset, tile_channels
 from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 
+# Architectures a member after the first may have on a res10 member's tuned first stage (livenessnet.split_at_first_stage).
+PARTNER_ARCHITECTURES = ("res10", "res10_deep_context")
+
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
 PARITY_LIMIT = 1e-4
@@ -82,6 +85,10 @@ class TrainConfig:
     # A frozen *original* stem lost on Replay-Attack; this keeps the tuned one at about the cost of
     # one network plus a set of blocks per extra member.
     share_tuned_stem: bool = False
+    # With share_tuned_stem: members after the first are of this architecture ("" = the first's). A
+    # res10_deep_context partner takes member 1's tuned first stage, frozen, and trains the rest (its
+    # second stage starts from res10's); the graph computes the first stage once per tile for both.
+    partner_architecture: str = ""
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
@@ -142,6 +149,10 @@ class TrainConfig:
         if self.share_tuned_stem and (self.architecture not in ("res10", "res10_deep") or self.freeze_stem
                                       or self.member_scales):
             raise ValueError("--share-tuned-stem needs --architecture res10 or res10_deep, without --freeze-stem or --member-scales")
+        if self.partner_architecture and (not self.share_tuned_stem or self.architecture != "res10"
+                                          or self.partner_architecture not in PARTNER_ARCHITECTURES):
+            raise ValueError(f"--partner-architecture needs --architecture res10 --share-tuned-stem and one of "
+                             f"{', '.join(PARTNER_ARCHITECTURES)}")
 
 
 class WeightAverage:
@@ -370,31 +381,39 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
         tiles, tiles_validation = train.tiles(subset), validation.tiles(subset) if validation is not None else None
         for i in range(max(1, config.ensemble)):
             stem_from = members[0] if config.share_tuned_stem and members else None
+            architecture = config.partner_architecture if stem_from is not None and config.partner_architecture else config.architecture
             member_config = replace(config, seed=config.seed + i, ensemble=1, flip_average=False, member_scales=[],
-                                    scales=[float(s) for s in subset], share_tuned_stem=False,
-                                    freeze_stem=config.freeze_stem or stem_from is not None)
+                                    scales=[float(s) for s in subset], share_tuned_stem=False, partner_architecture="",
+                                    architecture=architecture,
+                                    # a deep-context partner freezes only its first stage (_train_one)
+                                    freeze_stem=config.freeze_stem or (stem_from is not None and architecture == config.architecture))
             if verbose:
-                print(f"member {len(members) + 1}/{count} (seed {member_config.seed}, scales {subset})", file=sys.stderr, flush=True)
+                print(f"member {len(members) + 1}/{count} ({member_config.architecture}, seed {member_config.seed}, scales {subset})",
+                      file=sys.stderr, flush=True)
             model, history = _train_one(tiles, member_config, tiles_validation, verbose, teachers, stem_from)
             members.append(model)
             channels.append(tile_channels(config.scales, subset))
             first_history = first_history or history
+    mixed = bool(config.partner_architecture) and config.partner_architecture != config.architecture
     return combine(members, config.flip_average, train.x[:2], channels if config.member_scales else None,
-                   shared_stem=(config.freeze_stem or config.share_tuned_stem) and not config.member_scales), first_history
+                   shared_stem=(config.freeze_stem or config.share_tuned_stem) and not config.member_scales and not mixed,
+                   shared_first_stage=mixed), first_history
 
 
 def combine(members: list, flip_average: bool, example: np.ndarray, channels: list[list[int]] | None = None,
-            shared_stem: bool = False):
+            shared_stem: bool = False, shared_first_stage: bool = False):
     """One model averaging P(fake), P(real) over `members` and, with flip_average, over mirrored crops too.
 
     With `channels`, member i sees only those channels of the input (its crop tiles). With
     `shared_stem` (res10 members trained with the stem frozen, so all hold the same one), the stem
     runs once per view and each member adds only its blocks: the same numbers at a fraction of the cost.
+    `shared_first_stage` does the same for members of different architectures that hold the same
+    res10 first stage (livenessnet.split_at_first_stage): it runs once per tile of each view.
     """
     import keras
     from keras import layers
 
-    from training.livenessnet import INPUT_NAME, split_at_stem
+    from training.livenessnet import INPUT_NAME, split_at_first_stage, split_at_stem
 
     inputs = keras.Input(example.shape[1:], name=INPUT_NAME)
     views = [inputs]
@@ -410,6 +429,17 @@ def combine(members: list, flip_average: bool, example: np.ndarray, channels: li
         for i, member_blocks in enumerate(blocks):
             member_blocks.name = f"member_{i}_blocks"
         outputs = [member_blocks(features) for features in map(stem, views) for member_blocks in blocks]
+    elif shared_first_stage:
+        first = split_at_first_stage(members[0])[0]
+        first = keras.Model(first.input, first.output, name="shared_first_stage")
+        rests = [split_at_first_stage(member)[1] for member in members]
+        for i, rest in enumerate(rests):
+            rest.name = f"member_{i}_after_first_stage"
+        for j, view in enumerate(views):
+            tiles = [layers.Lambda(lambda t, k=k: t[..., 3 * k:3 * k + 3], name=f"view_{j}_tile_{k}")(view)
+                     for k in range(example.shape[-1] // 3)]
+            features = [first(tile) for tile in tiles]
+            outputs.extend(rest(features) for rest in rests)
     else:
         for i, member in enumerate(members):
             for j, view in enumerate(views):
@@ -438,9 +468,14 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2,
                   standardise=config.input_standardise, freeze_stem=config.freeze_stem)
     if stem_from is not None:
-        from training.pretrained import STEM_NAME
+        from training.pretrained import FIRST_STAGE_NAME, STEM_NAME
 
-        model.get_layer(STEM_NAME).set_weights(stem_from.get_layer(STEM_NAME).get_weights())
+        if FIRST_STAGE_NAME in {layer.name for layer in model.layers}:  # a partner of another architecture
+            first_stage = model.get_layer(FIRST_STAGE_NAME)
+            first_stage.set_weights(stem_from.get_layer(STEM_NAME).get_weights())
+            first_stage.trainable = False  # its batch norms keep member 1's statistics too
+        else:
+            model.get_layer(STEM_NAME).set_weights(stem_from.get_layer(STEM_NAME).get_weights())
     two_way = merge_attack_classes(model) if config.three_way else model  # what is validated and exported
     steps = config.epochs * (config.samples_per_epoch // config.batch_size)
     average_start = int(round(steps * (1.0 - config.average_last)))  # steps before averaging begins
@@ -646,6 +681,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--share-tuned-stem", action="store_true",
                         help="--architecture res10 --ensemble N: members after the first train their blocks on the first's "
                              "fine-tuned stem (frozen); the graph computes it once per face")
+    recipe.add_argument("--partner-architecture", choices=PARTNER_ARCHITECTURES, default="",
+                        help="--share-tuned-stem: members after the first are of this architecture, on the first's "
+                             "tuned first stage (frozen; default: the first's)")
     recipe.add_argument("--degrade-by-source", action="store_true",
                         help="per source, the label with the sharper faces gets the higher of the two --degrade-p rates")
     for flag, what in (("--erase-p", "a noise rectangle in each crop of a training sample"),
@@ -677,7 +715,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
                        input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
-                       share_tuned_stem=args.share_tuned_stem, three_way=args.three_way,
+                       share_tuned_stem=args.share_tuned_stem, partner_architecture=args.partner_architecture,
+                       three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        mask_p=args.mask_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
