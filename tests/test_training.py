@@ -706,10 +706,12 @@ def test_a_deep_context_partner_shares_the_first_stage_of_a_res10_member(tmp_pat
     assert len(first_convs) == 4  # res10's 7x7 convolution once per tile of each view, not once per member
     assert TrainConfig(architecture="res10", ensemble=2, share_tuned_stem=True,
                        partner_architecture="res10_deep_context").partner_architecture == "res10_deep_context"
+    pair = {"architecture": "res10", "ensemble": 2, "share_tuned_stem": True, "partner_architecture": "res10_deep_context"}
     for refused in ({"share_tuned_stem": False}, {"architecture": "res10_deep"}):
         with pytest.raises(ValueError, match="--partner-architecture"):
-            TrainConfig(**{"architecture": "res10", "ensemble": 2, "share_tuned_stem": True,
-                           "partner_architecture": "res10_deep_context", **refused})
+            TrainConfig(**{**pair, **refused})
+    with pytest.raises(ValueError, match="--spectrum-weight"):  # res10 at 64 px has a block 8 wide, the partner none
+        TrainConfig(**pair, size=64, spectrum_weight=1.0)
 
 
 @needs_data

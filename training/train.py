@@ -142,7 +142,8 @@ class TrainConfig:
         if self.spectrum_weight > 0:  # its head needs a block of the right width: refuse now, before any data is gathered
             from training.livenessnet import build, with_spectrum_head
 
-            with_spectrum_head(build(self.architecture, self.size, 3 * len(self.scales)))
+            for architecture in {self.architecture, self.partner_architecture or self.architecture}:
+                with_spectrum_head(build(architecture, self.size, 3 * len(self.scales)))
         if self.real_compact_weight > 0 and self.spectrum_weight > 0:
             raise ValueError("--real-compact-weight and --spectrum-weight do not go together")
         # res10_deep_context is left out: its first tile's block after the stem would not be shared.
