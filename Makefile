@@ -57,18 +57,19 @@ SOAK_SECONDS ?= 600
 soak: setup
 	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
 
-# Training (offline; about 8 min to gather the data once, ~130 min of LOSO per seed, ~25 min of training on 2 cores).
-# `make train` reproduces models/liveness.onnx (1.3: two networks sharing one stem made of the res10
-# detector's first layers, tuned with the first) from ../shared/data: LOSO scores of the recipe with
-# each of SEEDS (seed S trains members S and S+1), training (seed 7), and the threshold from those
-# runs' pooled out-of-fold scores (what suits one draw of the recipe, not one run's).
-# RECIPE="--architecture res10" SEEDS="7 8 9" VERSION=1.2 reproduces 1.2's single network,
+# Training (offline; about 8 min to gather the data once, ~50 min of LOSO per seed, ~10 min of training on 2 cores).
+# `make train` reproduces models/liveness.onnx (1.4: a res10-stem network at 56 px and a deep-context
+# partner on its tuned first stage) from ../shared/data: LOSO scores of the recipe with each of SEEDS
+# (seed S trains members S and S+1), training (seed 7), and the threshold from those runs' pooled
+# out-of-fold scores (what suits one draw of the recipe, not one run's).
+# RECIPE="--architecture res10 --ensemble 2 --share-tuned-stem" VERSION=1.3 reproduces 1.3's pair,
+# RECIPE="--architecture res10" SEEDS="7 8 9" VERSION=1.2 1.2's single network,
 # RECIPE="--ensemble 3" SEEDS=7 VERSION=1.1 1.1's three mobile networks, RECIPE="" SEEDS=7
 # VERSION=1.0 the single mobile network of 1.0 (docs/training.md).
 # LOSO folders are LOSO_OUT_SEED; a folder keeps one recipe, so give another recipe another LOSO_OUT.
-RECIPE ?= --architecture res10 --ensemble 2 --share-tuned-stem
+RECIPE ?= --architecture res10 --size 56 --ensemble 2 --share-tuned-stem --partner-architecture res10_deep_context
 SEEDS ?= 7 8
-VERSION ?= 1.3
+VERSION ?= 1.4
 LOSO_OUT ?= runs/loso
 loso: setup
 	for seed in $(SEEDS); do \

@@ -109,7 +109,7 @@ def test_tiny_training_run_exports_a_loadable_model(gathered: Path, tmp_path: Pa
 
 
 @needs_weights
-@pytest.mark.parametrize("name, architecture, version, members", [("liveness.onnx", "res10", "1.3", 2), ("liveness_fast.onnx", "mobile", "1.0", 1)])
+@pytest.mark.parametrize("name, architecture, version, members", [("liveness.onnx", "res10", "1.4", 2), ("liveness_fast.onnx", "mobile", "1.0", 1)])
 def test_shipped_models_score_a_face(name: str, architecture: str, version: str, members: int) -> None:
     from skimage import data
 

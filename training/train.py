@@ -643,8 +643,8 @@ def non_negative(text: str) -> float:
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The training-recipe options `train` and `evaluate --loso` share.
 
-    Defaults: the recipe of one mobile network (model 1.0); the shipped 1.3 adds --architecture res10
-    --ensemble 2 --share-tuned-stem (the Makefile's RECIPE).
+    Defaults: the recipe of one mobile network (model 1.0); the shipped 1.4 adds --architecture res10
+    --size 56 --ensemble 2 --share-tuned-stem --partner-architecture res10_deep_context (the Makefile's RECIPE).
     """
     recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
     recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet", *PRETRAINED_STEM_ARCHITECTURES))
