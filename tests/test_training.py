@@ -67,6 +67,22 @@ def gathered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture
+def combined(monkeypatch: pytest.MonkeyPatch) -> list[list]:
+    """The member lists training.train.combine is called with during the test (it still combines them)."""
+    import training.train
+
+    calls: list[list] = []
+    combine = training.train.combine
+
+    def keep_members(members: list, *args, **kwargs):
+        calls.append(list(members))
+        return combine(members, *args, **kwargs)
+
+    monkeypatch.setattr(training.train, "combine", keep_members)
+    return calls
+
+
 def tiny_training_run(gathered: Path, model_path: Path, *options: str) -> None:
     """Two epochs of 64 samples at 32x32 (seconds), with extra train options; asserts it succeeded."""
     from training.train import main as train_main
@@ -716,20 +732,12 @@ def test_a_deep_context_partner_shares_the_first_stage_of_a_res10_member(tmp_pat
 
 @needs_data
 @needs_weights
-def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
     import onnx
 
     import training.train
     from training.pretrained import STEM_NAME, res10_stem
 
-    combined: list[list] = []
-    combine = training.train.combine
-
-    def keep_members(members: list, *args, **kwargs):
-        combined.append(list(members))
-        return combine(members, *args, **kwargs)
-
-    monkeypatch.setattr(training.train, "combine", keep_members)
     model_path = tmp_path / "tuned_stem.onnx"
     tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem")
     first, second = (member.get_layer(STEM_NAME).get_weights() for member in combined[0])
@@ -747,20 +755,11 @@ def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_pat
 @needs_data
 @needs_weights
 def test_a_deep_context_partner_trains_on_the_first_members_tuned_first_stage(gathered: Path, tmp_path: Path,
-                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                               combined: list[list]) -> None:
     import onnx
 
-    import training.train
     from training.pretrained import FIRST_STAGE_NAME, SECOND_STAGE_NAME, STEM_NAME, res10_stem
 
-    combined: list[list] = []
-    combine = training.train.combine
-
-    def keep_members(members: list, *args, **kwargs):
-        combined.append(list(members))
-        return combine(members, *args, **kwargs)
-
-    monkeypatch.setattr(training.train, "combine", keep_members)
     model_path = tmp_path / "pair.onnx"
     tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
                       "--partner-architecture", "res10_deep_context")
