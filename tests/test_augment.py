@@ -135,11 +135,14 @@ def test_the_stress_report_scores_masked_copies_of_the_faces() -> None:
     from training.evaluate import stress_report
     from training.examples import Examples
 
+    from liveness.model import LivenessModel
+
     n = 8
     text = lambda k: np.array([k] * n)  # noqa: E731
-    faces = Examples(np.random.default_rng(3).integers(0, 256, (n, 64, 64, 6), dtype=np.uint8), np.array([0, 1] * 4),
-                     text("s"), text("s"), text("replay"), text("frame"), text("o"), text("v"), 64, [1.5, 2.7])
     model = Path(__file__).resolve().parents[1] / "models" / "liveness.onnx"
+    size = LivenessModel(model).metadata.input_size  # crops at the shipped model's own size
+    faces = Examples(np.random.default_rng(3).integers(0, 256, (n, size, size, 6), dtype=np.uint8), np.array([0, 1] * 4),
+                     text("s"), text("s"), text("replay"), text("frame"), text("o"), text("v"), size, [1.5, 2.7])
     rows = {line.split()[0]: line.split() for line in stress_report(model, faces, 0.5).splitlines()[1:]}
     assert set(rows) == {"none", "blur", "downscale", "jpeg30", "face"}
     assert rows["face"][-2:] != rows["none"][-2:]  # mean P(real) of real faces and attacks moved with the mask
