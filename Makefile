@@ -57,7 +57,7 @@ SOAK_SECONDS ?= 600
 soak: setup
 	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
 
-# Training (offline; about 8 min to gather the data once, ~50 min of LOSO per seed, ~10 min of training on 2 cores).
+# Training (offline, 2 cores; about 7 min to gather the data once, ~50 min of LOSO per seed, ~10 min of training).
 # `make train` reproduces models/liveness.onnx (1.4: a res10-stem network at 56 px and a deep-context
 # partner on its tuned first stage) from ../shared/data: LOSO scores of the recipe with each of SEEDS
 # (seed S trains members S and S+1), training (seed 7), and the threshold from those runs' pooled

@@ -26,8 +26,9 @@ from training.augment import DEGRADE_P, augment_batch, damage_by_label
 from training.examples import Examples, load_dataset, tile_channels
 from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 
-# Architectures a member after the first may have on a res10 member's tuned first stage (livenessnet.split_at_first_stage).
-PARTNER_ARCHITECTURES = ("res10", "res10_deep_context")
+# Architectures a member after the first may have instead of the first's, on a res10 member's tuned
+# first stage (livenessnet.split_at_first_stage).
+PARTNER_ARCHITECTURES = ("res10_deep_context",)
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
@@ -146,7 +147,8 @@ class TrainConfig:
                 with_spectrum_head(build(architecture, self.size, 3 * len(self.scales)))
         if self.real_compact_weight > 0 and self.spectrum_weight > 0:
             raise ValueError("--real-compact-weight and --spectrum-weight do not go together")
-        # res10_deep_context is left out: its first tile's block after the stem would not be shared.
+        # res10_deep_context is left out (its first tile's block after the stem would not be shared);
+        # it can be a res10 member's partner instead (partner_architecture).
         if self.share_tuned_stem and (self.architecture not in ("res10", "res10_deep") or self.freeze_stem
                                       or self.member_scales):
             raise ValueError("--share-tuned-stem needs --architecture res10 or res10_deep, without --freeze-stem or --member-scales")
@@ -395,7 +397,7 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
             members.append(model)
             channels.append(tile_channels(config.scales, subset))
             first_history = first_history or history
-    mixed = bool(config.partner_architecture) and config.partner_architecture != config.architecture
+    mixed = bool(config.partner_architecture)  # members of two architectures share only res10's first stage
     return combine(members, config.flip_average, train.x[:2], channels if config.member_scales else None,
                    shared_stem=(config.freeze_stem or config.share_tuned_stem) and not config.member_scales and not mixed,
                    shared_first_stage=mixed), first_history
@@ -684,7 +686,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                              "fine-tuned stem (frozen); the graph computes it once per face")
     recipe.add_argument("--partner-architecture", choices=PARTNER_ARCHITECTURES, default="",
                         help="--share-tuned-stem: members after the first are of this architecture, on the first's "
-                             "tuned first stage (frozen; default: the first's)")
+                             "tuned first stage (frozen; default: the first's architecture, on its whole stem)")
     recipe.add_argument("--degrade-by-source", action="store_true",
                         help="per source, the label with the sharper faces gets the higher of the two --degrade-p rates")
     for flag, what in (("--erase-p", "a noise rectangle in each crop of a training sample"),
