@@ -38,7 +38,8 @@ def damage_by_label(labels: np.ndarray, degrade_p: tuple[float, float] = DEGRADE
 
 
 def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator, erase_p: float = 0.0,
-                  edge_p: float = 0.0, scales: Sequence[float] = (), mask_p: float = 0.0) -> np.ndarray:
+                  edge_p: float = 0.0, scales: Sequence[float] = (), mask_p: float = 0.0,
+                  screen_p: float = 0.0) -> np.ndarray:
     """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks.
 
     `damage_p`: each sample's probability of quality damage (`damage_by_label`, or
@@ -47,6 +48,7 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
     `edge_p`: probability that a sample gets frame edges close to its face (`frame_edges`; needs
     the tiles' crop `scales`).
     `mask_p`: probability that a sample's face gets a drawn face mask (`surgical_masks`; needs `scales`).
+    `screen_p`: probability that a sample gets a dark screen in its background (`background_screens`; needs `scales`).
     """
     n, size, _, channels = x.shape
     tiles = channels // 3
@@ -57,6 +59,8 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
         frame_edges(x, np.nonzero(rng.random(n) < edge_p)[0], scales, rng)
     if mask_p > 0:  # likewise
         surgical_masks(x, np.nonzero(rng.random(n) < mask_p)[0], scales, rng)
+    if screen_p > 0:  # likewise
+        background_screens(x, np.nonzero(rng.random(n) < screen_p)[0], scales, rng)
     degrade = rng.random(n) < damage_p
     for i in np.nonzero(degrade)[0]:
         kind, amount, quality = int(rng.integers(0, 3)), float(rng.random()), int(rng.integers(25, 90))
@@ -170,3 +174,48 @@ def surgical_masks(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], 
             cloth = np.clip(colour[None, None, :] * shade[:, None, None], 0, 255).astype(np.float32)
             tile = x[i, :, :, 3 * j : 3 * j + 3].astype(np.float32)
             x[i, :, :, 3 * j : 3 * j + 3] = np.round(tile * (1 - alpha) + cloth * alpha).astype(np.uint8)
+
+
+def background_screens(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
+    """Draw, in place, a switched-off screen (dark panel, thin bezel) in the background of `samples`.
+
+    Real people often sit in front of a television or monitor, or against a dark chair back, and a
+    model that learnt "dark rectangle near the face = phone replay" calls them fake (most of the
+    webcam sets' rejected real faces, docs/training.md). Drawn on both labels alike, above or beside
+    the face, never over the face box or the shoulders, at the same face-relative place in every
+    tile (face units: the box's larger side; tile j spans scales[j] of them).
+    """
+    size = x.shape[1]
+    for i in samples:
+        aspect = float(np.exp(rng.uniform(np.log(0.6), np.log(1.9))))  # width / height
+        width = rng.uniform(0.8, 2.5)
+        height = width / aspect
+        side = int(rng.integers(0, 5))  # top, left, right, upper left, upper right
+        if side == 0:
+            bottom = -rng.uniform(0.75, 1.3)
+            left = rng.uniform(-0.8, 0.8) - width / 2
+        else:
+            bottom = rng.uniform(-0.2, 0.4) if side in (1, 2) else -rng.uniform(0.6, 1.0)
+            near = rng.uniform(0.6, 1.2)
+            left = -near - width if side in (1, 3) else near
+        box = np.array([left, bottom - height, left + width, bottom])  # x0, y0, x1, y1 in face units
+        bezel = rng.uniform(0.02, 0.08)
+        panel = rng.uniform(5, 70) + rng.uniform(-10, 10, 3)
+        frame = np.full(3, rng.uniform(0, 30) if rng.random() < 0.6 else rng.uniform(110, 200))
+        gradient = rng.uniform(-15, 15)  # light from above or below along the panel
+        for j, scale in enumerate(scales):
+            if scale <= 0:
+                continue  # a native-pixel tile has no face-relative extent
+            unit = size / scale
+            x0, y0, x1, y1 = np.round(box * unit + size / 2.0).astype(int)
+            inset = max(1, int(round(bezel * unit)))
+            cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+            if cx0 >= cx1 or cy0 >= cy1:
+                continue  # the screen lies beyond this tile
+            tile = x[i, :, :, 3 * j : 3 * j + 3]
+            tile[cy0:cy1, cx0:cx1] = np.clip(frame, 0, 255).astype(np.uint8)
+            px0, py0, px1, py1 = max(x0 + inset, 0), max(y0 + inset, 0), min(x1 - inset, size), min(y1 - inset, size)
+            if px0 < px1 and py0 < py1:
+                rows = (np.arange(py0, py1) - (y0 + y1) / 2.0) / max(y1 - y0, 1)
+                shade = panel[None, None, :] + gradient * rows[:, None, None] * 2.0
+                tile[py0:py1, px0:px1] = np.clip(np.broadcast_to(shade, (py1 - py0, px1 - px0, 3)), 0, 255).astype(np.uint8)

@@ -98,6 +98,9 @@ class TrainConfig:
     # Probability of a drawn surgical mask on a sample's face, both labels alike (augment.surgical_masks):
     # the data holds no masked people, and 1.2 rejected drawn-masked ones 4x as often (docs/training.md).
     mask_p: float = 0.0
+    # Probability of a drawn dark screen (switched-off TV, monitor) behind or beside a sample's face,
+    # both labels alike (augment.background_screens): against "dark rectangle near the face = replay".
+    screen_p: float = 0.0
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
     # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles);
@@ -325,13 +328,13 @@ def damage_rates(data: Examples, degrade_p: tuple[float, float]) -> np.ndarray:
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
                     damage_p: np.ndarray, targets: np.ndarray | None = None,
                     erase_p: float = 0.0, mixup_alpha: float = 0.0, edge_p: float = 0.0,
-                    mask_p: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                    mask_p: float = 0.0, screen_p: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real).
 
     `damage_p`: each example's probability of quality damage (augment.damage_by_label or damage_rates).
     """
     index = rng.choice(len(data), size=count, p=probabilities)
-    x = np.concatenate([normalise(augment_batch(data.x[batch], damage_p[batch], rng, erase_p, edge_p, data.scales, mask_p))
+    x = np.concatenate([normalise(augment_batch(data.x[batch], damage_p[batch], rng, erase_p, edge_p, data.scales, mask_p, screen_p))
                         for batch in (index[i : i + 512] for i in range(0, count, 512))])
     y = (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
     return mix_samples(x, y, rng, mixup_alpha) if mixup_alpha > 0 else (x, y)
@@ -520,7 +523,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     for epoch in range(config.epochs):
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, damage_p, train_targets,
-                               config.erase_p, config.mixup_alpha, config.edge_p, config.mask_p)
+                               config.erase_p, config.mixup_alpha, config.edge_p, config.mask_p, config.screen_p)
         if config.distill_seeds and teachers:
             y = distilled_targets(y, x, teachers, config.distill_weight)
         targets = y
@@ -691,7 +694,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per source, the label with the sharper faces gets the higher of the two --degrade-p rates")
     for flag, what in (("--erase-p", "a noise rectangle in each crop of a training sample"),
                        ("--edge-p", "simulated frame edges near the face, both labels alike"),
-                       ("--mask-p", "a drawn surgical mask on the face, both labels alike")):
+                       ("--mask-p", "a drawn surgical mask on the face, both labels alike"),
+                       ("--screen-p", "a drawn dark screen behind or beside the face, both labels alike")):
         recipe.add_argument(flag, type=probability, default=getattr(TrainConfig, flag[2:].replace("-", "_")),
                             help=f"probability of {what} (0 = off; default: %(default)s)")
     recipe.add_argument("--mixup-alpha", type=non_negative, default=TrainConfig.mixup_alpha,
@@ -721,7 +725,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        share_tuned_stem=args.share_tuned_stem, partner_architecture=args.partner_architecture,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
-                       mask_p=args.mask_p,
+                       mask_p=args.mask_p, screen_p=args.screen_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
                        distill_weight=args.distill_weight,
