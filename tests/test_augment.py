@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.augment import augment_batch, damage_by_label, frame_edges, surgical_masks
+from training.augment import augment_batch, background_screens, damage_by_label, frame_edges, surgical_masks
 from training.train import main as train_main, mix_samples
 
 
@@ -146,3 +146,36 @@ def test_the_stress_report_scores_masked_copies_of_the_faces() -> None:
     rows = {line.split()[0]: line.split() for line in stress_report(model, faces, 0.5).splitlines()[1:]}
     assert set(rows) == {"none", "blur", "downscale", "jpeg30", "face"}
     assert rows["face"][-2:] != rows["none"][-2:]  # mean P(real) of real faces and attacks moved with the mask
+
+
+def test_a_background_screen_stays_off_the_face_and_the_shoulders_at_one_place_in_every_tile() -> None:
+    crops = np.full((40, 64, 64, 6), 200, dtype=np.uint8)
+    drawn = crops.copy()
+    background_screens(drawn, np.arange(0, 40, 2), [1.5, 2.7], np.random.default_rng(4))
+    assert np.array_equal(drawn[1::2], crops[1::2])  # samples not asked for are untouched
+    seen = 0
+    for i in range(0, 40, 2):
+        for j, scale in enumerate((1.5, 2.7)):
+            changed = np.any(drawn[i, :, :, 3 * j : 3 * j + 3] != 200, axis=-1)
+            face = [int(round(32 + 64 * d / scale)) for d in (-0.5, 0.5)]
+            assert not changed[face[0] : face[1], face[0] : face[1]].any()  # the face box
+            assert not changed[int(np.ceil(32 + 64 * 0.42 / scale)) :, :].any()  # below the chin: shoulders, body
+        large = np.any(drawn[i, :, :, 3:] != 200, axis=-1)
+        small = np.any(drawn[i, :, :, :3] != 200, axis=-1)
+        seen += int(large.any())
+        # Every drawn pixel of the small tile, mapped into the large one, is drawn there too (to a pixel's rounding).
+        rows, cols = np.nonzero(small)
+        for r, c in zip(rows[::7], cols[::7]):
+            r_large, c_large = ((np.array([r, c]) + 0.5 - 32) * 1.5 / 2.7 + 32).astype(int)
+            assert large[max(r_large - 1, 0) : r_large + 2, max(c_large - 1, 0) : c_large + 2].any(), (i, r, c)
+    assert seen >= 15  # nearly every screen reaches into the wide tile
+
+
+def test_background_screens_are_off_by_default_and_leave_the_random_stream_alone() -> None:
+    crops = np.random.default_rng(1).integers(1, 256, (8, 64, 64, 6), dtype=np.uint8)
+    labels = np.array([0, 1] * 4)
+    plain = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5))
+    again = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), screen_p=0.0, scales=[1.5, 2.7])
+    assert np.array_equal(plain, again)
+    screened = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), screen_p=1.0, scales=[1.5, 2.7])
+    assert not np.array_equal(plain, screened)
