@@ -100,6 +100,7 @@ class TrainConfig:
     mask_p: float = 0.0
     # Probability of a drawn dark screen (switched-off TV, monitor) behind or beside a sample's face,
     # both labels alike (augment.background_screens): against "dark rectangle near the face = replay".
+    # 0 = off: 0.3 made held-up phones pass more often on the webcam sets (docs/training.md).
     screen_p: float = 0.0
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
