@@ -96,3 +96,31 @@ def test_a_loso_folder_refuses_folds_of_another_recipe(tmp_path: Path) -> None:
     legacy = {k: v for k, v in stored.items() if k not in ("ensemble", "flip_average", "degrade_p", "spectrum_weight")}
     (tmp_path / "config.json").write_text(json.dumps(legacy))
     claim_for_recipe(tmp_path, TrainConfig())
+
+
+def _examples_of(groups: list[str], origins: list[str]):
+    from training.examples import Examples
+
+    n = len(groups)
+    return Examples(np.zeros((n, 4, 4, 3), np.uint8), np.ones(n, int), np.array(groups), np.array(groups),
+                    np.array(["none"] * n), np.array(["frame"] * n), np.array(origins), np.zeros(n, int), 4, [1.5])
+
+
+def test_leaving_out_whole_setups_puts_each_database_in_one_fold(tmp_path: Path) -> None:
+    from training.evaluate import loso, sample_folds
+    from training.train import TrainConfig
+
+    groups = ["replay_attack_devel", "replay_attack_train", "webcam_spp77", "webcam_afzal91004", "nuaa", "nuaa", "jtboing"]
+    origins = ["a.jpg"] * 4 + ["frames/nuaa/real/0002_00_00_01_0.jpg", "frames/nuaa/real/0007_00_00_01_0.jpg", "b.jpg"]
+    data = _examples_of(groups, origins)
+    assert sample_folds(data).tolist() == ["replay_attack_devel", "replay_attack_train", "webcam_c", "webcam_a",
+                                           "nuaa", "nuaa", "crops_a"]
+    assert sample_folds(data, by_setup=True).tolist() == ["replay_attack", "replay_attack", "webcam", "webcam",
+                                                          "nuaa", "nuaa", "crops_a"]
+    assert sample_folds(data, nuaa_by_subject=True).tolist()[4:6] == ["nuaa_subjects_1-4", "nuaa_subjects_5-9"]
+    with pytest.raises(ValueError, match="choose one"):
+        sample_folds(data, nuaa_by_subject=True, by_setup=True)
+    # a fold name of the other split is refused before any training, naming the folds there are
+    with pytest.raises(ValueError, match="--folds webcam_a: not a fold of this split .*webcam, nuaa"):
+        loso(data, TrainConfig(), tmp_path / "run", only=["webcam_a"], by_setup=True)
+    assert not (tmp_path / "run").exists()

@@ -25,7 +25,7 @@ import numpy as np
 from training import metrics
 from training.calibrate import min_acer_threshold
 from training.data import data_dir
-from training.evaluate import sample_folds, write_scores
+from training.evaluate import SETUP_FOLDS, sample_folds, write_scores
 from training.examples import Examples, load_dataset
 
 # Groups of sources the figures are pooled over (the first is everything compared).
@@ -87,8 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     data = load_dataset(args.data, recipe["size"], recipe["scales"], crop_resize=recipe.get("crop_resize", "area"),
                         crop_border=recipe.get("crop_border", "black"))
-    nuaa_split = any(f.name.startswith("nuaa_subjects") for f in (first / "folds").glob("*.csv"))
-    folds = sample_folds(data, nuaa_by_subject=nuaa_split)
+    fold_files = [f.name.split(".")[0] for f in (first / "folds").glob("*.csv")]
+    nuaa_split = any(name.startswith("nuaa_subjects") for name in fold_files)
+    by_setup = any(name in SETUP_FOLDS.values() for name in fold_files)  # an `evaluate --by-setup` run
+    folds = sample_folds(data, nuaa_by_subject=nuaa_split, by_setup=by_setup)
     scored = data.variant == 0  # LOSO scores detector boxes only, in data order within each fold
 
     names = sorted({f.name.split(".")[0] for f in (first / "folds").glob("*.csv")})

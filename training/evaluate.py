@@ -205,14 +205,23 @@ def nuaa_subject_fold(origin: str) -> str:
     return "nuaa_subjects_1-4" if subject <= 4 else "nuaa_subjects_5-9"
 
 
-def sample_folds(data: Examples, nuaa_by_subject: bool = False) -> np.ndarray:
+# Leave-one-setup-out (`--by-setup`): every capture setup with more than one person is one fold,
+# so the model meets a database it has never seen, as it will meet MSU-MFSD or a new webcam.
+SETUP_FOLDS: dict[str, str] = {"replay_attack_devel": "replay_attack", "replay_attack_train": "replay_attack",
+                               **{source: "webcam" for source in FOLDS["webcam_a"] + FOLDS["webcam_b"] + FOLDS["webcam_c"]}}
+
+
+def sample_folds(data: Examples, nuaa_by_subject: bool = False, by_setup: bool = False) -> np.ndarray:
     """The LOSO fold of every sample; with nuaa_by_subject, NUAA is split into two groups of people.
 
     The NUAA split answers a different question from leaving all of NUAA out: how well the
     recipe does on *new people of a capture setup it was trained on* (the held-out prints are
-    other NUAA subjects).
+    other NUAA subjects). `by_setup` asks the other question for every setup: all of
+    Replay-Attack, all webcam sets and all of NUAA are one fold each (SETUP_FOLDS).
     """
-    folds = np.array([fold_of(g) for g in data.group])
+    if nuaa_by_subject and by_setup:
+        raise ValueError("--nuaa-by-subject splits NUAA by person and --by-setup keeps it whole: choose one")
+    folds = np.array([SETUP_FOLDS.get(g, fold_of(g)) if by_setup else fold_of(g) for g in data.group])
     if nuaa_by_subject:
         for i in np.nonzero(data.source == "nuaa")[0]:
             folds[i] = nuaa_subject_fold(data.origin[i])
@@ -262,17 +271,22 @@ def fold_teachers(train: Examples, config, folder: Path, fold: str, held_x: np.n
     return teachers
 
 
-def loso(data: Examples, config, out: Path, only: Sequence[str] = (), nuaa_by_subject: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def loso(data: Examples, config, out: Path, only: Sequence[str] = (), nuaa_by_subject: bool = False,
+         by_setup: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Train once per fold without it, score its detector-box crops; returns (fold per sample, scores).
 
     Scores of finished folds are kept in out/folds/*.csv so an interrupted run resumes.
     """
     from training.train import predict, train_model
 
-    folds = sample_folds(data, nuaa_by_subject)
+    folds = sample_folds(data, nuaa_by_subject, by_setup)
+    known = list(dict.fromkeys(folds.tolist()))
+    unknown = [f for f in only if f not in known]
+    if unknown:
+        raise ValueError(f"--folds {' '.join(unknown)}: not a fold of this split (folds: {', '.join(known)})")
     scores = np.full(len(data), np.nan)
     test_mask = data.variant == 0
-    names = [f for f in dict.fromkeys(folds.tolist()) if not only or f in only]
+    names = [f for f in known if not only or f in only]
     (out / "folds").mkdir(parents=True, exist_ok=True)
     claim_for_recipe(out, config)
     for number, fold in enumerate(names, 1):
@@ -313,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--folds", nargs="*", default=[], help="LOSO: run only these folds")
     parser.add_argument("--nuaa-by-subject", action="store_true",
                         help="LOSO: split NUAA into two folds of people instead of one fold (use with --folds nuaa_subjects_1-4 nuaa_subjects_5-9)")
+    parser.add_argument("--by-setup", action="store_true",
+                        help="LOSO: leave out whole capture setups (all of Replay-Attack, all webcam sets, all of NUAA: "
+                             "folds replay_attack, webcam, nuaa) to estimate a database never seen")
     parser.add_argument("--groups", nargs="*", default=[],
                         help="plain mode: score only these sources (e.g. replay_attack_devel)")
     parser.add_argument("--threshold", type=float, default=None, help="threshold to report at (default: the model's)")
@@ -342,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = load_dataset(args.data, config.size, config.scales, include_jitter=args.loso, crop_resize=config.crop_resize,
                             crop_border=config.crop_border)
         if args.loso:
-            folds, scores = loso(data, config, args.out, args.folds, args.nuaa_by_subject)
+            folds, scores = loso(data, config, args.out, args.folds, args.nuaa_by_subject, args.by_setup)
     except ValueError as error:
         print(f"evaluate: {error}", file=sys.stderr)
         return 2
