@@ -124,3 +124,26 @@ def test_leaving_out_whole_setups_puts_each_database_in_one_fold(tmp_path: Path)
     with pytest.raises(ValueError, match="--folds webcam_a: not a fold of this split .*webcam, nuaa"):
         loso(data, TrainConfig(), tmp_path / "run", only=["webcam_a"], by_setup=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_second_process_waits_for_the_gather_cache_lock(tmp_path: Path) -> None:
+    """Parallel LOSO runs must not gather into one cache folder at once: the second waits for the first."""
+    import subprocess
+    import sys
+    import time
+
+    from training.examples import cache_lock
+
+    cache = tmp_path / "gathered_x"
+    waiter = ("import sys, pathlib; from training.examples import cache_lock; d = pathlib.Path(sys.argv[1]); "
+              "(d / 'ready').write_text(''); c = cache_lock(d / 'gathered_x'); c.__enter__(); (d / 'got').write_text('')")
+    with cache_lock(cache):
+        other = subprocess.Popen([sys.executable, "-c", waiter, str(tmp_path)], cwd=Path(__file__).resolve().parent.parent)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "ready").exists()
+        time.sleep(0.5)
+        assert not (tmp_path / "got").exists()  # still waiting for the lock this process holds
+    assert other.wait(timeout=60) == 0
+    assert (tmp_path / "got").exists()

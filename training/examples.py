@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import hashlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -127,11 +129,24 @@ def load_dataset(dataset: Path, size: int, scales: list[float], jitter: int = 2,
     resize_tag = "" if crop_resize == "area" else f"_{crop_resize}"  # "area" caches predate the field
     resize_tag += "" if crop_border == "black" else f"_{crop_border}"  # and "black" ones
     cache = CACHE_DIR / f"gathered_{digest}_{size}_{scale_tag}_j{jitter}{resize_tag}"
-    if not (cache / "gather.json").is_file():
-        print(f"gathering {manifest} into {cache} (once)", file=sys.stderr)
-        gather(items_for(manifest), cache, size, scales, jitter=jitter, origin_root=manifest.parent,
-               crop_resize=crop_resize, crop_border=crop_border)
+    with cache_lock(cache):  # LOSO runs in parallel processes would otherwise gather into one folder at once
+        if not (cache / "gather.json").is_file():
+            print(f"gathering {manifest} into {cache} (once)", file=sys.stderr)
+            gather(items_for(manifest), cache, size, scales, jitter=jitter, origin_root=manifest.parent,
+                   crop_resize=crop_resize, crop_border=crop_border)
     return load_gathered(cache, include_jitter)
+
+
+@contextmanager
+def cache_lock(cache: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `cache` (a file beside it) while the block runs; other processes wait."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.parent / f"{cache.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def detector_box_examples(description: str, argv: Sequence[str] | None = None) -> Examples:
