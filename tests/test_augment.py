@@ -50,14 +50,16 @@ def test_frame_edges_black_out_the_same_face_relative_band_in_every_tile() -> No
                 assert abs(got - edge_small) <= 1.5, (edge_large, got, edge_small)
 
 
-def test_frame_edges_are_off_by_default_and_leave_the_random_stream_alone() -> None:
+@pytest.mark.parametrize("option", ["edge_p", "mask_p", "screen_p"])
+def test_optional_drawings_are_off_by_default_and_leave_the_random_stream_alone(option: str) -> None:
+    """Recipes without the option keep their exact random draws; with it on, the batch changes."""
     crops = np.random.default_rng(1).integers(1, 256, (8, 64, 64, 6), dtype=np.uint8)
     labels = np.array([0, 1] * 4)
     plain = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5))
-    again = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), edge_p=0.0, scales=[1.5, 2.7])
+    again = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), scales=[1.5, 2.7], **{option: 0.0})
     assert np.array_equal(plain, again)
-    edged = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), edge_p=1.0, scales=[1.5, 2.7])
-    assert not np.array_equal(plain, edged)
+    drawn = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), scales=[1.5, 2.7], **{option: 1.0})
+    assert not np.array_equal(plain, drawn)
 
 
 def test_an_unknown_fold_to_leave_out_is_refused(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,16 +121,6 @@ def test_a_drawn_mask_covers_the_lower_face_at_the_same_place_in_every_tile() ->
         assert np.abs(extents[0] - extents[1]).max() < 2 / (64 / 2.7)
 
 
-def test_face_masks_are_off_by_default_and_leave_the_random_stream_alone() -> None:
-    crops = np.random.default_rng(1).integers(1, 256, (8, 64, 64, 6), dtype=np.uint8)
-    labels = np.array([0, 1] * 4)
-    plain = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5))
-    again = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), scales=[1.5, 2.7], mask_p=0.0)
-    assert np.array_equal(plain, again)
-    masked = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), scales=[1.5, 2.7], mask_p=1.0)
-    assert not np.array_equal(plain, masked)
-
-
 def test_the_stress_report_scores_masked_copies_of_the_faces() -> None:
     from pathlib import Path
 
@@ -169,13 +161,3 @@ def test_a_background_screen_stays_off_the_face_and_the_shoulders_at_one_place_i
             r_large, c_large = ((np.array([r, c]) + 0.5 - 32) * 1.5 / 2.7 + 32).astype(int)
             assert large[max(r_large - 1, 0) : r_large + 2, max(c_large - 1, 0) : c_large + 2].any(), (i, r, c)
     assert seen >= 15  # nearly every screen reaches into the wide tile
-
-
-def test_background_screens_are_off_by_default_and_leave_the_random_stream_alone() -> None:
-    crops = np.random.default_rng(1).integers(1, 256, (8, 64, 64, 6), dtype=np.uint8)
-    labels = np.array([0, 1] * 4)
-    plain = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5))
-    again = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), screen_p=0.0, scales=[1.5, 2.7])
-    assert np.array_equal(plain, again)
-    screened = augment_batch(crops, damage_by_label(labels), np.random.default_rng(5), screen_p=1.0, scales=[1.5, 2.7])
-    assert not np.array_equal(plain, screened)
