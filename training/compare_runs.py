@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds = sample_folds(data, nuaa_by_subject=nuaa_split, by_setup=by_setup)
     scored = data.variant == 0  # LOSO scores detector boxes only, in data order within each fold
 
-    names = sorted({f.name.split(".")[0] for f in (first / "folds").glob("*.csv")})
+    names = sorted(set(fold_files))
     per_run: dict[str, dict[str, np.ndarray]] = {spec: {} for spec in args.runs}
     for fold in names:
         found = {spec: fold_scores(spec, fold) for spec in args.runs}
