@@ -62,6 +62,12 @@ def test_optional_drawings_are_off_by_default_and_leave_the_random_stream_alone(
     assert not np.array_equal(plain, drawn)
 
 
+def test_an_unknown_drawing_is_refused() -> None:
+    crops = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    with pytest.raises(TypeError, match="unknown drawing hat_p"):
+        augment_batch(crops, np.zeros(2), np.random.default_rng(0), hat_p=0.5)
+
+
 def test_an_unknown_fold_to_leave_out_is_refused(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         train_main(["--dataset", str(tmp_path), "--model", "x.onnx", "--leave-out", "crops_z"])
@@ -121,7 +127,7 @@ def test_a_drawn_mask_covers_the_lower_face_at_the_same_place_in_every_tile() ->
         assert np.abs(extents[0] - extents[1]).max() < 2 / (64 / 2.7)
 
 
-def test_the_stress_report_scores_masked_copies_of_the_faces() -> None:
+def test_the_stress_report_scores_masked_and_screened_copies_of_the_faces() -> None:
     from pathlib import Path
 
     from training.evaluate import stress_report
@@ -136,8 +142,9 @@ def test_the_stress_report_scores_masked_copies_of_the_faces() -> None:
     faces = Examples(np.random.default_rng(3).integers(0, 256, (n, size, size, 6), dtype=np.uint8), np.array([0, 1] * 4),
                      text("s"), text("s"), text("replay"), text("frame"), text("o"), text("v"), size, [1.5, 2.7])
     rows = {line.split()[0]: line.split() for line in stress_report(model, faces, 0.5).splitlines()[1:]}
-    assert set(rows) == {"none", "blur", "downscale", "jpeg30", "face"}
+    assert set(rows) == {"none", "blur", "downscale", "jpeg30", "face", "screen"}
     assert rows["face"][-2:] != rows["none"][-2:]  # mean P(real) of real faces and attacks moved with the mask
+    assert rows["screen"][-2:] != rows["none"][-2:]  # and with the screen
 
 
 def test_a_background_screen_stays_off_the_face_and_the_shoulders_at_one_place_in_every_tile() -> None:

@@ -38,29 +38,28 @@ def damage_by_label(labels: np.ndarray, degrade_p: tuple[float, float] = DEGRADE
 
 
 def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator, erase_p: float = 0.0,
-                  edge_p: float = 0.0, scales: Sequence[float] = (), mask_p: float = 0.0,
-                  screen_p: float = 0.0) -> np.ndarray:
+                  scales: Sequence[float] = (), **drawing_p: float) -> np.ndarray:
     """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks.
 
     `damage_p`: each sample's probability of quality damage (`damage_by_label`, or
     `training.train.damage_rates` per source).
     `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
-    `edge_p`: probability that a sample gets frame edges close to its face (`frame_edges`; needs
-    the tiles' crop `scales`).
-    `mask_p`: probability that a sample's face gets a drawn face mask (`surgical_masks`; needs `scales`).
-    `screen_p`: probability that a sample gets a dark screen in its background (`background_screens`; needs `scales`).
+    `drawing_p`: per drawing of DRAWINGS (edge_p: frame edges near the face, mask_p: a surgical
+    mask, screen_p: a dark screen in the background), the probability that a sample gets it; all
+    need the tiles' crop `scales`.
     """
+    unknown = set(drawing_p) - set(DRAWINGS)
+    if unknown:
+        raise TypeError(f"augment_batch: unknown drawing {', '.join(sorted(unknown))} (known: {', '.join(DRAWINGS)})")
     n, size, _, channels = x.shape
     tiles = channels // 3
     x = x.copy()
     flip = rng.random(n) < 0.5
     x[flip] = x[flip][:, :, ::-1]
-    if edge_p > 0:  # only when asked, so the draws below stay those of the recipes without it
-        frame_edges(x, np.nonzero(rng.random(n) < edge_p)[0], scales, rng)
-    if mask_p > 0:  # likewise
-        surgical_masks(x, np.nonzero(rng.random(n) < mask_p)[0], scales, rng)
-    if screen_p > 0:  # likewise
-        background_screens(x, np.nonzero(rng.random(n) < screen_p)[0], scales, rng)
+    for name, draw in DRAWINGS.items():
+        p = drawing_p.get(name, 0.0)
+        if p > 0:  # only when asked, so the draws below stay those of the recipes without it
+            draw(x, np.nonzero(rng.random(n) < p)[0], scales, rng)
     degrade = rng.random(n) < damage_p
     for i in np.nonzero(degrade)[0]:
         kind, amount, quality = int(rng.integers(0, 3)), float(rng.random()), int(rng.integers(25, 90))
@@ -219,3 +218,8 @@ def background_screens(x: np.ndarray, samples: np.ndarray, scales: Sequence[floa
                 rows = (np.arange(py0, py1) - (y0 + y1) / 2.0) / max(y1 - y0, 1)
                 shade = panel[None, None, :] + gradient * rows[:, None, None] * 2.0
                 tile[py0:py1, px0:px1] = np.clip(np.broadcast_to(shade, (py1 - py0, px1 - px0, 3)), 0, 255).astype(np.uint8)
+
+
+# The drawings augment_batch can add, by the name of their probability (TrainConfig fields and
+# --edge-p / --mask-p / --screen-p), in the order they are drawn: both labels alike, all off by default.
+DRAWINGS = {"edge_p": frame_edges, "mask_p": surgical_masks, "screen_p": background_screens}

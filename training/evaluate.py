@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from training import metrics
-from training.augment import surgical_masks
+from training.augment import background_screens, surgical_masks
 from training.examples import Examples, load_dataset
 
 # Leave-one-source-out folds. Training once per fold costs minutes on two shared CPU cores, so
@@ -140,12 +140,13 @@ def save_plots(labels: np.ndarray, scores: np.ndarray, threshold: float, out: Pa
 
 
 def stress_report(model_path: Path, data: Examples, threshold: float) -> str:
-    """BPCER of real faces and APCER of attacks after quality damage, or a drawn face mask, on every crop.
+    """BPCER of real faces and APCER of attacks after quality damage, or a drawing, on every crop.
 
     Many training attacks are smaller and blurrier than the real faces; a model that learned
     "blurry = fake" rejects real faces from a poor camera. This shows how far scores move. The
-    drawn surgical mask (augment.surgical_masks, same draws every run) stands in for masked people,
-    whom the data does not hold.
+    drawn surgical mask (augment.surgical_masks) stands in for masked people, whom the data does
+    not hold; the drawn switched-off screen beside the face (augment.background_screens) for a
+    television or dark chair back behind a real person. Both use the same draws every run.
     """
     import cv2
 
@@ -165,14 +166,16 @@ def stress_report(model_path: Path, data: Examples, threshold: float) -> str:
                 out[i, :, :, 3 * j : 3 * j + 3] = tile
         return out
 
-    def masked(x: np.ndarray) -> np.ndarray:
+    def drawn(x: np.ndarray, draw) -> np.ndarray:
         out = x.copy()
-        surgical_masks(out, np.arange(len(out)), data.scales, np.random.default_rng(0))
+        draw(out, np.arange(len(out)), data.scales, np.random.default_rng(0))
         return out
 
+    drawings = {"face mask": surgical_masks, "screen": background_screens}
+
     lines = [f"quality stress at threshold {threshold:.4f}: {'damage':<12}{'BPCER':>7}{'APCER':>7}{'mean P(real) real':>19}{'attack':>8}"]
-    for how in ("none", "blur", "downscale", "jpeg30", "face mask"):
-        x = data.x if how == "none" else masked(data.x) if how == "face mask" else damaged(data.x, how)
+    for how in ("none", "blur", "downscale", "jpeg30", *drawings):
+        x = data.x if how == "none" else drawn(data.x, drawings[how]) if how in drawings else damaged(data.x, how)
         copy = dataclasses.replace(data, x=x)
         s = scores_from_model(model_path, copy)
         lines.append(f"{'':<40}{how:<12}{_fmt(metrics.bpcer(data.y, s, threshold)):>7}{_fmt(metrics.apcer(data.y, s, threshold)):>7}"

@@ -15,14 +15,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from liveness.crop import CROP_BORDERS, CROP_RESIZES
-from training.augment import DEGRADE_P, augment_batch, damage_by_label
+from training.augment import DEGRADE_P, DRAWINGS, augment_batch, damage_by_label
 from training.examples import Examples, load_dataset, tile_channels
 from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 
@@ -132,6 +132,10 @@ class TrainConfig:
     # (seeds seed, seed + 1, ...) see just those tiles; the exported graph averages them all.
     # [] = every member sees every tile.
     member_scales: list[list[float]] = field(default_factory=list)
+
+    def drawing_p(self) -> dict[str, float]:
+        """The probabilities of augment.DRAWINGS (edge_p, mask_p, screen_p) this recipe asks for."""
+        return {name: getattr(self, name) for name in DRAWINGS}
 
     def __post_init__(self) -> None:
         if self.distill_seeds and self.three_way:
@@ -328,14 +332,15 @@ def damage_rates(data: Examples, degrade_p: tuple[float, float]) -> np.ndarray:
 
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
                     damage_p: np.ndarray, targets: np.ndarray | None = None,
-                    erase_p: float = 0.0, mixup_alpha: float = 0.0, edge_p: float = 0.0,
-                    mask_p: float = 0.0, screen_p: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                    erase_p: float = 0.0, mixup_alpha: float = 0.0,
+                    drawing_p: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real).
 
     `damage_p`: each example's probability of quality damage (augment.damage_by_label or damage_rates).
+    `drawing_p`: probabilities of augment.DRAWINGS by name (TrainConfig.drawing_p).
     """
     index = rng.choice(len(data), size=count, p=probabilities)
-    x = np.concatenate([normalise(augment_batch(data.x[batch], damage_p[batch], rng, erase_p, edge_p, data.scales, mask_p, screen_p))
+    x = np.concatenate([normalise(augment_batch(data.x[batch], damage_p[batch], rng, erase_p, data.scales, **(drawing_p or {})))
                         for batch in (index[i : i + 512] for i in range(0, count, 512))])
     y = (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
     return mix_samples(x, y, rng, mixup_alpha) if mixup_alpha > 0 else (x, y)
@@ -524,7 +529,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     for epoch in range(config.epochs):
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, damage_p, train_targets,
-                               config.erase_p, config.mixup_alpha, config.edge_p, config.mask_p, config.screen_p)
+                               config.erase_p, config.mixup_alpha, config.drawing_p())
         if config.distill_seeds and teachers:
             y = distilled_targets(y, x, teachers, config.distill_weight)
         targets = y
