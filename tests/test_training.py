@@ -772,3 +772,64 @@ def test_a_deep_context_partner_trains_on_the_first_members_tuned_first_stage(ga
     graph = onnx.load(str(model_path)).graph
     kernels = {init.name: list(init.dims) for init in graph.initializer}
     assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2  # one per tile
+
+
+def test_mixstyle_mixes_feature_statistics_in_training_only() -> None:
+    import keras
+
+    from training.livenessnet import MixStyle
+
+    rng = np.random.default_rng(8)
+    pattern = rng.normal(0, 1, (4, 6, 6, 3)).astype(np.float32)
+    means = rng.uniform(-3, 3, (4, 1, 1, 3)).astype(np.float32)
+    spreads = rng.uniform(0.5, 4, (4, 1, 1, 3)).astype(np.float32)
+    pattern = (pattern - pattern.mean(axis=(1, 2), keepdims=True)) / pattern.std(axis=(1, 2), keepdims=True)
+    x = pattern * spreads + means  # each sample's channels have exactly these means and spreads
+    keras.utils.set_random_seed(3)
+    layer = MixStyle(p=1.0, alpha=0.1)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(MixStyle(p=0.0)(x, training=True)), x)
+    mixed = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert not np.allclose(mixed, x, atol=1e-3)
+    # The spatial pattern of every channel is kept; only its mean and spread move...
+    out_mean, out_spread = mixed.mean(axis=(1, 2), keepdims=True), mixed.std(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose((mixed - out_mean) / out_spread, pattern, atol=1e-3)
+    # ... to one mix w * own + (1 - w) * another sample's, with the same w for the mean and the spread of a sample.
+    for i in range(4):
+        fits = []
+        for j in range(4):
+            w_mean = (out_mean[i] - means[j]) / (means[i] - means[j]) if j != i else None
+            if j == i:
+                fits.append(np.allclose(out_mean[i], means[i], atol=1e-3) and np.allclose(out_spread[i], spreads[i], atol=1e-3))
+                continue
+            w = float(np.median(w_mean))
+            fits.append(-1e-3 <= w <= 1 + 1e-3 and np.allclose(out_mean[i], w * means[i] + (1 - w) * means[j], atol=1e-3)
+                        and np.allclose(out_spread[i], w * spreads[i] + (1 - w) * spreads[j], atol=1e-3))
+        assert any(fits), f"sample {i}'s statistics are no mix of two samples'"
+    keras.utils.set_random_seed(3)
+    again = keras.ops.convert_to_numpy(MixStyle(p=1.0, alpha=0.1)(x, training=True))
+    np.testing.assert_array_equal(again, mixed)  # the global seed decides the draws
+
+
+@needs_data
+@needs_weights
+def test_mixstyle_trains_the_pair_and_leaves_the_export_unchanged(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
+    import onnx
+
+    from training.livenessnet import MixStyle, build
+    from training.train import TrainConfig
+
+    model_path = tmp_path / "mixstyle.onnx"
+    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
+                      "--partner-architecture", "res10_deep_context", "--mixstyle-p", "1.0")
+    for member in combined[0]:  # one MixStyle per tile after res10's first stage, in both members
+        assert len([layer for layer in member.layers if isinstance(layer, MixStyle)]) == 2
+    assert LivenessModel(model_path).metadata.training["config"]["mixstyle_p"] == 1.0  # export passed parity
+    graph = onnx.load(str(model_path)).graph
+    assert not [n.op_type for n in graph.node if "Random" in n.op_type]  # the identity at inference
+    kernels = {init.name: list(init.dims) for init in graph.initializer}
+    assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2
+    with pytest.raises(ValueError, match="--mixstyle-p"):
+        TrainConfig(architecture="mobile", mixstyle_p=0.5)
+    with pytest.raises(ValueError, match="MixStyle"):
+        build("res10_deep", 32, 6, mixstyle_p=0.5)

@@ -19,6 +19,45 @@ from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 INPUT_NAME = "image"
 
 
+@keras.saving.register_keras_serializable(package="liveness")
+class MixStyle(layers.Layer):
+    """Training only: each sample's per-channel feature statistics mixed with another sample's (MixStyle).
+
+    Early feature maps carry a capture setup's "style" (exposure, colour, sensor noise) in their
+    per-channel mean and spread. With probability `p` per batch, every sample's map is normalised
+    by its own statistics and rescaled by a mix (weight ~ Beta(alpha, alpha)) of its own and those
+    of a randomly drawn other sample of the batch, so that the layers after it see setups that do
+    not exist and cannot lean on one setup's style (Zhou et al., ICLR 2021, for domain
+    generalisation). At inference the layer is the identity: the exported graph is unchanged.
+    """
+
+    def __init__(self, p: float = 0.5, alpha: float = 0.1, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.p, self.alpha, self.seed = float(p), float(alpha), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.p <= 0:
+            return x
+        ops = keras.ops
+        batch = ops.shape(x)[0]
+        mean = ops.stop_gradient(ops.mean(x, axis=(1, 2), keepdims=True))
+        spread = ops.stop_gradient(ops.sqrt(ops.var(x, axis=(1, 2), keepdims=True) + 1e-6))
+        partner = keras.random.shuffle(ops.arange(batch), seed=self.seed_generator)
+        weight = keras.random.beta((batch, 1, 1, 1), self.alpha, self.alpha, seed=self.seed_generator)
+        mixed_mean = weight * mean + (1.0 - weight) * ops.take(mean, partner, axis=0)
+        mixed_spread = weight * spread + (1.0 - weight) * ops.take(spread, partner, axis=0)
+        mixed = (x - mean) / spread * mixed_spread + mixed_mean
+        apply = keras.random.uniform((), seed=self.seed_generator) < self.p
+        return ops.where(apply, mixed, x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.p, "alpha": self.alpha, "seed": self.seed}
+
+
 def livenessnet(size: int = 32, channels: int = 3, widths: Sequence[int] = (16, 32), dense: int = 64, classes: int = 2) -> keras.Model:
     """The seed's LivenessNet as a functional model."""
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
@@ -104,6 +143,7 @@ def livenessnet_res10(
     freeze_stem: bool = False,
     stem_depth: int = 1,
     deep_tiles: Sequence[int] | None = None,
+    mixstyle_p: float = 0.0,
 ) -> keras.Model:
     """The mobile classifier on a pretrained stem: res10's first layers (training.pretrained) read every tile.
 
@@ -113,6 +153,7 @@ def livenessnet_res10(
     `freeze_stem` (then its batch norms keep res10's statistics too). `stem_depth` 2 takes res10's
     second residual stage too (8 x 8 x 128 a tile); with `deep_tiles` only those tiles go through it
     (it costs most of the network), the others take the first stage and a separable stride-2 block.
+    `mixstyle_p` > 0: a MixStyle layer (training only) on every tile's res10 first-stage features.
     """
     from training.pretrained import FIRST_STAGE_NAME, SECOND_STAGE_NAME, res10_stem
 
@@ -127,11 +168,18 @@ def livenessnet_res10(
         # member of another architecture can share that stage's computation (split_at_first_stage).
         first, second = stem.get_layer(FIRST_STAGE_NAME), stem.get_layer(SECOND_STAGE_NAME)
         first_features = [layers.Identity(name=f"{FIRST_STAGE_FEATURES}_{i}")(first(tile)) for i, tile in enumerate(tiles)]
+        first_features = [_mixstyle(f, mixstyle_p, i) for i, f in enumerate(first_features)]
         features = [second(f) if i in deep_tiles else _separable(f, 64, 2) for i, f in enumerate(first_features)]
     else:
-        features = [stem(tile) for tile in tiles]
+        features = [_mixstyle(stem(tile), mixstyle_p, i) for i, tile in enumerate(tiles)]
     x = layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else layers.Identity(name=STEM_FEATURES)(features[0])
     return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_res10")
+
+
+def _mixstyle(x, p: float, tile: int):
+    """`x` through a MixStyle layer (training only) when `p` > 0, else `x` itself (the graph of recipes without it)."""
+    # No seed of its own: keras.utils.set_random_seed (train.configure_tensorflow) makes its draws repeat.
+    return MixStyle(p, name=f"mixstyle_{tile}")(x) if p > 0 else x
 
 
 def livenessnet_res10_deep(size: int = 64, channels: int = 6, classes: int = 2, freeze_stem: bool = False) -> keras.Model:
@@ -140,10 +188,11 @@ def livenessnet_res10_deep(size: int = 64, channels: int = 6, classes: int = 2, 
                              freeze_stem=freeze_stem, stem_depth=2)
 
 
-def livenessnet_res10_deep_context(size: int = 64, channels: int = 6, classes: int = 2, freeze_stem: bool = False) -> keras.Model:
+def livenessnet_res10_deep_context(size: int = 64, channels: int = 6, classes: int = 2, freeze_stem: bool = False,
+                                   mixstyle_p: float = 0.0) -> keras.Model:
     """livenessnet_res10_deep with only the last tile (the widest crop) through res10's second stage, one block after: ~0.7x the cost."""
     return livenessnet_res10(size=size, channels=channels, blocks=RES10_DEEP_CONTEXT_BLOCKS, classes=classes,
-                             freeze_stem=freeze_stem, stem_depth=2, deep_tiles=(channels // 3 - 1,))
+                             freeze_stem=freeze_stem, stem_depth=2, deep_tiles=(channels // 3 - 1,), mixstyle_p=mixstyle_p)
 
 
 def split_at_stem(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -225,8 +274,12 @@ def with_pooled_features(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.output, unit], name=model.name + "_with_features")
 
 
+# Architectures that can take MixStyle on res10's first-stage features (build's mixstyle_p).
+MIXSTYLE_ARCHITECTURES = ("res10", "res10_deep_context")
+
+
 def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False,
-          freeze_stem: bool = False) -> keras.Model:
+          freeze_stem: bool = False, mixstyle_p: float = 0.0) -> keras.Model:
     """A fresh model by name ("livenessnet" = the seed, "mobile" = 1.0's variant, "res10", "res10_deep", "res10_deep_context" = on res10's stem)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
@@ -236,7 +289,11 @@ def build(architecture: str, size: int, channels: int, classes: int = 2, standar
         return livenessnet_mobile(size=size, channels=channels, classes=classes, standardise=True)
     if freeze_stem and architecture not in PRETRAINED_STEM_ARCHITECTURES:
         raise ValueError(f"only {', '.join(PRETRAINED_STEM_ARCHITECTURES)} have a pretrained stem to freeze")
+    if mixstyle_p > 0 and architecture not in MIXSTYLE_ARCHITECTURES:
+        raise ValueError(f"MixStyle is built for {', '.join(MIXSTYLE_ARCHITECTURES)} only, not {architecture}")
     extra = {"freeze_stem": True} if freeze_stem else {}
+    if mixstyle_p > 0:
+        extra["mixstyle_p"] = mixstyle_p
     return ARCHITECTURES[architecture](size=size, channels=channels, classes=classes, **extra)
 
 

@@ -102,6 +102,9 @@ class TrainConfig:
     # both labels alike (augment.background_screens): against "dark rectangle near the face = replay".
     # 0 = off: 0.3 made held-up phones pass more often on the webcam sets (docs/training.md).
     screen_p: float = 0.0
+    # Probability per training batch that MixStyle mixes the samples' per-channel statistics of
+    # res10's first-stage features (livenessnet.MixStyle: a setup's style must not decide); 0 = off.
+    mixstyle_p: float = 0.0
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
     # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles);
@@ -160,6 +163,11 @@ class TrainConfig:
         if self.share_tuned_stem and (self.architecture not in ("res10", "res10_deep") or self.freeze_stem
                                       or self.member_scales):
             raise ValueError("--share-tuned-stem needs --architecture res10 or res10_deep, without --freeze-stem or --member-scales")
+        if self.mixstyle_p > 0:
+            from training.livenessnet import MIXSTYLE_ARCHITECTURES
+
+            if not {self.architecture, self.partner_architecture or self.architecture} <= set(MIXSTYLE_ARCHITECTURES):
+                raise ValueError(f"--mixstyle-p needs --architecture {' or '.join(MIXSTYLE_ARCHITECTURES)}")
         if self.partner_architecture and (not self.share_tuned_stem or self.architecture != "res10"
                                           or self.partner_architecture not in PARTNER_ARCHITECTURES):
             raise ValueError(f"--partner-architecture needs --architecture res10 --share-tuned-stem and one of "
@@ -478,7 +486,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     from training.metrics import roc_auc
 
     model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2,
-                  standardise=config.input_standardise, freeze_stem=config.freeze_stem)
+                  standardise=config.input_standardise, freeze_stem=config.freeze_stem, mixstyle_p=config.mixstyle_p)
     if stem_from is not None:
         from training.pretrained import FIRST_STAGE_NAME, STEM_NAME
 
@@ -704,6 +712,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                        ("--screen-p", "a drawn dark screen behind or beside the face, both labels alike")):
         recipe.add_argument(flag, type=probability, default=getattr(TrainConfig, flag[2:].replace("-", "_")),
                             help=f"probability of {what} (0 = off; default: %(default)s)")
+    recipe.add_argument("--mixstyle-p", type=probability, default=TrainConfig.mixstyle_p,
+                        help="res10 architectures: probability per batch of mixing the samples' feature statistics after "
+                             "res10's first stage (MixStyle, training only; 0 = off; default: %(default)s)")
     recipe.add_argument("--mixup-alpha", type=non_negative, default=TrainConfig.mixup_alpha,
                         help="blend training samples and their targets, weight ~ Beta(alpha, alpha) (0 = off; default: %(default)s)")
     recipe.add_argument("--average-last", type=probability, default=TrainConfig.average_last,
@@ -731,7 +742,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        share_tuned_stem=args.share_tuned_stem, partner_architecture=args.partner_architecture,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
-                       mask_p=args.mask_p, screen_p=args.screen_p,
+                       mask_p=args.mask_p, screen_p=args.screen_p, mixstyle_p=args.mixstyle_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
                        distill_weight=args.distill_weight,
