@@ -795,17 +795,15 @@ def test_mixstyle_mixes_feature_statistics_in_training_only() -> None:
     out_mean, out_spread = mixed.mean(axis=(1, 2), keepdims=True), mixed.std(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose((mixed - out_mean) / out_spread, pattern, atol=1e-3)
     # ... to one mix w * own + (1 - w) * another sample's, with the same w for the mean and the spread of a sample.
+    def is_mix(i: int, j: int) -> bool:
+        if j == i:  # mixed with itself (or w = 1): unchanged
+            return np.allclose(out_mean[i], means[i], atol=1e-3) and np.allclose(out_spread[i], spreads[i], atol=1e-3)
+        w = float(np.median((out_mean[i] - means[j]) / (means[i] - means[j])))
+        return (-1e-3 <= w <= 1 + 1e-3 and np.allclose(out_mean[i], w * means[i] + (1 - w) * means[j], atol=1e-3)
+                and np.allclose(out_spread[i], w * spreads[i] + (1 - w) * spreads[j], atol=1e-3))
+
     for i in range(4):
-        fits = []
-        for j in range(4):
-            w_mean = (out_mean[i] - means[j]) / (means[i] - means[j]) if j != i else None
-            if j == i:
-                fits.append(np.allclose(out_mean[i], means[i], atol=1e-3) and np.allclose(out_spread[i], spreads[i], atol=1e-3))
-                continue
-            w = float(np.median(w_mean))
-            fits.append(-1e-3 <= w <= 1 + 1e-3 and np.allclose(out_mean[i], w * means[i] + (1 - w) * means[j], atol=1e-3)
-                        and np.allclose(out_spread[i], w * spreads[i] + (1 - w) * spreads[j], atol=1e-3))
-        assert any(fits), f"sample {i}'s statistics are no mix of two samples'"
+        assert any(is_mix(i, j) for j in range(4)), f"sample {i}'s statistics are no mix of two samples'"
     keras.utils.set_random_seed(3)
     again = keras.ops.convert_to_numpy(MixStyle(p=1.0, alpha=0.1)(x, training=True))
     np.testing.assert_array_equal(again, mixed)  # the global seed decides the draws
