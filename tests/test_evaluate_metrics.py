@@ -68,3 +68,34 @@ def test_missing_class_gives_nan_not_error() -> None:
 def test_length_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError):
         metrics.apcer([0, 1], np.array([0.1]), 0.5)
+
+
+def test_cluster_bootstrap_resamples_whole_clusters() -> None:
+    values = np.repeat([0.0, 1.0], 100)  # two people, each with 100 identical faces
+    people = np.repeat(["a", "b"], 100)
+    mean = lambda i: float(values[i].mean())  # noqa: E731
+    # Two people: a draw holds a twice, b twice or one of each, so the mean is 0, 0.5 or 1 ...
+    assert metrics.cluster_bootstrap(people, mean) == (0.0, 1.0)
+    # ... while the same faces taken one by one would claim the mean is known to a few points.
+    low, high = metrics.cluster_bootstrap(np.arange(200).astype(str), mean)
+    assert 0.4 < low < 0.5 < high < 0.6
+    nan = metrics.cluster_bootstrap(["a"] * 5, mean)  # one person: no interval
+    assert nan[0] != nan[0] and nan[1] != nan[1]
+    # Draws where the statistic is nan (a label missing) are left out rather than poisoning the interval.
+    labels, scores = np.array([1, 1, 0, 0]), np.array([0.9, 0.8, 0.2, 0.1])
+    auc = metrics.cluster_bootstrap(["p", "p", "q", "q"], lambda i: metrics.roc_auc(labels[i], scores[i]))
+    assert auc == (1.0, 1.0)
+    never = metrics.cluster_bootstrap(["p", "q"], lambda i: float("nan"))  # no valid draw at all
+    assert never[0] != never[0] and never[1] != never[1]
+    # The same seed gives the same interval.
+    assert metrics.cluster_bootstrap(np.arange(200).astype(str), mean) == (low, high)
+
+
+def test_person_of_names_the_client_the_subject_or_the_source() -> None:
+    from training.examples import person_of
+
+    ra = "frames/replay_attack/fake/devel__attack__hand__attack_print_client012_session01_highdef_photo_adverse/frame_0.jpg"
+    assert person_of("replay_attack", ra) == "replay_attack/client012"
+    assert person_of("nuaa", "frames/nuaa/fake/0003__0003_00_00_01_10.jpg") == "nuaa/0003"
+    assert person_of("webcam_spp77", "frames/webcam_spp77/real/1.jpg") == "webcam_spp77"
+    assert person_of("tranvanluyt2203", "videos/tranvanluyt2203/real.mp4") == "tranvanluyt2203"

@@ -831,3 +831,41 @@ def test_mixstyle_trains_the_pair_and_leaves_the_export_unchanged(gathered: Path
         TrainConfig(architecture="mobile", mixstyle_p=0.5)
     with pytest.raises(ValueError, match="MixStyle"):
         build("res10_deep", 32, 6, mixstyle_p=0.5)
+
+
+def _examples(y: list[int], source: list[str], origin: list[str]):
+    from training.examples import Examples
+
+    n = len(y)
+    return Examples(x=np.zeros((n, 2, 2, 3), np.uint8), y=np.array(y), source=np.array(source), group=np.array(source),
+                    attack=np.array(["none" if label else "replay" for label in y]), kind=np.array(["frame"] * n),
+                    origin=np.array(origin), variant=np.zeros(n, np.int64), size=2, scales=[1.5])
+
+
+def test_reports_give_intervals_over_people_and_paired_differences(capsys: pytest.CaptureFixture) -> None:
+    from training.compare_runs import print_differences
+    from training.evaluate import markdown_table, report
+
+    # Four webcam sets (four people), each with two real faces and two attacks.
+    sets = [f"webcam_{k}" for k in "abcd" for _ in range(4)]
+    data = _examples([1, 1, 0, 0] * 4, sets, [f"{s}/{i}.jpg" for i, s in enumerate(sets)])
+    scores = np.array([0.9, 0.8, 0.2, 0.1, 0.9, 0.4, 0.2, 0.1, 0.9, 0.8, 0.6, 0.1, 0.7, 0.8, 0.2, 0.3])
+    text, figures = report(data, scores, 0.5, "test")
+    assert figures["all"]["people"] == 4
+    low, high = figures["all"]["acer_ci95"]
+    assert 0.0 <= low <= figures["all"]["acer"] <= high <= 0.25  # no draw of these sets is worse than 25%
+    assert "95% interval over 4 people or capture setups" in text.splitlines()[-1]
+    assert "95% interval over 4 people" in markdown_table(figures, 0.5).splitlines()[0]
+    one = _examples([1, 0], ["webcam_a"] * 2, ["a/0.jpg", "a/1.jpg"])
+    assert "interval" not in report(one, np.array([0.9, 0.1]), 0.5, "one person")[0]  # no interval from one person
+    # A run against itself differs by exactly 0; a run that fixes one set's error gains within its interval.
+    better = scores.copy()
+    better[5] = 0.9  # set b's rejected real face now passes
+    print_differences(data, {"A": (scores, 0.5), "B": (scores, 0.5), "C": (better, 0.5)}, "A")
+    lines = capsys.readouterr().out.splitlines()
+    row_b = next(line for line in lines[lines.index(next(x for x in lines if x.startswith("B minus A"))):] if line.strip().startswith("all"))
+    assert row_b.split()[1:] == ["4", "+0.000", "[+0.000,", "+0.000]", "+0.0", "[+0.0,", "+0.0]"]
+    row_c = next(line for line in lines[lines.index(next(x for x in lines if x.startswith("C minus A"))):] if line.strip().startswith("all"))
+    gain = row_c.split()
+    assert gain[5] == "-6.2"  # BPCER 1/8 -> 0 at APCER 1/8: ACER 12.5% -> 6.25%
+    assert float(gain[6].strip("[,")) <= -6.2 <= float(gain[7].strip("]")) <= 0.0

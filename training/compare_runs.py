@@ -8,7 +8,10 @@ with its scores of the mirrored crops (what `--flip-average` computes). Only fol
 has are compared. Prints the ROC AUC per fold, then per run the pooled AUC and EER, the threshold
 with the lowest (APCER + BPCER) / 2 (`training.calibrate --min-acer`) and, at that threshold,
 APCER / BPCER / ACER per group of sources (APCER over all attacks, as calibrate counts it);
-`--threshold T` reports every run at T instead (a shipped model's threshold).
+`--threshold T` reports every run at T instead (a shipped model's threshold). Every run after the
+first also gets, per group, its difference in AUC and ACER to the first run with a paired 95%
+interval that resamples whole people or capture setups (metrics.cluster_bootstrap): a difference
+whose interval holds 0 is one these folds cannot tell from a different draw of people.
 `--write-scores FILE` saves the last run's pooled out-of-fold scores in `evaluate`'s oof_scores.csv
 form, so `training.calibrate --scores FILE` can set an ensemble's threshold from its members' runs.
 """
@@ -25,7 +28,7 @@ import numpy as np
 from training import metrics
 from training.calibrate import min_acer_threshold
 from training.data import data_dir
-from training.evaluate import SETUP_FOLDS, sample_folds, write_scores
+from training.evaluate import SETUP_FOLDS, people_of, sample_folds, write_scores
 from training.examples import Examples, load_dataset
 
 # Groups of sources the figures are pooled over (the first is everything compared).
@@ -64,6 +67,40 @@ def print_source(test: Examples, scores: np.ndarray, threshold: float, source: s
     shares = [f"{k} {'real' if label else 'fake'} {100 * np.mean(s[sel] >= threshold):.1f}% of {int(sel.sum())}"
               for k in sorted(set(kind.tolist())) for label in (1, 0) if (sel := (kind == k) & (y == label)).any()]
     print(f"  {source}: {auc}; called live: " + ", ".join(shares))
+
+
+def print_differences(test: Examples, pooled: dict[str, tuple[np.ndarray, float]], base: str) -> None:
+    """Per group, each run's AUC and ACER minus `base`'s, with paired 95% intervals over people (cluster bootstrap)."""
+    people = people_of(test)  # small enough to compute again rather than pass around
+    base_scores, base_threshold = pooled[base]
+
+    def acer(y: np.ndarray, s: np.ndarray, t: float) -> float:
+        return 50 * (metrics.apcer(y, s, t) + metrics.bpcer(y, s, t))
+
+    for spec, (scores, threshold) in pooled.items():
+        if spec == base:
+            continue
+        print(f"\n{spec} minus {base}: paired 95% intervals over people or capture setups ({metrics.BOOTSTRAP_DRAWS} draws)")
+        print(f"  {'group':24s} {'people':>6s} {'AUC':>24s} {'ACER (points)':>24s}")
+        for group, select in GROUPS.items():
+            mask = np.nonzero(select(test))[0]
+            y = test.y[mask]
+            if len(set(y.tolist())) < 2:
+                continue
+            new, old = scores[mask], base_scores[mask]
+
+            def auc_gain(i: np.ndarray) -> float:
+                return metrics.roc_auc(y[i], new[i]) - metrics.roc_auc(y[i], old[i])
+
+            def acer_change(i: np.ndarray) -> float:
+                return acer(y[i], new[i], threshold) - acer(y[i], old[i], base_threshold)
+
+            whole = np.arange(len(mask))
+            cells = []
+            for statistic, digits in ((auc_gain, 3), (acer_change, 1)):
+                low, high = metrics.cluster_bootstrap(people[mask], statistic)
+                cells.append(f"{statistic(whole):+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]")
+            print(f"  {group:24s} {len(set(people[mask].tolist())):6d} {cells[0]:>24s} {cells[1]:>24s}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     held = np.isin(folds, common) & scored
     test = data.subset(held)
+    pooled: dict[str, tuple[np.ndarray, float]] = {}  # per run: its pooled scores and the threshold it is reported at
+    people = people_of(test)
     for spec in args.runs:
         scores = np.full(len(data), np.nan)
         for fold in common:
@@ -122,17 +161,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         threshold = own if args.threshold is None else args.threshold
         print(f"\n{spec}: pooled AUC {metrics.roc_auc(test.y, scores):.3f}, EER {100 * metrics.eer(test.y, scores)[0]:.1f}%, "
               f"lowest (APCER + BPCER) / 2 at threshold {own:.4f}" + ("" if args.threshold is None else f"; reported at {threshold:.4f}"))
-        print(f"  {'group':24s} {'real':>5s} {'attack':>6s} {'APCER':>6s} {'BPCER':>6s} {'ACER':>6s} {'AUC':>6s}")
+        print(f"  {'group':24s} {'real':>5s} {'attack':>6s} {'APCER':>6s} {'BPCER':>6s} {'ACER':>6s} {'AUC':>6s}"
+              f"  {'ACER 95% over people':>20s}")
         for group, select in GROUPS.items():
             mask = select(test)
             y, s = test.y[mask], scores[mask]
             if len(set(y.tolist())) < 2:
                 continue
             apcer, bpcer = metrics.apcer(y, s, threshold), metrics.bpcer(y, s, threshold)
+            low, high = metrics.cluster_bootstrap(
+                people[mask], lambda i: 50 * (metrics.apcer(y[i], s[i], threshold) + metrics.bpcer(y[i], s[i], threshold)))
             print(f"  {group:24s} {int(y.sum()):5d} {int((1 - y).sum()):6d} {100 * apcer:6.1f} {100 * bpcer:6.1f} "
-                  f"{50 * (apcer + bpcer):6.1f} {metrics.roc_auc(y, s):6.3f}")
+                  f"{50 * (apcer + bpcer):6.1f} {metrics.roc_auc(y, s):6.3f}  {f'{low:.1f}-{high:.1f}':>20s}")
         for source in args.sources:
             print_source(test, scores, threshold, source)
+        pooled[spec] = scores, threshold
+    if len(args.runs) > 1:
+        print_differences(test, pooled, args.runs[0])
     if args.write_scores is not None:
         write_scores(args.write_scores, test, scores, folds[held])
         print(f"\n{args.runs[-1]}: pooled out-of-fold scores of {len(scores)} faces -> {args.write_scores}")

@@ -27,7 +27,7 @@ import numpy as np
 
 from training import metrics
 from training.augment import background_screens, surgical_masks
-from training.examples import Examples, load_dataset
+from training.examples import Examples, load_dataset, person_of
 
 # Leave-one-source-out folds. Training once per fold costs minutes on two shared CPU cores, so
 # sources are left out in 10 groups rather than 30 one at a time (stricter, not easier: each
@@ -73,9 +73,35 @@ def _fmt(value: float) -> str:
     return "  n/a" if value != value else f"{100 * value:5.1f}"
 
 
+def people_of(data: Examples) -> np.ndarray:
+    """Every sample's person or capture setup (examples.person_of): what confidence intervals resample."""
+    return np.array([person_of(source, origin) for source, origin in zip(data.source, data.origin)], dtype=str)
+
+
+def intervals(data: Examples, scores: np.ndarray, threshold: float) -> dict[str, object]:
+    """95% intervals of ACER (worst attack type) and ROC AUC, resampling whole people (metrics.cluster_bootstrap)."""
+    people = people_of(data)
+    acer = metrics.cluster_bootstrap(people, lambda i: metrics.acer(data.y[i], scores[i], threshold, data.attack[i]))
+    auc = metrics.cluster_bootstrap(people, lambda i: metrics.roc_auc(data.y[i], scores[i]))
+    return {"people": len(set(people.tolist())), "acer_ci95": list(acer), "auc_ci95": list(auc)}
+
+
+def interval_line(f: dict) -> str:
+    """One sentence with the "all" row's intervals (empty when there are none)."""
+    if "acer_ci95" not in f or f["acer_ci95"][0] != f["acer_ci95"][0]:
+        return ""
+    (a, b), (c, d) = f["acer_ci95"], f["auc_ci95"]
+    return (f"All: 95% interval over {f['people']} people or capture setups drawn with replacement "
+            f"({metrics.BOOTSTRAP_DRAWS} draws): ACER {100 * a:.1f}-{100 * b:.1f}%, AUC {c:.3f}-{d:.3f}.")
+
+
 def report(data: Examples, scores: np.ndarray, threshold: float, title: str) -> tuple[str, dict]:
-    """A text table (overall, per attack type, per source) and the same figures as a dict."""
+    """A text table (overall, per attack type, per source) and the same figures as a dict.
+
+    The overall row also gets 95% intervals that resample whole people (`intervals`).
+    """
     figures: dict[str, dict] = {"all": metrics.summary(data.y, scores, threshold, data.attack)}
+    figures["all"].update(intervals(data, scores, threshold))
     lines = [f"{title}: threshold {threshold:.4f}  (figures in %, AUC as a fraction)"]
     head = f"{'source':<28}{'real':>6}{'fake':>6}{'APCER':>7}{'BPCER':>7}{'ACER':>7}{'EER':>7}{'AUC':>7}{'BPCER@5':>9}  APCER per attack"
     lines.append(head)
@@ -89,6 +115,8 @@ def report(data: Examples, scores: np.ndarray, threshold: float, title: str) -> 
         auc = "  n/a" if f["auc"] != f["auc"] else f"{f['auc']:.3f}"
         lines.append(f"{key:<28}{f['n_real']:>6}{f['n_attack']:>6}{_fmt(f['apcer']):>7}{_fmt(f['bpcer']):>7}{_fmt(f['acer']):>7}"
                      f"{_fmt(f['eer']):>7}{auc:>7}{_fmt(f['bpcer_at_apcer5']):>9}  {per_type}")
+    if interval_line(figures["all"]):
+        lines.append(interval_line(figures["all"]))
     return "\n".join(lines), figures
 
 
@@ -100,7 +128,8 @@ def markdown_table(figures: dict[str, dict], threshold: float) -> str:
         auc = "n/a" if f["auc"] != f["auc"] else f"{f['auc']:.3f}"
         lines.append(f"| {key} | {f['n_real']} | {f['n_attack']} | {_fmt(f['apcer']).strip()} | {_fmt(f['bpcer']).strip()} | "
                      f"{_fmt(f['acer']).strip()} | {_fmt(f['eer']).strip()} | {auc} | {_fmt(f['bpcer_at_apcer5']).strip()} |")
-    return f"At threshold {threshold:.4f}; figures in %.\n\n" + "\n".join(lines)
+    note = interval_line(figures.get("all", {}))
+    return f"At threshold {threshold:.4f}; figures in %." + (f" {note}" if note else "") + "\n\n" + "\n".join(lines)
 
 
 def save_plots(labels: np.ndarray, scores: np.ndarray, threshold: float, out: Path, title: str) -> None:

@@ -6,6 +6,7 @@ import csv
 import fcntl
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -72,6 +73,21 @@ def split_group(source: str, origin: str) -> str:
     if source == "replay_attack":
         name = Path(origin).parent.name
         return "replay_attack_devel" if name.startswith("devel") else "replay_attack_train"
+    return source
+
+
+def person_of(source: str, origin: str) -> str:
+    """Who a sample shows, as far as the data says: the unit a confidence interval resamples.
+
+    Replay-Attack names its client in the folder, NUAA its subject at the start of the file name;
+    every other source is one person or one capture setup (a webcam set is one student's room,
+    with other people only on the screens held up), so the source itself is the unit.
+    """
+    if source == "replay_attack":
+        client = re.search(r"client(\d+)", origin)
+        return f"replay_attack/client{client.group(1)}" if client else source
+    if source == "nuaa":
+        return f"nuaa/{Path(origin).name.split('_')[0]}"
     return source
 
 

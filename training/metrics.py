@@ -8,10 +8,14 @@ Scores are P(real); a face is accepted as real when score >= threshold. Labels: 
 - ACER = (APCER + BPCER) / 2.
 - EER: the error where APCER = BPCER as the threshold moves.
 - BPCER@APCER=x: BPCER at the lowest threshold whose APCER <= x (BPCER20 for x = 5%).
+
+Confidence intervals (`cluster_bootstrap`) resample whole people or capture setups, not faces:
+the frames of one person are near-duplicates, and resampling them one by one would claim a
+certainty that a few dozen people cannot give.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -123,3 +127,33 @@ def summary(labels: Sequence[int], scores: Sequence[float], threshold: float, at
         for kind, value in apcer_by_attack(y, s, attacks, threshold).items():
             out[f"apcer_{kind}"] = value
     return out
+
+
+BOOTSTRAP_DRAWS = 1000
+
+
+def cluster_bootstrap(clusters: Sequence[str], statistic: Callable[[np.ndarray], float], draws: int = BOOTSTRAP_DRAWS,
+                      seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of `statistic(indices)` over resamples that draw whole clusters with replacement.
+
+    `clusters[i]` names sample i's cluster (a person, a capture setup); each draw picks as many
+    clusters as there are, with replacement, and passes the indices of all their samples.
+    `statistic` may compare two runs on the same samples (a paired difference). Draws where it
+    is nan (a label missing) are left out; (nan, nan) with fewer than two clusters or no valid draw.
+    """
+    names, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    if names.size < 2:
+        return float("nan"), float("nan")
+    members = [np.nonzero(inverse == k)[0] for k in range(names.size)]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(draws):
+        picked = rng.integers(0, names.size, names.size)
+        value = statistic(np.concatenate([members[k] for k in picked]))
+        if value == value:
+            values.append(value)
+    if not values:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
