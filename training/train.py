@@ -709,12 +709,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, what in (("--erase-p", "a noise rectangle in each crop of a training sample"),
                        ("--edge-p", "simulated frame edges near the face, both labels alike"),
                        ("--mask-p", "a drawn surgical mask on the face, both labels alike"),
-                       ("--screen-p", "a drawn dark screen behind or beside the face, both labels alike")):
+                       ("--screen-p", "a drawn dark screen behind or beside the face, both labels alike"),
+                       ("--mixstyle-p", "mixing a batch's feature statistics after res10's first stage (MixStyle; "
+                                        "res10 architectures, training only)")):
         recipe.add_argument(flag, type=probability, default=getattr(TrainConfig, flag[2:].replace("-", "_")),
                             help=f"probability of {what} (0 = off; default: %(default)s)")
-    recipe.add_argument("--mixstyle-p", type=probability, default=TrainConfig.mixstyle_p,
-                        help="res10 architectures: probability per batch of mixing the samples' feature statistics after "
-                             "res10's first stage (MixStyle, training only; 0 = off; default: %(default)s)")
     recipe.add_argument("--mixup-alpha", type=non_negative, default=TrainConfig.mixup_alpha,
                         help="blend training samples and their targets, weight ~ Beta(alpha, alpha) (0 = off; default: %(default)s)")
     recipe.add_argument("--average-last", type=probability, default=TrainConfig.average_last,
