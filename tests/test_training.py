@@ -844,7 +844,7 @@ def _examples(y: list[int], source: list[str], origin: list[str]):
 
 def test_reports_give_intervals_over_people_and_paired_differences(capsys: pytest.CaptureFixture) -> None:
     from training.compare_runs import print_differences
-    from training.evaluate import markdown_table, report
+    from training.evaluate import markdown_table, people_of, report
 
     # Four webcam sets (four people), each with two real faces and two attacks.
     sets = [f"webcam_{k}" for k in "abcd" for _ in range(4)]
@@ -861,7 +861,7 @@ def test_reports_give_intervals_over_people_and_paired_differences(capsys: pytes
     # A run against itself differs by exactly 0; a run that fixes one set's error gains within its interval.
     better = scores.copy()
     better[5] = 0.9  # set b's rejected real face now passes
-    print_differences(data, {"A": (scores, 0.5), "B": (scores, 0.5), "C": (better, 0.5)}, "A")
+    print_differences(data, people_of(data), {"A": (scores, 0.5), "B": (scores, 0.5), "C": (better, 0.5)}, "A")
     lines = capsys.readouterr().out.splitlines()
     row_b = next(line for line in lines[lines.index(next(x for x in lines if x.startswith("B minus A"))):] if line.strip().startswith("all"))
     assert row_b.split()[1:] == ["4", "+0.000", "[+0.000,", "+0.000]", "+0.0", "[+0.0,", "+0.0]"]

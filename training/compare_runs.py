@@ -69,9 +69,8 @@ def print_source(test: Examples, scores: np.ndarray, threshold: float, source: s
     print(f"  {source}: {auc}; called live: " + ", ".join(shares))
 
 
-def print_differences(test: Examples, pooled: dict[str, tuple[np.ndarray, float]], base: str) -> None:
-    """Per group, each run's AUC and ACER minus `base`'s, with paired 95% intervals over people (cluster bootstrap)."""
-    people = people_of(test)  # small enough to compute again rather than pass around
+def print_differences(test: Examples, people: np.ndarray, pooled: dict[str, tuple[np.ndarray, float]], base: str) -> None:
+    """Per group, each run's AUC and ACER minus `base`'s, with paired 95% intervals over `people` (cluster bootstrap)."""
     base_scores, base_threshold = pooled[base]
 
     def acer(y: np.ndarray, s: np.ndarray, t: float) -> float:
@@ -177,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_source(test, scores, threshold, source)
         pooled[spec] = scores, threshold
     if len(args.runs) > 1:
-        print_differences(test, pooled, args.runs[0])
+        print_differences(test, people, pooled, args.runs[0])
     if args.write_scores is not None:
         write_scores(args.write_scores, test, scores, folds[held])
         print(f"\n{args.runs[-1]}: pooled out-of-fold scores of {len(scores)} faces -> {args.write_scores}")
