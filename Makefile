@@ -9,7 +9,7 @@ WEIGHTS := face_detector/weights/.fetched
 DATA ?= ../shared/data
 SOURCE ?=
 
-.PHONY: setup run demo test train train-fast evaluate evaluate-videos loso calibrate bench fuzz soak clean
+.PHONY: setup run demo test train train-fast evaluate evaluate-videos loso loso-setup calibrate bench fuzz soak clean
 
 setup: $(STAMP) $(WEIGHTS)
 
@@ -75,6 +75,18 @@ loso: setup
 	for seed in $(SEEDS); do \
 		$(PY) -m training.evaluate --loso --nuaa-by-subject --data $(DATA) --out $(LOSO_OUT)_$$seed --seed $$seed $(RECIPE) || exit 1; \
 	done
+
+# Whole capture setups left out (all of NUAA, all of Replay-Attack, all webcam sets: a database never
+# seen), per seed, at the shipped threshold; then the seeds side by side with intervals over people.
+SETUP_OUT ?= runs/loso_setup
+# The shipped model's threshold (metadata.threshold; models/MODEL_CARD.md).
+SETUP_THRESHOLD ?= 0.4932
+loso-setup: setup
+	for seed in $(SEEDS); do \
+		$(PY) -m training.evaluate --loso --by-setup --data $(DATA) --out $(SETUP_OUT)_$$seed --seed $$seed --threshold $(SETUP_THRESHOLD) \
+			--folds nuaa replay_attack webcam $(RECIPE) || exit 1; \
+	done
+	$(PY) -m training.compare_runs $(foreach seed,$(SEEDS),$(SETUP_OUT)_$(seed)) --threshold $(SETUP_THRESHOLD)
 
 train: loso
 	$(PY) -m training.train --dataset $(DATA) --model models/liveness.onnx --plot runs/plot.png --version $(VERSION) $(RECIPE)
