@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.augment import augment_batch, background_screens, damage_by_label, frame_edges, surgical_masks
+from training.augment import augment_batch, background_people, background_screens, damage_by_label, frame_edges, surgical_masks
 from training.train import main as train_main, mix_samples
 
 
@@ -50,7 +50,7 @@ def test_frame_edges_black_out_the_same_face_relative_band_in_every_tile() -> No
                 assert abs(got - edge_small) <= 1.5, (edge_large, got, edge_small)
 
 
-@pytest.mark.parametrize("option", ["edge_p", "mask_p", "screen_p"])
+@pytest.mark.parametrize("option", ["edge_p", "mask_p", "screen_p", "bystander_p"])
 def test_optional_drawings_are_off_by_default_and_leave_the_random_stream_alone(option: str) -> None:
     """Recipes without the option keep their exact random draws; with it on, the batch changes."""
     crops = np.random.default_rng(1).integers(1, 256, (8, 64, 64, 6), dtype=np.uint8)
@@ -142,9 +142,10 @@ def test_the_stress_report_scores_masked_and_screened_copies_of_the_faces() -> N
     faces = Examples(np.random.default_rng(3).integers(0, 256, (n, size, size, 6), dtype=np.uint8), np.array([0, 1] * 4),
                      text("s"), text("s"), text("replay"), text("frame"), text("o"), text("v"), size, [1.5, 2.7])
     rows = {line.split()[0]: line.split() for line in stress_report(model, faces, 0.5).splitlines()[1:]}
-    assert set(rows) == {"none", "blur", "downscale", "jpeg30", "face", "screen"}
+    assert set(rows) == {"none", "blur", "downscale", "jpeg30", "face", "screen", "bystander"}
     assert rows["face"][-2:] != rows["none"][-2:]  # mean P(real) of real faces and attacks moved with the mask
     assert rows["screen"][-2:] != rows["none"][-2:]  # and with the screen
+    assert rows["bystander"][-2:] != rows["none"][-2:]  # and with a bystander
 
 
 def test_a_background_screen_stays_off_the_face_and_the_shoulders_at_one_place_in_every_tile() -> None:
@@ -168,3 +169,37 @@ def test_a_background_screen_stays_off_the_face_and_the_shoulders_at_one_place_i
             r_large, c_large = ((np.array([r, c]) + 0.5 - 32) * 1.5 / 2.7 + 32).astype(int)
             assert large[max(r_large - 1, 0) : r_large + 2, max(c_large - 1, 0) : c_large + 2].any(), (i, r, c)
     assert seen >= 15  # nearly every screen reaches into the wide tile
+
+
+def test_a_bystander_is_another_samples_face_off_the_face_and_the_shoulders_at_one_place_in_every_tile() -> None:
+    # Sample k is filled with the grey level 10 + 6 k, so a pasted pixel tells whose face it came from.
+    crops = np.stack([np.full((64, 64, 6), 10 + 6 * k, dtype=np.uint8) for k in range(40)])
+    drawn = crops.copy()
+    background_people(drawn, np.arange(0, 40, 2), [1.5, 2.7], np.random.default_rng(4))
+    assert np.array_equal(drawn[1::2], crops[1::2])  # samples not asked for are untouched
+    seen = 0
+    for i in range(0, 40, 2):
+        own = 10 + 6 * i
+        for j, scale in enumerate((1.5, 2.7)):
+            tile = drawn[i, :, :, 3 * j : 3 * j + 3].astype(int)
+            changed = np.any(tile != own, axis=-1)
+            face = [int(round(32 + 64 * d / scale)) for d in (-0.5, 0.5)]
+            assert not changed[face[0] : face[1], face[0] : face[1]].any()  # the face box
+            assert not changed[int(np.ceil(32 + 64 * 0.42 / scale)) :, :].any()  # below the chin: shoulders, body
+            if changed.any():
+                # Blended towards one other sample's level: every changed pixel lies between the two.
+                levels = tile[changed][:, 0]
+                donor = 10 + 6 * np.arange(40)
+                fits = [d for d in donor if d != own and np.all((levels - own) * (d - own) >= 0) and np.all(np.abs(levels - own) <= abs(d - own))]
+                assert fits, (i, j)
+                # Soft edges: some pixels are only partly the bystander's (no hard rectangle).
+                assert np.any((levels != own) & (np.abs(levels - own) < np.abs(fits[0] - own)))
+        large = np.any(drawn[i, :, :, 3:] != own, axis=-1)
+        small = np.any(drawn[i, :, :, :3] != own, axis=-1)
+        seen += int(large.any())
+        # The same face-relative place in both tiles: pixels of the small tile, mapped into the large one.
+        rows, cols = np.nonzero(small)
+        for r, c in zip(rows[::7], cols[::7]):
+            r_large, c_large = ((np.array([r, c]) + 0.5 - 32) * 1.5 / 2.7 + 32).astype(int)
+            assert large[max(r_large - 1, 0) : r_large + 2, max(c_large - 1, 0) : c_large + 2].any(), (i, r, c)
+    assert seen >= 15  # nearly every bystander reaches into the wide tile

@@ -45,8 +45,8 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
     `training.train.damage_rates` per source).
     `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
     `drawing_p`: per drawing of DRAWINGS (edge_p: frame edges near the face, mask_p: a surgical
-    mask, screen_p: a dark screen in the background), the probability that a sample gets it; all
-    need the tiles' crop `scales`.
+    mask, screen_p: a dark screen in the background, bystander_p: another sample's face beside the
+    face), the probability that a sample gets it; all need the tiles' crop `scales`.
     """
     unknown = set(drawing_p) - set(DRAWINGS)
     if unknown:
@@ -220,6 +220,49 @@ def background_screens(x: np.ndarray, samples: np.ndarray, scales: Sequence[floa
                 tile[py0:py1, px0:px1] = np.clip(np.broadcast_to(shade, (py1 - py0, px1 - px0, 3)), 0, 255).astype(np.uint8)
 
 
+def background_people(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
+    """Paste, in place, another sample's face as a bystander beside or above the face of `samples`.
+
+    Real people are often seen with others behind them (an office; NUAA's subjects 4 and 6, whose
+    real faces 1.4's recipe rejects when NUAA is left out whole), and a model that learnt "a second
+    face near the face = a screen showing people" rejects them: with a face of the set pasted
+    beside each face (the "bystander" row of `evaluate --stress`), 1.4 rejects 8.1% of Replay-Attack
+    devel's real people instead of 5.3% (docs/training.md). The bystander is the closest tile of
+    another sample of the batch (head and shoulders; an attack's face too, as labels are not known
+    here), blended through a soft head-shaped mask, so no rectangle edge looks like a screen; at one
+    face-relative place in every tile, never over the face box or the shoulders (face units: the
+    box's larger side; tile j spans scales[j] of them). Both labels alike.
+    """
+    if len(x) < 2 or not len(samples) or scales[0] <= 0:
+        return
+    size = x.shape[1]
+    donors = x[:, :, :, 0:3].copy()  # as they were before any bystander was pasted
+    for i in samples:
+        donor = donors[(i + 1 + int(rng.integers(len(x) - 1))) % len(x)]  # any sample but this one
+        width = rng.uniform(0.5, 1.0) * scales[0]  # the donor's face at 0.5-1 face units; its tile spans scales[0]
+        rx, ry = 0.36 * width, 0.46 * width  # the head-shaped mask's radii
+        cx = (1 if rng.random() < 0.5 else -1) * (0.6 + rx + rng.uniform(0.0, 0.8))
+        cy = rng.uniform(-1.2, 0.36 - ry)
+        for j, scale in enumerate(scales):
+            if scale <= 0:
+                continue  # a native-pixel tile has no face-relative extent
+            unit = size / scale
+            side = max(2, int(round(width * unit)))
+            x0, y0 = int(round(cx * unit + size / 2.0 - side / 2.0)), int(round(cy * unit + size / 2.0 - 0.48 * side))
+            tx0, ty0, tx1, ty1 = max(x0, 0), max(y0, 0), min(x0 + side, size), min(y0 + side, size)
+            if tx0 >= tx1 or ty0 >= ty1:
+                continue  # the bystander lies beyond this tile
+            face = cv2.resize(donor, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+            rows, cols = np.mgrid[0:side, 0:side] + 0.5
+            inside = ((cols - side / 2.0) / (0.36 * side)) ** 2 + ((rows - 0.48 * side) / (0.46 * side)) ** 2
+            alpha = np.clip((1.0 - inside) / 0.3, 0.0, 1.0)[..., None]
+            tile = x[i, :, :, 3 * j : 3 * j + 3]
+            region = tile[ty0:ty1, tx0:tx1].astype(np.float32)
+            a, f = alpha[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0], face[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0]
+            tile[ty0:ty1, tx0:tx1] = np.clip(a * f + (1.0 - a) * region + 0.5, 0, 255).astype(np.uint8)
+
+
 # The drawings augment_batch can add, by the name of their probability (TrainConfig fields and
-# --edge-p / --mask-p / --screen-p), in the order they are drawn: both labels alike, all off by default.
-DRAWINGS = {"edge_p": frame_edges, "mask_p": surgical_masks, "screen_p": background_screens}
+# --edge-p / --mask-p / --screen-p / --bystander-p), in the order they are drawn: both labels alike,
+# all off by default.
+DRAWINGS = {"edge_p": frame_edges, "mask_p": surgical_masks, "screen_p": background_screens, "bystander_p": background_people}

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from training import metrics
-from training.augment import background_screens, surgical_masks
+from training.augment import background_people, background_screens, surgical_masks
 from training.examples import Examples, load_dataset, person_of
 
 # Leave-one-source-out folds. Training once per fold costs minutes on two shared CPU cores, so
@@ -175,7 +175,8 @@ def stress_report(model_path: Path, data: Examples, threshold: float) -> str:
     "blurry = fake" rejects real faces from a poor camera. This shows how far scores move. The
     drawn surgical mask (augment.surgical_masks) stands in for masked people, whom the data does
     not hold; the drawn switched-off screen beside the face (augment.background_screens) for a
-    television or dark chair back behind a real person. Both use the same draws every run.
+    television or dark chair back behind a real person; another face of the set pasted beside each
+    face (augment.background_people) for people standing behind. All use the same draws every run.
     """
     import cv2
 
@@ -200,7 +201,7 @@ def stress_report(model_path: Path, data: Examples, threshold: float) -> str:
         draw(out, np.arange(len(out)), data.scales, np.random.default_rng(0))
         return out
 
-    drawings = {"face mask": surgical_masks, "screen": background_screens}
+    drawings = {"face mask": surgical_masks, "screen": background_screens, "bystander": background_people}
 
     lines = [f"quality stress at threshold {threshold:.4f}: {'damage':<12}{'BPCER':>7}{'APCER':>7}{'mean P(real) real':>19}{'attack':>8}"]
     for how in ("none", "blur", "downscale", "jpeg30", *drawings):

@@ -102,6 +102,9 @@ class TrainConfig:
     # both labels alike (augment.background_screens): against "dark rectangle near the face = replay".
     # 0 = off: 0.3 made held-up phones pass more often on the webcam sets (docs/training.md).
     screen_p: float = 0.0
+    # Probability of another sample's face pasted beside or above a sample's face, both labels alike
+    # (augment.background_people): against "a second face nearby = a screen showing people". 0 = off.
+    bystander_p: float = 0.0
     # Probability per training batch that MixStyle mixes the samples' per-channel statistics of
     # res10's first-stage features (livenessnet.MixStyle: a setup's style must not decide); 0 = off.
     mixstyle_p: float = 0.0
@@ -137,7 +140,7 @@ class TrainConfig:
     member_scales: list[list[float]] = field(default_factory=list)
 
     def drawing_p(self) -> dict[str, float]:
-        """The probabilities of augment.DRAWINGS (edge_p, mask_p, screen_p) this recipe asks for."""
+        """The probabilities of augment.DRAWINGS (edge_p, mask_p, screen_p, bystander_p) this recipe asks for."""
         return {name: getattr(self, name) for name in DRAWINGS}
 
     def __post_init__(self) -> None:
@@ -710,6 +713,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                        ("--edge-p", "simulated frame edges near the face, both labels alike"),
                        ("--mask-p", "a drawn surgical mask on the face, both labels alike"),
                        ("--screen-p", "a drawn dark screen behind or beside the face, both labels alike"),
+                       ("--bystander-p", "another sample's face pasted beside or above the face, both labels alike"),
                        ("--mixstyle-p", "mixing a batch's feature statistics after res10's first stage (MixStyle; "
                                         "res10 architectures, training only)")):
         recipe.add_argument(flag, type=probability, default=getattr(TrainConfig, flag[2:].replace("-", "_")),
@@ -741,7 +745,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        share_tuned_stem=args.share_tuned_stem, partner_architecture=args.partner_architecture,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
-                       mask_p=args.mask_p, screen_p=args.screen_p, mixstyle_p=args.mixstyle_p,
+                       mask_p=args.mask_p, screen_p=args.screen_p, bystander_p=args.bystander_p, mixstyle_p=args.mixstyle_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
                        distill_weight=args.distill_weight,
