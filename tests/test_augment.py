@@ -148,58 +148,54 @@ def test_the_stress_report_scores_masked_and_screened_copies_of_the_faces() -> N
     assert rows["bystander"][-2:] != rows["none"][-2:]  # and with a bystander
 
 
+def _drawn_off_the_face_at_one_place(drawn: np.ndarray, background: np.ndarray, samples: range) -> int:
+    """Check what a background drawing changed in 64 px tiles at 1.5x and 2.7x; return how many reach the wide tile.
+
+    Per sample drawn on: nothing changed over the face box or below the chin (shoulders, body) in
+    either tile, and every changed pixel of the small tile, mapped into the large one, is changed
+    there too (to a pixel's rounding): one face-relative place in both tiles.
+    """
+    seen = 0
+    for i in samples:
+        changed = [np.any(drawn[i, :, :, 3 * j : 3 * j + 3] != background[i], axis=-1) for j in range(2)]
+        for j, scale in enumerate((1.5, 2.7)):
+            face = [int(round(32 + 64 * d / scale)) for d in (-0.5, 0.5)]
+            assert not changed[j][face[0] : face[1], face[0] : face[1]].any()  # the face box
+            assert not changed[j][int(np.ceil(32 + 64 * 0.42 / scale)) :, :].any()  # below the chin
+        seen += int(changed[1].any())
+        rows, cols = np.nonzero(changed[0])
+        for r, c in zip(rows[::7], cols[::7]):
+            r_large, c_large = ((np.array([r, c]) + 0.5 - 32) * 1.5 / 2.7 + 32).astype(int)
+            assert changed[1][max(r_large - 1, 0) : r_large + 2, max(c_large - 1, 0) : c_large + 2].any(), (i, r, c)
+    return seen
+
+
 def test_a_background_screen_stays_off_the_face_and_the_shoulders_at_one_place_in_every_tile() -> None:
     crops = np.full((40, 64, 64, 6), 200, dtype=np.uint8)
     drawn = crops.copy()
     background_screens(drawn, np.arange(0, 40, 2), [1.5, 2.7], np.random.default_rng(4))
     assert np.array_equal(drawn[1::2], crops[1::2])  # samples not asked for are untouched
-    seen = 0
-    for i in range(0, 40, 2):
-        for j, scale in enumerate((1.5, 2.7)):
-            changed = np.any(drawn[i, :, :, 3 * j : 3 * j + 3] != 200, axis=-1)
-            face = [int(round(32 + 64 * d / scale)) for d in (-0.5, 0.5)]
-            assert not changed[face[0] : face[1], face[0] : face[1]].any()  # the face box
-            assert not changed[int(np.ceil(32 + 64 * 0.42 / scale)) :, :].any()  # below the chin: shoulders, body
-        large = np.any(drawn[i, :, :, 3:] != 200, axis=-1)
-        small = np.any(drawn[i, :, :, :3] != 200, axis=-1)
-        seen += int(large.any())
-        # Every drawn pixel of the small tile, mapped into the large one, is drawn there too (to a pixel's rounding).
-        rows, cols = np.nonzero(small)
-        for r, c in zip(rows[::7], cols[::7]):
-            r_large, c_large = ((np.array([r, c]) + 0.5 - 32) * 1.5 / 2.7 + 32).astype(int)
-            assert large[max(r_large - 1, 0) : r_large + 2, max(c_large - 1, 0) : c_large + 2].any(), (i, r, c)
-    assert seen >= 15  # nearly every screen reaches into the wide tile
+    assert _drawn_off_the_face_at_one_place(drawn, np.full(40, 200), range(0, 40, 2)) >= 15  # nearly every screen reaches the wide tile
 
 
 def test_a_bystander_is_another_samples_face_off_the_face_and_the_shoulders_at_one_place_in_every_tile() -> None:
     # Sample k is filled with the grey level 10 + 6 k, so a pasted pixel tells whose face it came from.
-    crops = np.stack([np.full((64, 64, 6), 10 + 6 * k, dtype=np.uint8) for k in range(40)])
+    levels_of = 10 + 6 * np.arange(40)
+    crops = np.stack([np.full((64, 64, 6), level, dtype=np.uint8) for level in levels_of])
     drawn = crops.copy()
     background_people(drawn, np.arange(0, 40, 2), [1.5, 2.7], np.random.default_rng(4))
     assert np.array_equal(drawn[1::2], crops[1::2])  # samples not asked for are untouched
-    seen = 0
+    assert _drawn_off_the_face_at_one_place(drawn, levels_of, range(0, 40, 2)) >= 15  # nearly every bystander reaches the wide tile
     for i in range(0, 40, 2):
-        own = 10 + 6 * i
-        for j, scale in enumerate((1.5, 2.7)):
+        own = int(levels_of[i])
+        for j in range(2):
             tile = drawn[i, :, :, 3 * j : 3 * j + 3].astype(int)
-            changed = np.any(tile != own, axis=-1)
-            face = [int(round(32 + 64 * d / scale)) for d in (-0.5, 0.5)]
-            assert not changed[face[0] : face[1], face[0] : face[1]].any()  # the face box
-            assert not changed[int(np.ceil(32 + 64 * 0.42 / scale)) :, :].any()  # below the chin: shoulders, body
-            if changed.any():
-                # Blended towards one other sample's level: every changed pixel lies between the two.
-                levels = tile[changed][:, 0]
-                donor = 10 + 6 * np.arange(40)
-                fits = [d for d in donor if d != own and np.all((levels - own) * (d - own) >= 0) and np.all(np.abs(levels - own) <= abs(d - own))]
-                assert fits, (i, j)
-                # Soft edges: some pixels are only partly the bystander's (no hard rectangle).
-                assert np.any((levels != own) & (np.abs(levels - own) < np.abs(fits[0] - own)))
-        large = np.any(drawn[i, :, :, 3:] != own, axis=-1)
-        small = np.any(drawn[i, :, :, :3] != own, axis=-1)
-        seen += int(large.any())
-        # The same face-relative place in both tiles: pixels of the small tile, mapped into the large one.
-        rows, cols = np.nonzero(small)
-        for r, c in zip(rows[::7], cols[::7]):
-            r_large, c_large = ((np.array([r, c]) + 0.5 - 32) * 1.5 / 2.7 + 32).astype(int)
-            assert large[max(r_large - 1, 0) : r_large + 2, max(c_large - 1, 0) : c_large + 2].any(), (i, r, c)
-    assert seen >= 15  # nearly every bystander reaches into the wide tile
+            levels = tile[np.any(tile != own, axis=-1)][:, 0]
+            if not levels.size:
+                continue
+            # Blended towards one other sample's level: every changed pixel lies between the two ...
+            fits = [d for d in levels_of if d != own and np.all((levels - own) * (d - own) >= 0)
+                    and np.all(np.abs(levels - own) <= abs(d - own))]
+            assert fits, (i, j)
+            # ... and some only partly (soft edges, no hard rectangle).
+            assert np.any(np.abs(levels - own) < abs(fits[0] - own))
