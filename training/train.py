@@ -103,10 +103,12 @@ class TrainConfig:
     # 0 = off: 0.3 made held-up phones pass more often on the webcam sets (docs/training.md).
     screen_p: float = 0.0
     # Probability of another sample's face pasted beside or above a sample's face, both labels alike
-    # (augment.background_people): against "a second face nearby = a screen showing people". 0 = off.
+    # (augment.background_people): against "a second face nearby = a screen showing people". 0 = off:
+    # 0.3 ranked NUAA left out whole worse and did not rescue its rejected sessions (docs/training.md).
     bystander_p: float = 0.0
     # Probability per training batch that MixStyle mixes the samples' per-channel statistics of
-    # res10's first-stage features (livenessnet.MixStyle: a setup's style must not decide); 0 = off.
+    # res10's first-stage features (livenessnet.MixStyle: a setup's style must not decide). 0 = off:
+    # 0.5 ranked setups never seen worse on a second seed (docs/training.md).
     mixstyle_p: float = 0.0
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
