@@ -310,6 +310,16 @@ def test_compare_runs_writes_an_ensembles_out_of_fold_scores(gathered: Path, tmp
     first = np.round(member_scores[0], 6)
     apcer, bpcer = 100 * metrics.apcer(faces.y, first, 0.5), 100 * metrics.bpcer(faces.y, first, 0.5)
     assert row.split()[3:6] == [f"{apcer:.1f}", f"{bpcer:.1f}", f"{(apcer + bpcer) / 2:.1f}"]
+    # --folds: only the named folds are compared; a second finished fold of another part of the data
+    # (scores of other faces, here of another length) is left out instead of breaking the comparison
+    other = "crops_b" if fold != "crops_b" else "crops_c"
+    for run in ("a", "b"):
+        np.savetxt(tmp_path / run / "folds" / f"{other}.csv", rng.random(3), delimiter=",", fmt="%.6f")
+    capsys.readouterr()
+    assert compare_main([str(tmp_path / "a"), "--data", str(gathered), "--threshold", "0.5", "--folds", fold]) == 0
+    assert next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  all ")) == row
+    assert compare_main([str(tmp_path / "a"), "--data", str(gathered), "--folds", "no_such_fold"]) == 2
+    assert "no fold no_such_fold" in capsys.readouterr().err
 
 
 def test_distilled_targets_mix_labels_with_the_teachers_mean() -> None:

@@ -113,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="report every run at this threshold (e.g. a shipped model's) instead of its own lowest-ACER one")
     parser.add_argument("--sources", nargs="+", default=[], metavar="SOURCE",
                         help="also print these sources' AUC and share of faces called live, per kind and label, at each run's threshold")
+    parser.add_argument("--folds", nargs="+", default=[], metavar="FOLD",
+                        help="compare only these folds (default: every fold all runs have finished)")
     args = parser.parse_args(argv)
 
     first = Path(args.runs[0].split("+")[0].partition("@")[0])
@@ -130,6 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     scored = data.variant == 0  # LOSO scores detector boxes only, in data order within each fold
 
     names = sorted(set(fold_files))
+    if args.folds:  # e.g. one stage's folds of runs that have since gone on to others
+        missing = sorted(set(args.folds) - set(names))
+        if missing:
+            print(f"compare_runs: {first}/folds: no fold {', '.join(missing)} (it has {', '.join(names) or 'none'})",
+                  file=sys.stderr)
+            return 2
+        names = sorted(set(args.folds))
     per_run: dict[str, dict[str, np.ndarray]] = {spec: {} for spec in args.runs}
     for fold in names:
         found = {spec: fold_scores(spec, fold) for spec in args.runs}
