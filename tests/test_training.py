@@ -310,16 +310,22 @@ def test_compare_runs_writes_an_ensembles_out_of_fold_scores(gathered: Path, tmp
     first = np.round(member_scores[0], 6)
     apcer, bpcer = 100 * metrics.apcer(faces.y, first, 0.5), 100 * metrics.bpcer(faces.y, first, 0.5)
     assert row.split()[3:6] == [f"{apcer:.1f}", f"{bpcer:.1f}", f"{(apcer + bpcer) / 2:.1f}"]
-    # --folds: only the named folds are compared; a second finished fold of another part of the data
-    # (scores of other faces, here of another length) is left out instead of breaking the comparison
+    # A finished fold whose scores do not fit the data (3 scores; this data has no face in it): one line, exit 2.
     other = "crops_b" if fold != "crops_b" else "crops_c"
     for run in ("a", "b"):
         np.savetxt(tmp_path / run / "folds" / f"{other}.csv", rng.random(3), delimiter=",", fmt="%.6f")
     capsys.readouterr()
+    assert compare_main([str(tmp_path / "a"), "--data", str(gathered)]) == 2
+    assert f"fold {other} has 3 scores for the 0 faces" in capsys.readouterr().err
+    # --folds: only the named folds are compared, so that one is left out and the report is the one-fold one
     assert compare_main([str(tmp_path / "a"), "--data", str(gathered), "--threshold", "0.5", "--folds", fold]) == 0
     assert next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  all ")) == row
     assert compare_main([str(tmp_path / "a"), "--data", str(gathered), "--folds", "no_such_fold"]) == 2
     assert "no fold no_such_fold" in capsys.readouterr().err
+    # a named fold that another run has not finished is an error, not quietly dropped
+    (tmp_path / "b" / "folds" / f"{other}.csv").unlink()
+    assert compare_main([str(tmp_path / "a"), str(tmp_path / "b"), "--data", str(gathered), "--folds", fold, other]) == 2
+    assert f"fold {other} is not finished in {tmp_path / 'b'}" in capsys.readouterr().err
 
 
 def test_distilled_targets_mix_labels_with_the_teachers_mean() -> None:

@@ -142,8 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     per_run: dict[str, dict[str, np.ndarray]] = {spec: {} for spec in args.runs}
     for fold in names:
         found = {spec: fold_scores(spec, fold) for spec in args.runs}
+        if args.folds and any(scores is None for scores in found.values()):  # asked for by name: never dropped quietly
+            unfinished = ", ".join(spec for spec, scores in found.items() if scores is None)
+            print(f"compare_runs: fold {fold} is not finished in {unfinished}", file=sys.stderr)
+            return 2
         if all(scores is not None for scores in found.values()):
+            faces = int(np.sum((folds == fold) & scored))
             for spec, scores in found.items():
+                if len(scores) != faces:  # a run made on other data, or another fold split
+                    print(f"compare_runs: {spec}: fold {fold} has {len(scores)} scores for the {faces} faces of "
+                          f"{args.data} in that fold", file=sys.stderr)
+                    return 2
                 per_run[spec][fold] = scores
     common = sorted(next(iter(per_run.values())))
     if not common:
