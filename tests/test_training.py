@@ -885,3 +885,29 @@ def test_reports_give_intervals_over_people_and_paired_differences(capsys: pytes
     gain = row_c.split()
     assert gain[5] == "-6.2"  # BPCER 1/8 -> 0 at APCER 1/8: ACER 12.5% -> 6.25%
     assert float(gain[6].strip("[,")) <= -6.2 <= float(gain[7].strip("]")) <= 0.0
+
+
+def test_real_edge_p_draws_frame_edges_on_real_faces_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--real-edge-p: simulated frame edges for real faces alone; attacks keep their context."""
+    from training import augment
+    from training.train import TrainConfig, augmented_epoch
+
+    data = _texture_examples([True] * 8, [1, 0] * 4, ["a"] * 8)
+    data.source = np.array([f"sample{i}" for i in range(8)])  # to tell the drawn samples apart
+    drawn: list[int] = []
+
+    def record(x: np.ndarray, samples: np.ndarray, scales, rng) -> None:
+        drawn.extend(samples.tolist())
+        x[samples] = 0
+
+    monkeypatch.setitem(augment.DRAWINGS, "edge_p", record)
+    config = TrainConfig(real_edge_p=1.0)
+    assert config.drawing_p(data.y)["edge_p"].tolist() == [1.0, 0.0] * 4
+    assert TrainConfig(edge_p=0.25, real_edge_p=0.5).drawing_p(data.y)["edge_p"].tolist() == [0.75, 0.25] * 4
+    assert TrainConfig().drawing_p(data.y)["edge_p"] == 0.0  # off: a plain number, as before the option
+    # 1,100 draws make more than one batch of 512, so the per-example rates must follow each batch
+    x, y = augmented_epoch(data, np.full(8, 1 / 8), 1100, np.random.default_rng(0), np.zeros(8),
+                           drawing_p=config.drawing_p(data.y))
+    assert len(drawn) == int(y[:, 1].sum()) > 400  # every real sample of every batch, no attack
+    blacked = x.mean(axis=(1, 2, 3)) < -0.5  # blacked out by the recorder (brightness jitter moves it off -1)
+    assert np.array_equal(blacked, y[:, 1] == 1)

@@ -38,7 +38,7 @@ def damage_by_label(labels: np.ndarray, degrade_p: tuple[float, float] = DEGRADE
 
 
 def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator, erase_p: float = 0.0,
-                  scales: Sequence[float] = (), **drawing_p: float) -> np.ndarray:
+                  scales: Sequence[float] = (), **drawing_p: float | np.ndarray) -> np.ndarray:
     """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks.
 
     `damage_p`: each sample's probability of quality damage (`damage_by_label`, or
@@ -46,7 +46,8 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
     `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
     `drawing_p`: per drawing of DRAWINGS (edge_p: frame edges near the face, mask_p: a surgical
     mask, screen_p: a dark screen in the background, bystander_p: another sample's face beside the
-    face), the probability that a sample gets it; all need the tiles' crop `scales`.
+    face), the probability that a sample gets it (one number, or one per sample); all need the
+    tiles' crop `scales`.
     """
     unknown = set(drawing_p) - set(DRAWINGS)
     if unknown:
@@ -57,8 +58,8 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
     flip = rng.random(n) < 0.5
     x[flip] = x[flip][:, :, ::-1]
     for name, draw in DRAWINGS.items():
-        p = drawing_p.get(name, 0.0)
-        if p > 0:  # only when asked, so the draws below stay those of the recipes without it
+        p = np.asarray(drawing_p.get(name, 0.0))
+        if np.any(p > 0):  # only when asked, so the draws below stay those of the recipes without it
             draw(x, np.nonzero(rng.random(n) < p)[0], scales, rng)
     degrade = rng.random(n) < damage_p
     for i in np.nonzero(degrade)[0]:

@@ -122,6 +122,11 @@ class TrainConfig:
     # (augment.frame_edges: against "black border = attack"); 0 = off: 0.5 measured worse on unseen
     # people, NUAA's prints most (docs/training.md).
     edge_p: float = 0.0
+    # Probability of those frame edges for real faces only, on top of edge_p: in the data black padding
+    # goes with attacks (close-up replays), and close-up real selfies are called fake (MODEL_CARD.md);
+    # drawn on real faces alone it no longer tells the label, while attacks keep the paper edges and
+    # hands that edge_p blacked out for both. 0 = off.
+    real_edge_p: float = 0.0
     # Stochastic weight averaging: the exported weights are the mean of the weights after every
     # training step of this last share of the steps (0 = off; batch-norm statistics measured anew).
     # 0.5 ranked worse on unseen people (docs/training.md), so off.
@@ -141,9 +146,15 @@ class TrainConfig:
     # [] = every member sees every tile.
     member_scales: list[list[float]] = field(default_factory=list)
 
-    def drawing_p(self) -> dict[str, float]:
-        """The probabilities of augment.DRAWINGS (edge_p, mask_p, screen_p, bystander_p) this recipe asks for."""
-        return {name: getattr(self, name) for name in DRAWINGS}
+    def drawing_p(self, y: np.ndarray) -> dict[str, float | np.ndarray]:
+        """The probabilities of augment.DRAWINGS (edge_p, mask_p, screen_p, bystander_p) this recipe asks for.
+
+        A label-dependent one (real_edge_p) is an array over the examples of labels `y`.
+        """
+        p: dict[str, float | np.ndarray] = {name: getattr(self, name) for name in DRAWINGS}
+        if self.real_edge_p > 0:
+            p["edge_p"] = np.where(y == 1, min(1.0, self.edge_p + self.real_edge_p), self.edge_p)
+        return p
 
     def __post_init__(self) -> None:
         if self.distill_seeds and self.three_way:
@@ -346,14 +357,19 @@ def damage_rates(data: Examples, degrade_p: tuple[float, float]) -> np.ndarray:
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
                     damage_p: np.ndarray, targets: np.ndarray | None = None,
                     erase_p: float = 0.0, mixup_alpha: float = 0.0,
-                    drawing_p: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    drawing_p: Mapping[str, float | np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real).
 
     `damage_p`: each example's probability of quality damage (augment.damage_by_label or damage_rates).
-    `drawing_p`: probabilities of augment.DRAWINGS by name (TrainConfig.drawing_p).
+    `drawing_p`: probabilities of augment.DRAWINGS by name (TrainConfig.drawing_p): a number, or an
+    array with one per example of `data`.
     """
     index = rng.choice(len(data), size=count, p=probabilities)
-    x = np.concatenate([normalise(augment_batch(data.x[batch], damage_p[batch], rng, erase_p, data.scales, **(drawing_p or {})))
+
+    def drawings_of(batch: np.ndarray) -> dict[str, float | np.ndarray]:
+        return {name: p[batch] if np.ndim(p) else p for name, p in (drawing_p or {}).items()}
+
+    x = np.concatenate([normalise(augment_batch(data.x[batch], damage_p[batch], rng, erase_p, data.scales, **drawings_of(batch)))
                         for batch in (index[i : i + 512] for i in range(0, count, 512))])
     y = (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
     return mix_samples(x, y, rng, mixup_alpha) if mixup_alpha > 0 else (x, y)
@@ -542,7 +558,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     for epoch in range(config.epochs):
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, damage_p, train_targets,
-                               config.erase_p, config.mixup_alpha, config.drawing_p())
+                               config.erase_p, config.mixup_alpha, config.drawing_p(train.y))
         if config.distill_seeds and teachers:
             y = distilled_targets(y, x, teachers, config.distill_weight)
         targets = y
@@ -713,6 +729,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per source, the label with the sharper faces gets the higher of the two --degrade-p rates")
     for flag, what in (("--erase-p", "a noise rectangle in each crop of a training sample"),
                        ("--edge-p", "simulated frame edges near the face, both labels alike"),
+                       ("--real-edge-p", "simulated frame edges near the face for real faces only (on top of --edge-p)"),
                        ("--mask-p", "a drawn surgical mask on the face, both labels alike"),
                        ("--screen-p", "a drawn dark screen behind or beside the face, both labels alike"),
                        ("--bystander-p", "another sample's face pasted beside or above the face, both labels alike"),
@@ -747,6 +764,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        share_tuned_stem=args.share_tuned_stem, partner_architecture=args.partner_architecture,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
+                       real_edge_p=args.real_edge_p,
                        mask_p=args.mask_p, screen_p=args.screen_p, bystander_p=args.bystander_p, mixstyle_p=args.mixstyle_p,
                        mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
