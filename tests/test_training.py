@@ -902,12 +902,38 @@ def test_real_edge_p_draws_frame_edges_on_real_faces_only(monkeypatch: pytest.Mo
 
     monkeypatch.setitem(augment.DRAWINGS, "edge_p", record)
     config = TrainConfig(real_edge_p=1.0)
-    assert config.drawing_p(data.y)["edge_p"].tolist() == [1.0, 0.0] * 4
-    assert TrainConfig(edge_p=0.25, real_edge_p=0.5).drawing_p(data.y)["edge_p"].tolist() == [0.75, 0.25] * 4
-    assert TrainConfig().drawing_p(data.y)["edge_p"] == 0.0  # off: a plain number, as before the option
+    assert config.drawing_p(data)["edge_p"].tolist() == [1.0, 0.0] * 4
+    assert TrainConfig(edge_p=0.25, real_edge_p=0.5).drawing_p(data)["edge_p"].tolist() == [0.75, 0.25] * 4
+    assert TrainConfig().drawing_p(data)["edge_p"] == 0.0  # off: a plain number, as before the option
     # 1,100 draws make more than one batch of 512, so the per-example rates must follow each batch
     x, y = augmented_epoch(data, np.full(8, 1 / 8), 1100, np.random.default_rng(0), np.zeros(8),
-                           drawing_p=config.drawing_p(data.y))
+                           drawing_p=config.drawing_p(data))
     assert len(drawn) == int(y[:, 1].sum()) > 400  # every real sample of every batch, no attack
     blacked = x.mean(axis=(1, 2, 3)) < -0.5  # blacked out by the recorder (brightness jitter moves it off -1)
     assert np.array_equal(blacked, y[:, 1] == 1)
+
+
+def test_real_edge_rates_match_each_sources_padding_where_it_points_to_attacks() -> None:
+    """--real-edge-by-source: real faces get edges only where a source's attacks are the padded ones."""
+    from training.examples import Examples
+    from training.padding import padding_shares
+    from training.train import TrainConfig, real_edge_rates
+
+    size, x = 32, np.full((8, 32, 32, 6), 128, np.uint8)
+    x[[1, 3], :, :8] = 0  # source a: its two attacks padded on one side, its real faces not
+    x[[4, 6], :, -8:] = 0  # source b: its real faces padded, its attacks not
+    y, group = np.array([1, 0] * 4), np.array(["a"] * 4 + ["b"] * 4)
+    data = Examples(x, y, group, group, group, group, group, np.zeros(8, int), size, [1.5, 2.7])
+    rates = real_edge_rates(data)
+    assert rates[[1, 3, 5, 7]].tolist() == [0.0] * 4  # never an attack
+    assert rates[[4, 6]].tolist() == [0.0, 0.0]  # padding points to real faces in b: nothing to take away
+    gap = padding_shares(data)[[1, 3], 1].mean()  # source a's real faces carry none
+    assert 0.0 < rates[0] == rates[2] <= 1.0
+    edged = x[[0, 2]].copy()
+    from training.augment import frame_edges
+
+    frame_edges(edged, np.arange(2), [1.5, 2.7], np.random.default_rng(0))
+    assert rates[0] == pytest.approx(min(1.0, gap / padding_shares(edged)[:, 1].mean()))
+    assert TrainConfig(real_edge_by_source=True).drawing_p(data)["edge_p"].tolist() == rates.tolist()
+    with pytest.raises(ValueError, match="leave out --real-edge-p"):
+        TrainConfig(real_edge_by_source=True, real_edge_p=0.5)

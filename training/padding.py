@@ -15,9 +15,13 @@ import numpy as np
 from training.examples import Examples, detector_box_examples
 
 
-def padding_shares(data: Examples) -> np.ndarray:
-    """Per sample and tile, the share of pixels that are padding: shape (samples, tiles)."""
-    tiles = data.x.reshape(*data.x.shape[:3], -1, 3)
+def padding_shares(data: Examples | np.ndarray) -> np.ndarray:
+    """Per sample and tile, the share of pixels that are padding: shape (samples, tiles).
+
+    `data`: examples, or their crop stacks (uint8, N x S x S x 3k).
+    """
+    x = data if isinstance(data, np.ndarray) else data.x
+    tiles = x.reshape(*x.shape[:3], -1, 3)
     return (tiles.max(axis=-1) == 0).mean(axis=(1, 2))
 
 
