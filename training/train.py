@@ -125,12 +125,13 @@ class TrainConfig:
     # Probability of those frame edges for real faces only, on top of edge_p: in the data black padding
     # goes with attacks (close-up replays), and close-up real selfies are called fake (MODEL_CARD.md);
     # drawn on real faces alone it no longer tells the label, while attacks keep the paper edges and
-    # hands that edge_p blacked out for both. 0 = off.
+    # hands that edge_p blacked out for both. 0 = off: 0.5 rescued the held-out selfie video but ranked
+    # Replay-Attack and NUAA left out whole worse (docs/training.md).
     real_edge_p: float = 0.0
     # Real-face frame edges at a rate per source instead (real_edge_rates): where a source's attacks
     # carry more black padding than its real faces, its real faces get edges until the means match;
     # a fixed real_edge_p over-corrects where few padded attacks are left (Replay-Attack left out
-    # whole was ranked inverted with 0.5, docs/training.md).
+    # whole was ranked inverted with 0.5). Off: it ranked NUAA left out whole worse (docs/training.md).
     real_edge_by_source: bool = False
     # Stochastic weight averaging: the exported weights are the mean of the weights after every
     # training step of this last share of the steps (0 = off; batch-norm statistics measured anew).
