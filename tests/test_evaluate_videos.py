@@ -68,6 +68,25 @@ def test_padding_share_counts_pixels_black_in_all_three_channels() -> None:
     assert padding_shares(data).tolist() == [[0.0, 0.5], [0.0, 0.0]]
 
 
+def test_padding_alone_as_a_cue_and_the_report_rows() -> None:
+    import numpy as np
+
+    from training.examples import Examples
+    from training.padding import padding_cue_auc, report_rows
+
+    # attacks padded more than real faces: "less padding = real" ranks them perfectly; the other way round, inverted
+    assert padding_cue_auc(np.array([1, 1, 0, 0]), np.array([0.1, 0.2, 0.7, 0.9])) == 1.0
+    assert padding_cue_auc(np.array([1, 1, 0, 0]), np.array([0.7, 0.9, 0.1, 0.2])) == 0.0
+    groups = np.array(["replay_attack_devel", "replay_attack_train", "webcam_a", "nuaa"])
+    kinds = np.array(["frame", "frame", "frame", "crop"])
+    data = Examples(np.zeros((4, 4, 4, 6), np.uint8), np.array([1, 0, 1, 0]), groups, groups, groups, kinds, groups,
+                    np.zeros(4, int), 4, [1.5, 2.7])
+    rows = report_rows(data)
+    assert rows["replay_attack (devel + train)"].tolist() == [True, True, False, False]
+    assert rows["webcam sets"].tolist() == [False, False, True, False]
+    assert rows["kind crop"].tolist() == [False, False, False, True] and rows["all"].all()
+
+
 @pytest.mark.parametrize("tool", ["padding", "sharpness"])
 def test_data_reports_name_a_missing_data_folder_and_exit_2(tool: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import importlib
