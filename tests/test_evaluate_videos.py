@@ -77,13 +77,13 @@ def test_padding_alone_as_a_cue_and_the_report_rows() -> None:
     # attacks padded more than real faces: "less padding = real" ranks them perfectly; the other way round, inverted
     assert padding_cue_auc(np.array([1, 1, 0, 0]), np.array([0.1, 0.2, 0.7, 0.9])) == 1.0
     assert padding_cue_auc(np.array([1, 1, 0, 0]), np.array([0.7, 0.9, 0.1, 0.2])) == 0.0
-    groups = np.array(["replay_attack_devel", "replay_attack_train", "webcam_a", "nuaa"])
+    groups = np.array(["replay_attack_devel", "replay_attack_train", "webcam_spp77", "nuaa"])
     kinds = np.array(["frame", "frame", "frame", "crop"])
     data = Examples(np.zeros((4, 4, 4, 6), np.uint8), np.array([1, 0, 1, 0]), groups, groups, groups, kinds, groups,
                     np.zeros(4, int), 4, [1.5, 2.7])
     rows = report_rows(data)
-    assert rows["replay_attack (devel + train)"].tolist() == [True, True, False, False]
-    assert rows["webcam sets"].tolist() == [False, False, True, False]
+    assert rows["setup replay_attack"].tolist() == [True, True, False, False]
+    assert rows["setup webcam"].tolist() == [False, False, True, False]
     assert rows["kind crop"].tolist() == [False, False, False, True] and rows["all"].all()
 
 

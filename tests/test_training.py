@@ -893,7 +893,6 @@ def test_real_edge_p_draws_frame_edges_on_real_faces_only(monkeypatch: pytest.Mo
     from training.train import TrainConfig, augmented_epoch
 
     data = _texture_examples([True] * 8, [1, 0] * 4, ["a"] * 8)
-    data.source = np.array([f"sample{i}" for i in range(8)])  # to tell the drawn samples apart
     drawn: list[int] = []
 
     def record(x: np.ndarray, samples: np.ndarray, scales, rng) -> None:
@@ -915,6 +914,7 @@ def test_real_edge_p_draws_frame_edges_on_real_faces_only(monkeypatch: pytest.Mo
 
 def test_real_edge_rates_match_each_sources_padding_where_it_points_to_attacks() -> None:
     """--real-edge-by-source: real faces get edges only where a source's attacks are the padded ones."""
+    from training.augment import frame_edges
     from training.examples import Examples
     from training.padding import padding_shares
     from training.train import TrainConfig, real_edge_rates
@@ -930,8 +930,6 @@ def test_real_edge_rates_match_each_sources_padding_where_it_points_to_attacks()
     gap = padding_shares(data)[[1, 3], 1].mean()  # source a's real faces carry none
     assert 0.0 < rates[0] == rates[2] <= 1.0
     edged = x[[0, 2]].copy()
-    from training.augment import frame_edges
-
     frame_edges(edged, np.arange(2), [1.5, 2.7], np.random.default_rng(0))
     assert rates[0] == pytest.approx(min(1.0, gap / padding_shares(edged)[:, 1].mean()))
     assert TrainConfig(real_edge_by_source=True).drawing_p(data)["edge_p"].tolist() == rates.tolist()

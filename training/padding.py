@@ -38,10 +38,12 @@ def padding_cue_auc(y: np.ndarray, widest_share: np.ndarray) -> float:
 
 
 def report_rows(data: Examples) -> dict[str, np.ndarray]:
-    """The rows of the report: every group, the setups of several groups, the two kinds, all."""
+    """The rows of the report: every group, the setups of several groups (evaluate.SETUP_FOLDS), each kind, all."""
+    from training.evaluate import SETUP_FOLDS
+
     rows = {group: data.group == group for group in sorted(set(data.group.tolist()))}
-    setups = {"replay_attack (devel + train)": np.char.startswith(data.group.astype(str), "replay_attack"),
-              "webcam sets": np.char.startswith(data.group.astype(str), "webcam_")}
+    setups = {f"setup {setup}": np.isin(data.group, [g for g, s in SETUP_FOLDS.items() if s == setup])
+              for setup in sorted(set(SETUP_FOLDS.values()))}
     kinds = {f"kind {kind}": data.kind == kind for kind in sorted(set(data.kind.tolist()))}
     return {**rows, **setups, **kinds, "all": np.ones(len(data), bool)}
 
