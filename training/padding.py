@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from training.evaluate import SETUP_FOLDS
 from training.examples import Examples, detector_box_examples
 from training.metrics import roc_auc
 
@@ -39,8 +40,6 @@ def padding_cue_auc(y: np.ndarray, widest_share: np.ndarray) -> float:
 
 def report_rows(data: Examples) -> dict[str, np.ndarray]:
     """The rows of the report: every group, the setups of several groups (evaluate.SETUP_FOLDS), each kind, all."""
-    from training.evaluate import SETUP_FOLDS
-
     rows = {group: data.group == group for group in sorted(set(data.group.tolist()))}
     setups = {f"setup {setup}": np.isin(data.group, [g for g, s in SETUP_FOLDS.items() if s == setup])
               for setup in sorted(set(SETUP_FOLDS.values()))}

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from liveness.crop import CROP_BORDERS, CROP_RESIZES
-from training.augment import DEGRADE_P, DRAWINGS, augment_batch, damage_by_label
+from training.augment import DEGRADE_P, DRAWINGS, augment_batch, damage_by_label, frame_edges
 from training.examples import Examples, load_dataset, tile_channels
+from training.padding import padding_shares
 from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 
 # Architectures a member after the first may have instead of the first's, on a res10 member's tuned
@@ -372,9 +373,6 @@ def real_edge_rates(data: Examples) -> np.ndarray:
     means equal, as far as edges on every real face reach (at most 1); attacks, and groups where
     padding does not point to attacks, get none.
     """
-    from training.augment import frame_edges
-    from training.padding import padding_shares
-
     widest = int(np.argmax(data.scales))
     padding = padding_shares(data)[:, widest]
     rates = np.zeros(len(data))
