@@ -790,6 +790,61 @@ def test_a_deep_context_partner_trains_on_the_first_members_tuned_first_stage(ga
     assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2  # one per tile
 
 
+def test_central_difference_convolution_subtracts_theta_times_the_kernel_sum_at_the_centre() -> None:
+    import keras
+
+    from training.livenessnet import CentralDifferenceDepthwiseConv2D
+
+    x = np.random.default_rng(4).normal(0, 1, (2, 9, 9, 5)).astype(np.float32)
+    for stride in (1, 2):
+        for theta in (0.0, 0.7, 1.0):
+            cdc = CentralDifferenceDepthwiseConv2D(3, theta=theta, strides=stride, padding="same", use_bias=False)
+            out = keras.ops.convert_to_numpy(cdc(x))
+            kernel = keras.ops.convert_to_numpy(cdc.kernel)  # (3, 3, channels, 1)
+            padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            expected = np.zeros_like(out)
+            for row in range(out.shape[1]):  # the definition, tap by tap
+                for col in range(out.shape[2]):
+                    r, c = row * stride, col * stride  # the centre pixel (TF's "same" pads 1 before at both strides)
+                    window = padded[:, r:r + 3, c:c + 3, :]
+                    expected[:, row, col] = ((window * kernel[..., 0]).sum(axis=(1, 2))
+                                             - theta * x[:, r, c] * kernel[..., 0].sum(axis=(0, 1)))
+            np.testing.assert_allclose(out, expected, atol=1e-5)
+    flat = np.ones((1, 5, 5, 2), np.float32) * 3.0  # theta 1: blind to a level (away from the zero padding)
+    centre = keras.ops.convert_to_numpy(CentralDifferenceDepthwiseConv2D(3, theta=1.0, padding="same", use_bias=False)(flat))
+    np.testing.assert_allclose(centre[0, 1:-1, 1:-1], 0.0, atol=1e-5)
+    with pytest.raises(ValueError, match="without bias"):
+        CentralDifferenceDepthwiseConv2D(3, theta=0.5)
+
+
+@needs_data
+@needs_weights
+def test_cdc_trains_the_pair_at_the_plain_graphs_cost(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
+    import onnx
+
+    from training.livenessnet import CentralDifferenceDepthwiseConv2D, build
+    from training.train import TrainConfig
+
+    plain_path, cdc_path = tmp_path / "plain.onnx", tmp_path / "cdc.onnx"
+    pair = ("--architecture", "res10", "--ensemble", "2", "--share-tuned-stem", "--partner-architecture", "res10_deep_context")
+    tiny_training_run(gathered, plain_path, *pair)
+    tiny_training_run(gathered, cdc_path, *pair, "--cdc-theta", "0.7")
+    res10, partner = combined[1]
+    # every depthwise convolution after the stem: res10's four blocks; the partner's first-tile block and its one block
+    assert len([layer for layer in res10.layers if isinstance(layer, CentralDifferenceDepthwiseConv2D)]) == 4
+    assert len([layer for layer in partner.layers if isinstance(layer, CentralDifferenceDepthwiseConv2D)]) == 2
+    assert LivenessModel(cdc_path).metadata.training["config"]["cdc_theta"] == 0.7  # export passed parity
+
+    def operators(path: Path) -> list[str]:
+        return sorted(node.op_type for node in onnx.load(str(path)).graph.node)
+
+    assert operators(cdc_path) == operators(plain_path)  # the difference is folded into the kernels
+    with pytest.raises(ValueError, match="--cdc-theta"):
+        TrainConfig(architecture="livenessnet", cdc_theta=0.7)
+    with pytest.raises(ValueError, match="central-difference"):
+        build("livenessnet", 32, 3, cdc_theta=0.7)
+
+
 def test_mixstyle_mixes_feature_statistics_in_training_only() -> None:
     import keras
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import layers
 
 from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
@@ -58,6 +59,37 @@ class MixStyle(layers.Layer):
         return {**super().get_config(), "p": self.p, "alpha": self.alpha, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="liveness")
+class CentralDifferenceDepthwiseConv2D(layers.DepthwiseConv2D):
+    """A 3x3 depthwise convolution read as central differences (CDC; Yu et al., CVPR 2020, for face anti-spoofing).
+
+    Output = conv(x, K) - theta * x(centre) * sum(K): with theta 1 each tap weighs how far a neighbour
+    differs from the centre, not its level; theta blends that with the plain convolution. The
+    difference term holds back what a kernel's level response learns (it trains at (1 - theta)^2
+    the plain rate), so the filters lean to gradient-like texture, which CDCN found to carry to
+    unseen capture setups better. It is the plain convolution with kernel K - theta * sum(K) at
+    the centre tap, so the exported graph costs the same. Built without bias or activation, as
+    the separable blocks use it.
+    """
+
+    def __init__(self, kernel_size=3, theta: float = 0.7, **kwargs):
+        if kwargs.get("use_bias", True) or kwargs.get("activation") is not None:
+            raise ValueError("CentralDifferenceDepthwiseConv2D is built without bias or activation (use_bias=False)")
+        super().__init__(kernel_size, **kwargs)
+        self.theta = float(theta)
+
+    def call(self, inputs):
+        rows, cols = self.kernel_size
+        centre = np.zeros((rows, cols, 1, 1), dtype="float32")
+        centre[rows // 2, cols // 2] = 1.0
+        kernel = self.kernel - self.theta * keras.ops.sum(self.kernel, axis=(0, 1), keepdims=True) * centre
+        return keras.ops.depthwise_conv(inputs, kernel, strides=self.strides, padding=self.padding,
+                                        dilation_rate=self.dilation_rate, data_format=self.data_format)
+
+    def get_config(self):
+        return {**super().get_config(), "theta": self.theta}
+
+
 def livenessnet(size: int = 32, channels: int = 3, widths: Sequence[int] = (16, 32), dense: int = 64, classes: int = 2) -> keras.Model:
     """The seed's LivenessNet as a functional model."""
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
@@ -78,9 +110,12 @@ def livenessnet(size: int = 32, channels: int = 3, widths: Sequence[int] = (16, 
     return keras.Model(inputs, outputs, name="livenessnet")
 
 
-def _separable(x, width: int, stride: int):
-    """Depthwise 3x3 -> BN -> ReLU6 -> pointwise 1x1 -> BN -> ReLU6 (the MobileNet v1 block)."""
-    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+def _separable(x, width: int, stride: int, cdc_theta: float = 0.0):
+    """Depthwise 3x3 -> BN -> ReLU6 -> pointwise 1x1 -> BN -> ReLU6 (the MobileNet v1 block); `cdc_theta` > 0: a central-difference depthwise."""
+    if cdc_theta > 0:
+        x = CentralDifferenceDepthwiseConv2D(3, theta=cdc_theta, strides=stride, padding="same", use_bias=False)(x)
+    else:
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU(6.0)(x)
     x = layers.Conv2D(width, 1, use_bias=False)(x)
@@ -100,25 +135,26 @@ def livenessnet_mobile(
     dropout: float = 0.3,
     classes: int = 2,
     standardise: bool = False,
+    cdc_theta: float = 0.0,
 ) -> keras.Model:
     """Small MobileNet-style liveness classifier (stride-2 stem, separable blocks, global pooling).
 
     `standardise`: every channel of every crop is first brought to zero mean and unit spread over
     its pixels (instance normalisation of the input), which removes a camera's exposure, white
-    balance and contrast.
+    balance and contrast. `cdc_theta` > 0: the separable blocks' depthwise convolutions are central-difference ones.
     """
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
     x = standardise_channels(inputs) if standardise else inputs
     x = layers.Conv2D(stem, 3, strides=2, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU(6.0)(x)
-    return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_mobile")
+    return keras.Model(inputs, _separable_head(x, blocks, dropout, classes, cdc_theta), name="livenessnet_mobile")
 
 
-def _separable_head(x, blocks: Sequence[tuple[int, int]], dropout: float, classes: int):
+def _separable_head(x, blocks: Sequence[tuple[int, int]], dropout: float, classes: int, cdc_theta: float = 0.0):
     """Separable blocks, global pooling, dropout and the softmax: the part every mobile-style variant shares."""
     for i, (width, stride) in enumerate(blocks):
-        x = _separable(x, width, stride)
+        x = _separable(x, width, stride, cdc_theta)
         x = layers.Identity(name=f"block_{i}")(x)  # a name the auxiliary spectrum head can find
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
@@ -144,6 +180,7 @@ def livenessnet_res10(
     stem_depth: int = 1,
     deep_tiles: Sequence[int] | None = None,
     mixstyle_p: float = 0.0,
+    cdc_theta: float = 0.0,
 ) -> keras.Model:
     """The mobile classifier on a pretrained stem: res10's first layers (training.pretrained) read every tile.
 
@@ -154,6 +191,7 @@ def livenessnet_res10(
     second residual stage too (8 x 8 x 128 a tile); with `deep_tiles` only those tiles go through it
     (it costs most of the network), the others take the first stage and a separable stride-2 block.
     `mixstyle_p` > 0: a MixStyle layer (training only) on every tile's res10 first-stage features.
+    `cdc_theta` > 0: every depthwise convolution after the stem is a central-difference one.
     """
     from training.pretrained import FIRST_STAGE_NAME, SECOND_STAGE_NAME, res10_stem
 
@@ -169,11 +207,11 @@ def livenessnet_res10(
         first, second = stem.get_layer(FIRST_STAGE_NAME), stem.get_layer(SECOND_STAGE_NAME)
         first_features = [layers.Identity(name=f"{FIRST_STAGE_FEATURES}_{i}")(first(tile)) for i, tile in enumerate(tiles)]
         first_features = [_mixstyle(f, mixstyle_p, i) for i, f in enumerate(first_features)]
-        features = [second(f) if i in deep_tiles else _separable(f, 64, 2) for i, f in enumerate(first_features)]
+        features = [second(f) if i in deep_tiles else _separable(f, 64, 2, cdc_theta) for i, f in enumerate(first_features)]
     else:
         features = [_mixstyle(stem(tile), mixstyle_p, i) for i, tile in enumerate(tiles)]
     x = layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else layers.Identity(name=STEM_FEATURES)(features[0])
-    return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_res10")
+    return keras.Model(inputs, _separable_head(x, blocks, dropout, classes, cdc_theta), name="livenessnet_res10")
 
 
 def _mixstyle(x, p: float, tile: int):
@@ -182,17 +220,19 @@ def _mixstyle(x, p: float, tile: int):
     return MixStyle(p, name=f"mixstyle_{tile}")(x) if p > 0 else x
 
 
-def livenessnet_res10_deep(size: int = 64, channels: int = 6, classes: int = 2, freeze_stem: bool = False) -> keras.Model:
+def livenessnet_res10_deep(size: int = 64, channels: int = 6, classes: int = 2, freeze_stem: bool = False,
+                           cdc_theta: float = 0.0) -> keras.Model:
     """livenessnet_res10 on the deeper stem (res10's first two residual stages) with two blocks after it."""
     return livenessnet_res10(size=size, channels=channels, blocks=RES10_DEEP_BLOCKS, classes=classes,
-                             freeze_stem=freeze_stem, stem_depth=2)
+                             freeze_stem=freeze_stem, stem_depth=2, cdc_theta=cdc_theta)
 
 
 def livenessnet_res10_deep_context(size: int = 64, channels: int = 6, classes: int = 2, freeze_stem: bool = False,
-                                   mixstyle_p: float = 0.0) -> keras.Model:
+                                   mixstyle_p: float = 0.0, cdc_theta: float = 0.0) -> keras.Model:
     """livenessnet_res10_deep with only the last tile (the widest crop) through res10's second stage, one block after: ~0.7x the cost."""
     return livenessnet_res10(size=size, channels=channels, blocks=RES10_DEEP_CONTEXT_BLOCKS, classes=classes,
-                             freeze_stem=freeze_stem, stem_depth=2, deep_tiles=(channels // 3 - 1,), mixstyle_p=mixstyle_p)
+                             freeze_stem=freeze_stem, stem_depth=2, deep_tiles=(channels // 3 - 1,), mixstyle_p=mixstyle_p,
+                             cdc_theta=cdc_theta)
 
 
 def split_at_stem(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -276,17 +316,20 @@ def with_pooled_features(model: keras.Model) -> keras.Model:
 
 # Architectures that can take MixStyle on res10's first-stage features (build's mixstyle_p).
 MIXSTYLE_ARCHITECTURES = ("res10", "res10_deep_context")
+CDC_ARCHITECTURES = ("mobile", "res10", "res10_deep", "res10_deep_context")  # those with separable blocks
 
 
 def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False,
-          freeze_stem: bool = False, mixstyle_p: float = 0.0) -> keras.Model:
+          freeze_stem: bool = False, mixstyle_p: float = 0.0, cdc_theta: float = 0.0) -> keras.Model:
     """A fresh model by name ("livenessnet" = the seed, "mobile" = 1.0's variant, "res10", "res10_deep", "res10_deep_context" = on res10's stem)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
     if standardise and architecture != "mobile":
         raise ValueError("input standardisation is built for the mobile architecture only")
+    if cdc_theta > 0 and architecture not in CDC_ARCHITECTURES:
+        raise ValueError(f"central-difference blocks are built for {', '.join(CDC_ARCHITECTURES)} only, not {architecture}")
     if standardise:
-        return livenessnet_mobile(size=size, channels=channels, classes=classes, standardise=True)
+        return livenessnet_mobile(size=size, channels=channels, classes=classes, standardise=True, cdc_theta=cdc_theta)
     if freeze_stem and architecture not in PRETRAINED_STEM_ARCHITECTURES:
         raise ValueError(f"only {', '.join(PRETRAINED_STEM_ARCHITECTURES)} have a pretrained stem to freeze")
     if mixstyle_p > 0 and architecture not in MIXSTYLE_ARCHITECTURES:
@@ -294,6 +337,8 @@ def build(architecture: str, size: int, channels: int, classes: int = 2, standar
     extra = {"freeze_stem": True} if freeze_stem else {}
     if mixstyle_p > 0:
         extra["mixstyle_p"] = mixstyle_p
+    if cdc_theta > 0:
+        extra["cdc_theta"] = cdc_theta
     return ARCHITECTURES[architecture](size=size, channels=channels, classes=classes, **extra)
 
 

@@ -111,6 +111,9 @@ class TrainConfig:
     # res10's first-stage features (livenessnet.MixStyle: a setup's style must not decide). 0 = off:
     # 0.5 ranked setups never seen worse on a second seed (docs/training.md).
     mixstyle_p: float = 0.0
+    # Central-difference depthwise convolutions in the separable blocks (livenessnet.CentralDifferenceDepthwiseConv2D):
+    # the share theta of each kernel read as differences from the centre pixel. 0 = plain convolutions.
+    cdc_theta: float = 0.0
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
     # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles);
@@ -195,6 +198,11 @@ class TrainConfig:
 
             if not {self.architecture, self.partner_architecture or self.architecture} <= set(MIXSTYLE_ARCHITECTURES):
                 raise ValueError(f"--mixstyle-p needs --architecture {' or '.join(MIXSTYLE_ARCHITECTURES)}")
+        if self.cdc_theta > 0:
+            from training.livenessnet import CDC_ARCHITECTURES
+
+            if not {self.architecture, self.partner_architecture or self.architecture} <= set(CDC_ARCHITECTURES):
+                raise ValueError(f"--cdc-theta needs --architecture {', '.join(CDC_ARCHITECTURES)}")
         if self.partner_architecture and (not self.share_tuned_stem or self.architecture != "res10"
                                           or self.partner_architecture not in PARTNER_ARCHITECTURES):
             raise ValueError(f"--partner-architecture needs --architecture res10 --share-tuned-stem and one of "
@@ -540,7 +548,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     from training.metrics import roc_auc
 
     model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2,
-                  standardise=config.input_standardise, freeze_stem=config.freeze_stem, mixstyle_p=config.mixstyle_p)
+                  standardise=config.input_standardise, freeze_stem=config.freeze_stem, mixstyle_p=config.mixstyle_p,
+                  cdc_theta=config.cdc_theta)
     if stem_from is not None:
         from training.pretrained import FIRST_STAGE_NAME, STEM_NAME
 
@@ -773,6 +782,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                                         "res10 architectures, training only)")):
         recipe.add_argument(flag, type=probability, default=getattr(TrainConfig, flag[2:].replace("-", "_")),
                             help=f"probability of {what} (0 = off; default: %(default)s)")
+    recipe.add_argument("--cdc-theta", type=probability, default=TrainConfig.cdc_theta,
+                        help="central-difference depthwise convolutions in the separable blocks, this share of each "
+                             "kernel read as differences from the centre (0 = plain; default: %(default)s)")
     recipe.add_argument("--mixup-alpha", type=non_negative, default=TrainConfig.mixup_alpha,
                         help="blend training samples and their targets, weight ~ Beta(alpha, alpha) (0 = off; default: %(default)s)")
     recipe.add_argument("--average-last", type=probability, default=TrainConfig.average_last,
@@ -802,7 +814,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        real_edge_p=args.real_edge_p, real_edge_by_source=args.real_edge_by_source,
                        mask_p=args.mask_p, screen_p=args.screen_p, bystander_p=args.bystander_p, mixstyle_p=args.mixstyle_p,
-                       mixup_alpha=args.mixup_alpha, average_last=args.average_last,
+                       cdc_theta=args.cdc_theta, mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
                        distill_weight=args.distill_weight,
                        member_scales=[[float(s) for s in spec.split(",")] for spec in args.member_scales])
