@@ -224,6 +224,67 @@ def test_real_compactness_pulls_real_faces_together_and_is_left_out_of_the_expor
     keras.backend.clear_session()
 
 
+def test_gradient_reversal_is_the_identity_forward_and_negates_the_gradient() -> None:
+    import tensorflow as tf
+
+    from training.livenessnet import GradientReversal
+
+    layer = GradientReversal()
+    x = tf.constant(np.random.default_rng(2).normal(0, 1, (3, 4)).astype(np.float32))
+    layer.build(x.shape)
+    layer.strength.assign(0.3)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * tf.constant([[1.0, 2.0, 3.0, 4.0]]))
+    np.testing.assert_allclose(y.numpy(), x.numpy(), atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), np.tile([[-0.3, -0.6, -0.9, -1.2]], (3, 1)), atol=1e-6)
+
+
+def test_real_source_targets_and_loss_count_real_faces_only() -> None:
+    from training.train import real_source_loss, real_source_targets, reversal_strength
+
+    example_sources = np.array(["a", "b", "c", "a", "b"])  # c holds attacks only
+    class_targets = np.array([[0, 1], [0, 1], [1, 0], [0.5, 0.5], [1, 0]], np.float32)  # row 3: half real
+    targets, sources = real_source_targets(example_sources, class_targets)
+    assert sources == ["a", "b"]
+    np.testing.assert_array_equal(targets, [[1, 0], [0, 1], [0, 0], [0.5, 0], [0, 0]])
+    probabilities = np.array([[0.8, 0.2], [0.5, 0.5], [0.1, 0.9], [0.8, 0.2], [0.9, 0.1]], np.float32)
+    expected = -(np.log(0.8) + np.log(0.5) + 0.5 * np.log(0.8)) / 2.5  # the attacks' rows weigh nothing
+    assert float(real_source_loss(targets, probabilities)) == pytest.approx(expected, rel=1e-5)
+    assert reversal_strength(0.4, 0, 10) == pytest.approx(0.4 * (2 / (1 + np.exp(-0.5)) - 1))
+    assert reversal_strength(0.4, 0, 10) < reversal_strength(0.4, 5, 10) < reversal_strength(0.4, 9, 10) < 0.4
+
+
+@needs_data
+@needs_weights
+def test_source_adversary_trains_and_is_left_out_of_the_export(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
+    import onnx
+
+    from training.examples import load_dataset
+    from training.livenessnet import GRADIENT_REVERSAL
+    from training.train import TrainConfig, train_model
+
+    data = load_dataset(gathered, 32, [1.5, 2.7])
+    data.source = np.where(np.arange(len(data)) % 2 == 0, data.source, "other")  # two sources of real faces
+    config = TrainConfig(size=32, epochs=2, samples_per_epoch=64, batch_size=32, real_adversary_weight=1.0)
+    model, history = train_model(data, config, verbose=0)
+    assert [output.shape[-1] for output in model.outputs] == [2]  # the adversary stays in the training model
+    assert GRADIENT_REVERSAL not in {layer.name for layer in model.layers}
+    assert np.isfinite(history["loss"]).all()
+    plain_path, adversary_path = tmp_path / "plain.onnx", tmp_path / "adversary.onnx"
+    tiny_training_run(gathered, plain_path)
+    tiny_training_run(gathered, adversary_path, "--real-adversary-weight", "0.5")
+    assert LivenessModel(adversary_path).metadata.training["config"]["real_adversary_weight"] == 0.5  # parity passed
+
+    def operators(path: Path) -> list[str]:
+        return sorted(node.op_type for node in onnx.load(str(path)).graph.node)
+
+    assert operators(adversary_path) == operators(plain_path)
+    with pytest.raises(ValueError, match="do not go together"):
+        TrainConfig(real_adversary_weight=0.5, real_compact_weight=1.0)
+
+
 @needs_data
 @needs_weights
 def test_ensemble_with_flip_exports_one_averaging_model(gathered: Path, tmp_path: Path) -> None:

@@ -314,6 +314,44 @@ def with_pooled_features(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.output, unit], name=model.name + "_with_features")
 
 
+@keras.saving.register_keras_serializable(package="liveness")
+class GradientReversal(layers.Layer):
+    """The identity forward; backward, the gradient times -strength (domain-adversarial training, Ganin and Lempitsky 2015).
+
+    `strength` is a non-trainable variable, so training can ramp it up; the layer lives only in the
+    training model (with_source_adversary), never in an export.
+    """
+
+    def build(self, input_shape):
+        self.strength = self.add_weight(shape=(), initializer="zeros", trainable=False, name="strength")
+
+    def call(self, x):
+        strength = keras.ops.cast(self.strength, x.dtype)
+        # (1 + s) x - s x is x; only the second term passes a gradient, -s times the incoming one.
+        return keras.ops.stop_gradient((1.0 + strength) * x) - strength * x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+GRADIENT_REVERSAL = "source_adversary_reversal"
+
+
+def with_source_adversary(model: keras.Model, sources: int) -> keras.Model:
+    """The training model: `model`'s outputs plus a source classifier on its pooled features, behind a gradient reversal.
+
+    The classifier learns which source (capture setup) a real face comes from (the loss counts real
+    faces only, training.train.real_source_loss); the reversal turns that into a push on the network
+    to make real faces of every source look alike, leaving attacks free (single-side adversarial
+    learning, SSDG: Jia et al., CVPR 2020). Only `model` is exported.
+    """
+    pooled = next(layer for layer in model.layers if isinstance(layer, layers.GlobalAveragePooling2D))
+    x = GradientReversal(name=GRADIENT_REVERSAL)(pooled.output)
+    x = layers.Dense(64, activation="relu", name="source_adversary_hidden")(x)
+    source = layers.Dense(sources, activation="softmax", name="source_adversary")(x)
+    return keras.Model(model.inputs, [model.output, source], name=model.name + "_with_adversary")
+
+
 # Architectures that can take MixStyle on res10's first-stage features (build's mixstyle_p).
 MIXSTYLE_ARCHITECTURES = ("res10", "res10_deep_context")
 CDC_ARCHITECTURES = ("mobile", "res10", "res10_deep", "res10_deep_context")  # those with separable blocks

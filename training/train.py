@@ -62,6 +62,10 @@ class TrainConfig:
     # point of the pooled-feature sphere, attacks left free (the asymmetric idea of single-side domain
     # generalisation: live faces alike across setups, attacks differ). 0 = off.
     real_compact_weight: float = 0.0
+    # Strength of the single-side source adversary (livenessnet.with_source_adversary): a classifier
+    # learns each real face's source from the pooled features and the network, through a gradient
+    # reversal ramped up to this strength, learns to make real faces of every source alike. 0 = off.
+    real_adversary_weight: float = 0.0
     # Models trained with seeds seed, seed + 1, ... and averaged into one exported graph.
     ensemble: int = 1
     # The exported graph also scores the mirrored crops and averages (test-time flip).
@@ -186,8 +190,8 @@ class TrainConfig:
                 with_spectrum_head(build(architecture, self.size, 3 * len(self.scales)))
         if self.real_edge_by_source and self.real_edge_p > 0:
             raise ValueError("--real-edge-by-source sets the real faces' edge rates itself: leave out --real-edge-p")
-        if self.real_compact_weight > 0 and self.spectrum_weight > 0:
-            raise ValueError("--real-compact-weight and --spectrum-weight do not go together")
+        if sum(weight > 0 for weight in (self.real_compact_weight, self.spectrum_weight, self.real_adversary_weight)) > 1:
+            raise ValueError("--real-compact-weight, --spectrum-weight and --real-adversary-weight do not go together")
         # res10_deep_context is left out (its first tile's block after the stem would not be shared);
         # it can be a res10 member's partner instead (partner_architecture).
         if self.share_tuned_stem and (self.architecture not in ("res10", "res10_deep") or self.freeze_stem
@@ -333,6 +337,41 @@ def real_compactness(targets, features):
     count = keras.ops.sum(real) + 1e-6
     centre = keras.ops.sum(features * real, axis=0, keepdims=True) / count
     return keras.ops.sum(real * keras.ops.sum(keras.ops.square(features - centre), axis=1, keepdims=True)) / count
+
+
+def real_source_loss(targets, probabilities):
+    """Cross-entropy of the source adversary over the batch's real faces only (Keras loss).
+
+    `targets`: one-hot sources times each sample's share of real (zero rows for attacks), so the
+    adversary never learns, nor pushes on, where an attack comes from.
+    """
+    import keras
+
+    count = keras.ops.sum(targets) + 1e-6
+    return -keras.ops.sum(targets * keras.ops.log(keras.ops.clip(probabilities, 1e-7, 1.0))) / count
+
+
+def real_source_targets(example_sources: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(N, sources) one-hot source of every example times its share of real (`targets`' last column), and the sources.
+
+    Only sources with real faces count: the adversary is trained on real faces alone.
+    """
+    sources = sorted(set(example_sources[targets[:, -1] > 0]))
+    index = {source: i for i, source in enumerate(sources)}
+    onehot = np.zeros((len(example_sources), len(sources)), dtype=np.float32)
+    for row, source in enumerate(example_sources):
+        if source in index:
+            onehot[row, index[source]] = 1.0
+    return onehot * targets[:, -1:], sources
+
+
+def reversal_strength(weight: float, epoch: int, epochs: int) -> float:
+    """The gradient reversal's strength in an epoch: `weight` ramped by 2 / (1 + exp(-10 p)) - 1 at the epoch's middle p.
+
+    The ramp (Ganin and Lempitsky's) keeps the adversary's noisy early gradients out of the network.
+    """
+    progress = (epoch + 0.5) / epochs
+    return weight * (2.0 / (1.0 + np.exp(-10.0 * progress)) - 1.0)
 
 
 def class_targets(data: Examples, three_way: bool) -> np.ndarray:
@@ -544,7 +583,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     configure_tensorflow(config.seed)
     import keras
 
-    from training.livenessnet import SPECTRUM_SIZE, build, merge_attack_classes, with_pooled_features, with_spectrum_head
+    from training.livenessnet import (GRADIENT_REVERSAL, SPECTRUM_SIZE, build, merge_attack_classes, with_pooled_features,
+                                      with_source_adversary, with_spectrum_head)
     from training.metrics import roc_auc
 
     model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2,
@@ -567,6 +607,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     else:
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, warmup_target=None)
     classification = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    train_targets = class_targets(train, config.three_way)
+    classes = train_targets.shape[1]
     fitted = model  # what model.fit trains: the model itself, or it with the spectrum head
     if config.spectrum_weight > 0:
         fitted = with_spectrum_head(model)
@@ -584,13 +626,22 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
             loss_weights=[1.0, config.real_compact_weight],
             metrics=[["accuracy"], []],
         )
+    elif config.real_adversary_weight > 0:
+        source_targets, sources = real_source_targets(train.source, train_targets)
+        # drawn (and mixed) with the class targets as one array, split again in the epoch loop
+        train_targets = np.concatenate([train_targets, source_targets], axis=1)
+        fitted = with_source_adversary(model, len(sources))
+        fitted.compile(  # the reversal's strength, not a loss weight, sets how hard the network is pushed
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=[classification, real_source_loss],
+            metrics=[["accuracy"], []],
+        )
     else:
         model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
                       loss=classification, metrics=["accuracy"])
     rng = np.random.default_rng(config.seed)
     probabilities = sampling_weights(train, config)
     damage_p = damage_rates(train, config.degrade_p) if config.degrade_by_source else damage_by_label(train.y, config.degrade_p)
-    train_targets = class_targets(train, config.three_way)
     drawing_p = config.drawing_p(train)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "val_auc": []}
     callbacks = []
@@ -602,6 +653,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, damage_p, train_targets,
                                config.erase_p, config.mixup_alpha, drawing_p)
+        y, source_y = y[:, :classes], y[:, classes:]
         if config.distill_seeds and teachers:
             y = distilled_targets(y, x, teachers, config.distill_weight)
         targets = y
@@ -609,12 +661,18 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
             targets = (y, spectrum_targets(x, SPECTRUM_SIZE))
         elif config.real_compact_weight > 0:
             targets = (y, y)  # the compactness loss reads which samples are real from the class targets
+        elif config.real_adversary_weight > 0:
+            targets = (y, source_y)
+            fitted.get_layer(GRADIENT_REVERSAL).strength.assign(
+                reversal_strength(config.real_adversary_weight, epoch, config.epochs))
         fit = fitted.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0,
                          callbacks=callbacks)
         history["loss"].append(float(fit.history["loss"][-1]))
         accuracy = next(value for key, value in fit.history.items() if key.endswith("accuracy"))
         history["accuracy"].append(float(accuracy[-1]))
         line = f"epoch {epoch + 1}/{config.epochs}  loss {history['loss'][-1]:.4f}  acc {history['accuracy'][-1]:.3f}"
+        for key in sorted(key for key in fit.history if key.endswith("_loss") and key != "loss"):  # auxiliary heads' losses
+            line += f"  {key} {fit.history[key][-1]:.4f}"
         if val_x is not None:
             p = two_way.predict(val_x, batch_size=256, verbose=0)
             target = np.eye(2, dtype=np.float32)[validation.y]
@@ -782,6 +840,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                                         "res10 architectures, training only)")):
         recipe.add_argument(flag, type=probability, default=getattr(TrainConfig, flag[2:].replace("-", "_")),
                             help=f"probability of {what} (0 = off; default: %(default)s)")
+    recipe.add_argument("--real-adversary-weight", type=non_negative, default=TrainConfig.real_adversary_weight,
+                        help="a source classifier on real faces behind a gradient reversal of this strength: real faces "
+                             "of every source made alike (single-side adversarial; 0 = off; default: %(default)s)")
     recipe.add_argument("--cdc-theta", type=probability, default=TrainConfig.cdc_theta,
                         help="central-difference depthwise convolutions in the separable blocks, this share of each "
                              "kernel read as differences from the centre (0 = plain; default: %(default)s)")
@@ -806,6 +867,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
                        source_power=args.source_power, crop_weight=args.crop_weight,
                        spectrum_weight=args.spectrum_weight, real_compact_weight=args.real_compact_weight,
+                       real_adversary_weight=args.real_adversary_weight,
                        ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
                        input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
