@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.augment import augment_batch, background_people, background_screens, damage_by_label, frame_edges, surgical_masks
+from training.augment import (augment_batch, background_people, background_screens, damage_by_label, frame_edges,
+                              screen_recaptures, surgical_masks)
 from training.train import main as train_main, mix_samples
 
 
@@ -199,3 +200,17 @@ def test_a_bystander_is_another_samples_face_off_the_face_and_the_shoulders_at_o
             assert fits, (i, j)
             # ... and some only partly (soft edges, no hard rectangle).
             assert np.any(np.abs(levels - own) < abs(fits[0] - own))
+
+
+def test_a_recapture_changes_tone_and_adds_a_grating_but_keeps_the_padding_black() -> None:
+    crops = np.full((12, 64, 64, 6), 140, dtype=np.uint8)
+    crops[:, :, :10, 3:] = 0  # the wide tile reaches past the frame's left edge: black padding
+    drawn = crops.copy()
+    screen_recaptures(drawn, np.arange(0, 12, 2), [1.5, 2.7], np.random.default_rng(6))
+    assert np.array_equal(drawn[1::2], crops[1::2])  # samples not asked for are untouched
+    for i in range(0, 12, 2):
+        assert not drawn[i, :, :10, 3:].any()  # padding stays black
+        for j in range(2):
+            shown = drawn[i, :, 10:, 3 * j : 3 * j + 3].astype(float)
+            assert shown.std() > 1.0  # a flat grey face now carries a grating (and maybe glare)
+            assert abs(shown.mean() - 140) > 1.0 or shown.std() > 3.0  # the display's tone moved it

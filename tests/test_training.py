@@ -1028,6 +1028,36 @@ def test_real_edge_p_draws_frame_edges_on_real_faces_only(monkeypatch: pytest.Mo
     assert np.array_equal(blacked, y[:, 1] == 1)
 
 
+def test_recapture_p_turns_drawn_real_faces_into_replays_of_themselves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--recapture-p: a drawn real face becomes a recapture of itself and its target a replay; attacks untouched."""
+    import training.train
+    from training.train import augmented_epoch
+
+    data = _texture_examples([True] * 8, [1, 0] * 4, ["a"] * 8)
+    drawn: list[int] = []
+
+    def record(x: np.ndarray, samples: np.ndarray, scales, rng) -> None:
+        drawn.extend(samples.tolist())
+        x[samples] = 0
+
+    monkeypatch.setattr(training.train, "screen_recaptures", record)
+    targets = np.eye(2, dtype=np.float32)[data.y]
+    x, y = augmented_epoch(data, np.full(8, 1 / 8), 1100, np.random.default_rng(0), np.zeros(8), targets,
+                           recapture_p=0.5)
+    recaptured = x.mean(axis=(1, 2, 3)) < -0.5  # blacked out by the recorder
+    assert len(drawn) == int(recaptured.sum())
+    assert 0.4 < recaptured.sum() / (1100 / 2) < 0.6  # about half of the real draws, over three batches
+    assert np.all(y[recaptured] == [1.0, 0.0])  # now attacks
+    assert y[~recaptured, 1].sum() > 200  # the other half of the real faces stay real
+    three_way = augmented_epoch(data, np.full(8, 1 / 8), 64, np.random.default_rng(1), np.zeros(8),
+                                np.eye(3, dtype=np.float32)[2 * data.y], recapture_p=1.0,
+                                recaptured_target=np.array([0, 1, 0], np.float32))[1]
+    assert not three_way[:, 2].any() and three_way[:, 1].sum() > 20  # every real face became a replay
+    plain = augmented_epoch(data, np.full(8, 1 / 8), 64, np.random.default_rng(1), np.zeros(8))
+    off = augmented_epoch(data, np.full(8, 1 / 8), 64, np.random.default_rng(1), np.zeros(8), recapture_p=0.0)
+    assert np.array_equal(plain[0], off[0])  # off draws nothing: the recipes without it are unchanged
+
+
 def test_real_edge_rates_match_each_sources_padding_where_it_points_to_attacks() -> None:
     """--real-edge-by-source: real faces get edges only where a source's attacks are the padded ones."""
     from training.augment import frame_edges

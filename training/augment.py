@@ -263,6 +263,51 @@ def background_people(x: np.ndarray, samples: np.ndarray, scales: Sequence[float
             tile[ty0:ty1, tx0:tx1] = np.clip(a * f + (1.0 - a) * region + 0.5, 0, 255).astype(np.uint8)
 
 
+def screen_recaptures(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
+    """Turn, in place, the crop stacks of `samples` into simulated close-up recaptures of themselves (the caller relabels them fake).
+
+    In most webcam sets the real class is one person and the attacks show other people, and a new
+    setup's faces land at their own score level (docs/training.md): a model can lean on who and
+    where instead of how the face was shown. A recapture of a real face keeps person, room and
+    camera and changes only what a screen or print does to it: the display's narrower tone range
+    and colour (black level, peak white, per-channel gains, saturation, gamma), a moire grating of
+    one or two beats (1.5-12 cycles a face width, the same face-relative pattern in every tile; it
+    aliases where a tile cannot hold it, as a camera does), and often a soft specular glare. The
+    whole tile is the screen, as in Replay-Attack's and MSU-MFSD's close-up attacks (black padding
+    beyond the frame stays black: the crop adds it after the camera). No blur:
+    "blurry = fake" must not be taught (augment_batch's damage keeps the real faces' rate).
+    """
+    size = x.shape[1]
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    for i in samples:
+        black, white = rng.uniform(8, 50), rng.uniform(185, 245)
+        gains = rng.uniform(0.88, 1.12, 3)
+        saturation, gamma = rng.uniform(0.6, 1.25), rng.uniform(0.8, 1.25)
+        beats = [(rng.uniform(1.5, 12.0), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi), rng.uniform(0.03, 0.12))
+                 for _ in range(int(rng.integers(1, 3)))]  # cycles a face width, angle, phase, amplitude
+        glare = rng.random() < 0.5
+        glare_at, glare_radius, glare_gain = rng.uniform(-0.8, 0.8, 2), rng.uniform(0.2, 0.6), rng.uniform(30, 110)
+        for j, scale in enumerate(scales):
+            if scale <= 0:
+                continue  # a native-pixel tile has no face-relative extent
+            unit = size / scale  # pixels a face width in this tile
+            u, v = (cols - size / 2.0) / unit, (rows - size / 2.0) / unit  # face units from the box centre
+            padding = ~x[i, :, :, 3 * j : 3 * j + 3].any(axis=-1)  # beyond the frame: the crop's black, not the screen's
+            tile = x[i, :, :, 3 * j : 3 * j + 3].astype(np.float32) / 255.0
+            grey = tile @ np.array([0.299, 0.587, 0.114], np.float32)
+            tile = grey[..., None] + saturation * (tile - grey[..., None])
+            tile = np.clip(tile, 0.0, 1.0) ** gamma
+            pattern = np.ones((size, size), np.float32)
+            for cycles, angle, phase, amplitude in beats:
+                pattern *= 1.0 + amplitude * np.sin(2 * np.pi * cycles * (u * np.cos(angle) + v * np.sin(angle)) + phase)
+            shown = black + (white - black) * tile * gains * pattern[..., None]
+            if glare:
+                distance = ((u - glare_at[0]) ** 2 + (v - glare_at[1]) ** 2) / glare_radius ** 2
+                shown += glare_gain * np.exp(-distance)[..., None]
+            shown[padding] = 0.0
+            x[i, :, :, 3 * j : 3 * j + 3] = np.clip(shown + 0.5, 0, 255).astype(np.uint8)
+
+
 # The drawings augment_batch can add, by the name of their probability (TrainConfig fields and
 # --edge-p / --mask-p / --screen-p / --bystander-p), in the order they are drawn: both labels alike,
 # all off by default.

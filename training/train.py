@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from liveness.crop import CROP_BORDERS, CROP_RESIZES
-from training.augment import DEGRADE_P, DRAWINGS, augment_batch, damage_by_label, frame_edges
+from training.augment import DEGRADE_P, DRAWINGS, augment_batch, damage_by_label, frame_edges, screen_recaptures
 from training.examples import Examples, load_dataset, tile_channels
 from training.padding import padding_shares
 from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
@@ -115,6 +115,10 @@ class TrainConfig:
     # res10's first-stage features (livenessnet.MixStyle: a setup's style must not decide). 0 = off:
     # 0.5 ranked setups never seen worse on a second seed (docs/training.md).
     mixstyle_p: float = 0.0
+    # Probability that a drawn real face becomes a simulated close-up recapture of itself (screen tone
+    # and colour, moire, glare: augment.screen_recaptures), labelled as a replay: attacks of the same
+    # person, room and camera as the real faces. 0 = off.
+    recapture_p: float = 0.0
     # Central-difference depthwise convolutions in the separable blocks (livenessnet.CentralDifferenceDepthwiseConv2D):
     # the share theta of each kernel read as differences from the centre pixel. 0 = plain convolutions.
     cdc_theta: float = 0.0
@@ -437,21 +441,38 @@ def real_edge_rates(data: Examples) -> np.ndarray:
 def augmented_epoch(data: Examples, probabilities: np.ndarray, count: int, rng: np.random.Generator,
                     damage_p: np.ndarray, targets: np.ndarray | None = None,
                     erase_p: float = 0.0, mixup_alpha: float = 0.0,
-                    drawing_p: Mapping[str, float | np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    drawing_p: Mapping[str, float | np.ndarray] | None = None,
+                    recapture_p: float = 0.0, recaptured_target: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples drawn by `probabilities`, augmented, normalised; their targets (default one-hot fake/real).
 
     `damage_p`: each example's probability of quality damage (augment.damage_by_label or damage_rates).
     `drawing_p`: probabilities of augment.DRAWINGS by name (TrainConfig.drawing_p): a number, or an
     array with one per example of `data`.
+    `recapture_p`: probability that a drawn real face becomes a simulated recapture of itself
+    (augment.screen_recaptures), whose target is then `recaptured_target` (default: one-hot fake).
     """
     index = rng.choice(len(data), size=count, p=probabilities)
+    recaptured = np.zeros(count, dtype=bool)
 
     def drawings_of(batch: np.ndarray) -> dict[str, float | np.ndarray]:
         return {name: p[batch] if np.ndim(p) else p for name, p in (drawing_p or {}).items()}
 
-    x = np.concatenate([normalise(augment_batch(data.x[batch], damage_p[batch], rng, erase_p, data.scales, **drawings_of(batch)))
-                        for batch in (index[i : i + 512] for i in range(0, count, 512))])
+    def stacks(start: int) -> np.ndarray:
+        batch = index[start : start + 512]
+        if recapture_p <= 0:  # no draws, so the recipes without it stay as they were
+            return data.x[batch]
+        chosen = np.nonzero((data.y[batch] == 1) & (rng.random(len(batch)) < recapture_p))[0]
+        recaptured[start + chosen] = True
+        x = data.x[batch].copy()
+        screen_recaptures(x, chosen, data.scales, rng)
+        return x
+
+    x = np.concatenate([normalise(augment_batch(stacks(i), damage_p[index[i : i + 512]], rng, erase_p, data.scales,
+                                                **drawings_of(index[i : i + 512])))
+                        for i in range(0, count, 512)])
     y = (np.eye(2, dtype=np.float32)[data.y] if targets is None else targets)[index]
+    if recaptured.any():
+        y[recaptured] = np.eye(y.shape[1], dtype=np.float32)[0] if recaptured_target is None else recaptured_target
     return mix_samples(x, y, rng, mixup_alpha) if mixup_alpha > 0 else (x, y)
 
 
@@ -643,6 +664,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     probabilities = sampling_weights(train, config)
     damage_p = damage_rates(train, config.degrade_p) if config.degrade_by_source else damage_by_label(train.y, config.degrade_p)
     drawing_p = config.drawing_p(train)
+    recaptured_target = np.zeros(train_targets.shape[1], dtype=np.float32)  # a replay: (fake, real) or (print, replay, real)
+    recaptured_target[1 if config.three_way else 0] = 1.0
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "val_auc": []}
     callbacks = []
     average = WeightAverage(model, average_start) if config.average_last > 0 else None
@@ -652,7 +675,7 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     for epoch in range(config.epochs):
         started = time.time()
         x, y = augmented_epoch(train, probabilities, config.samples_per_epoch, rng, damage_p, train_targets,
-                               config.erase_p, config.mixup_alpha, drawing_p)
+                               config.erase_p, config.mixup_alpha, drawing_p, config.recapture_p, recaptured_target)
         y, source_y = y[:, :classes], y[:, classes:]
         if config.distill_seeds and teachers:
             y = distilled_targets(y, x, teachers, config.distill_weight)
@@ -840,6 +863,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                                         "res10 architectures, training only)")):
         recipe.add_argument(flag, type=probability, default=getattr(TrainConfig, flag[2:].replace("-", "_")),
                             help=f"probability of {what} (0 = off; default: %(default)s)")
+    recipe.add_argument("--recapture-p", type=probability, default=TrainConfig.recapture_p,
+                        help="probability that a real face becomes a simulated screen recapture of itself, labelled a "
+                             "replay (0 = off; default: %(default)s)")
     recipe.add_argument("--real-adversary-weight", type=non_negative, default=TrainConfig.real_adversary_weight,
                         help="a source classifier on real faces behind a gradient reversal of this strength: real faces "
                              "of every source made alike (single-side adversarial; 0 = off; default: %(default)s)")
@@ -876,7 +902,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        real_edge_p=args.real_edge_p, real_edge_by_source=args.real_edge_by_source,
                        mask_p=args.mask_p, screen_p=args.screen_p, bystander_p=args.bystander_p, mixstyle_p=args.mixstyle_p,
-                       cdc_theta=args.cdc_theta, mixup_alpha=args.mixup_alpha, average_last=args.average_last,
+                       cdc_theta=args.cdc_theta, recapture_p=args.recapture_p, mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
                        distill_weight=args.distill_weight,
                        member_scales=[[float(s) for s in spec.split(",")] for spec in args.member_scales])
