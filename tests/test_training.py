@@ -1003,6 +1003,15 @@ def test_reports_give_intervals_over_people_and_paired_differences(capsys: pytes
     assert float(gain[6].strip("[,")) <= -6.2 <= float(gain[7].strip("]")) <= 0.0
 
 
+def _blacking_recorder(drawn: list[int]):
+    """A stand-in for an in-place augmentation: notes the samples it is asked for in `drawn` and blacks them out."""
+    def record(x: np.ndarray, samples: np.ndarray, scales, rng) -> None:
+        drawn.extend(samples.tolist())
+        x[samples] = 0
+
+    return record
+
+
 def test_real_edge_p_draws_frame_edges_on_real_faces_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """--real-edge-p: simulated frame edges for real faces alone; attacks keep their context."""
     from training import augment
@@ -1010,11 +1019,7 @@ def test_real_edge_p_draws_frame_edges_on_real_faces_only(monkeypatch: pytest.Mo
 
     data = _texture_examples([True] * 8, [1, 0] * 4, ["a"] * 8)
     drawn: list[int] = []
-
-    def record(x: np.ndarray, samples: np.ndarray, scales, rng) -> None:
-        drawn.extend(samples.tolist())
-        x[samples] = 0
-
+    record = _blacking_recorder(drawn)
     monkeypatch.setitem(augment.DRAWINGS, "edge_p", record)
     config = TrainConfig(real_edge_p=1.0)
     assert config.drawing_p(data)["edge_p"].tolist() == [1.0, 0.0] * 4
@@ -1035,11 +1040,7 @@ def test_recapture_p_turns_drawn_real_faces_into_replays_of_themselves(monkeypat
 
     data = _texture_examples([True] * 8, [1, 0] * 4, ["a"] * 8)
     drawn: list[int] = []
-
-    def record(x: np.ndarray, samples: np.ndarray, scales, rng) -> None:
-        drawn.extend(samples.tolist())
-        x[samples] = 0
-
+    record = _blacking_recorder(drawn)
     monkeypatch.setattr(training.train, "screen_recaptures", record)
     targets = np.eye(2, dtype=np.float32)[data.y]
     x, y = augmented_epoch(data, np.full(8, 1 / 8), 1100, np.random.default_rng(0), np.zeros(8), targets,
