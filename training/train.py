@@ -64,7 +64,8 @@ class TrainConfig:
     real_compact_weight: float = 0.0
     # Strength of the single-side source adversary (livenessnet.with_source_adversary): a classifier
     # learns each real face's source from the pooled features and the network, through a gradient
-    # reversal ramped up to this strength, learns to make real faces of every source alike. 0 = off.
+    # reversal ramped up to this strength, learns to make real faces of every source alike. 0 = off:
+    # 0.1 and 0.5 ranked the webcam sets left out whole worse (docs/training.md).
     real_adversary_weight: float = 0.0
     # Models trained with seeds seed, seed + 1, ... and averaged into one exported graph.
     ensemble: int = 1
@@ -117,10 +118,12 @@ class TrainConfig:
     mixstyle_p: float = 0.0
     # Probability that a drawn real face becomes a simulated close-up recapture of itself (screen tone
     # and colour, moire, glare: augment.screen_recaptures), labelled as a replay: attacks of the same
-    # person, room and camera as the real faces. 0 = off.
+    # person, room and camera as the real faces. 0 = off: 0.2 ranked Replay-Attack left out whole
+    # inverted, its real faces taken for recaptures (docs/training.md).
     recapture_p: float = 0.0
     # Central-difference depthwise convolutions in the separable blocks (livenessnet.CentralDifferenceDepthwiseConv2D):
-    # the share theta of each kernel read as differences from the centre pixel. 0 = plain convolutions.
+    # the share theta of each kernel read as differences from the centre pixel. 0 = plain convolutions:
+    # 0.7 ranked Replay-Attack left out whole better but the webcam sets worse (docs/training.md).
     cdc_theta: float = 0.0
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
