@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from training.augment import (augment_batch, background_people, background_screens, damage_by_label, frame_edges,
-                              screen_recaptures, surgical_masks)
+                              camera_tones, screen_recaptures, surgical_masks)
 from training.train import main as train_main, mix_samples
 
 
@@ -214,3 +214,19 @@ def test_a_recapture_changes_tone_and_adds_a_grating_but_keeps_the_padding_black
             shown = drawn[i, :, 10:, 3 * j : 3 * j + 3].astype(float)
             assert shown.std() > 1.0  # a flat grey face now carries a grating (and maybe glare)
             assert abs(shown.mean() - 140) > 1.0 or shown.std() > 3.0  # the display's tone moved it
+
+
+def test_a_camera_tone_is_one_monotone_curve_per_sample_and_keeps_the_padding_black() -> None:
+    ramp = np.tile(np.linspace(1, 255, 64).astype(np.uint8)[None, :, None], (64, 1, 6))  # grey levels left to right
+    crops = np.stack([ramp] * 6)
+    crops[:, :8, :, 3:] = 0  # the wide tile reaches past the frame's top: black padding
+    drawn = crops.copy()
+    camera_tones(drawn, np.array([0, 2, 4]), [1.5, 2.7], np.random.default_rng(2))
+    assert np.array_equal(drawn[1::2], crops[1::2])  # samples not asked for are untouched
+    for i in (0, 2, 4):
+        assert not drawn[i, :8, :, 3:].any()  # padding stays black
+        assert not np.array_equal(drawn[i], crops[i])
+        for j in range(2):
+            row = drawn[i, 20, :, 3 * j : 3 * j + 3].astype(int)
+            assert np.all(np.diff(row, axis=0) >= 0)  # darker stays darker in every channel: a tone, no pattern
+        np.testing.assert_array_equal(drawn[i, 20, :, :3], drawn[i, 20, :, 3:])  # the same curve in both tiles

@@ -263,6 +263,46 @@ def background_people(x: np.ndarray, samples: np.ndarray, scales: Sequence[float
             tile[ty0:ty1, tx0:tx1] = np.clip(a * f + (1.0 - a) * region + 0.5, 0, 255).astype(np.uint8)
 
 
+def _display_tone(rng: np.random.Generator):
+    """One random tone curve of a display or camera: float RGB tile in [0, 1] (times a grating) -> pixel values (narrower range, colour, gamma)."""
+    black, white = rng.uniform(8, 50), rng.uniform(185, 245)
+    gains = rng.uniform(0.88, 1.12, 3)
+    saturation, gamma = rng.uniform(0.6, 1.25), rng.uniform(0.8, 1.25)
+
+    def tone(tile: np.ndarray, grating: np.ndarray | float = 1.0) -> np.ndarray:
+        grey = tile @ np.array([0.299, 0.587, 0.114], np.float32)
+        tile = np.clip(grey[..., None] + saturation * (tile - grey[..., None]), 0.0, 1.0) ** gamma
+        return black + (white - black) * tile * gains * grating
+
+    return tone
+
+
+def _redraw_tiles(x: np.ndarray, i: int, scales: Sequence[float], draw) -> None:
+    """Replace, in place, every tile of sample `i` by draw(tile in [0, 1], u, v) (face units from the box centre); black padding stays black."""
+    size = x.shape[1]
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    for j, scale in enumerate(scales):
+        if scale <= 0:
+            continue  # a native-pixel tile has no face-relative extent
+        unit = size / scale  # pixels a face width in this tile
+        padding = ~x[i, :, :, 3 * j : 3 * j + 3].any(axis=-1)  # beyond the frame: the crop's black, added after the camera
+        shown = draw(x[i, :, :, 3 * j : 3 * j + 3].astype(np.float32) / 255.0, (cols - size / 2.0) / unit, (rows - size / 2.0) / unit)
+        shown[padding] = 0.0
+        x[i, :, :, 3 * j : 3 * j + 3] = np.clip(shown + 0.5, 0, 255).astype(np.uint8)
+
+
+def camera_tones(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
+    """Give, in place, `samples` another camera's tone curve: black level, peak white, colour gains, saturation, gamma.
+
+    Simulated recaptures with these changes (and a moire grating) made real faces of a camera never
+    seen look like attacks (docs/training.md): the network reads a camera's tone as a label cue.
+    Drawn on both labels alike, the same curve in every tile, black padding kept.
+    """
+    for i in samples:
+        tone = _display_tone(rng)
+        _redraw_tiles(x, i, scales, lambda tile, u, v: tone(tile))
+
+
 def screen_recaptures(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
     """Turn, in place, the crop stacks of `samples` into simulated close-up recaptures of themselves (the caller relabels them fake).
 
@@ -277,38 +317,27 @@ def screen_recaptures(x: np.ndarray, samples: np.ndarray, scales: Sequence[float
     beyond the frame stays black: the crop adds it after the camera). No blur:
     "blurry = fake" must not be taught (augment_batch's damage keeps the real faces' rate).
     """
-    size = x.shape[1]
-    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     for i in samples:
-        black, white = rng.uniform(8, 50), rng.uniform(185, 245)
-        gains = rng.uniform(0.88, 1.12, 3)
-        saturation, gamma = rng.uniform(0.6, 1.25), rng.uniform(0.8, 1.25)
+        tone = _display_tone(rng)
         beats = [(rng.uniform(1.5, 12.0), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi), rng.uniform(0.03, 0.12))
                  for _ in range(int(rng.integers(1, 3)))]  # cycles a face width, angle, phase, amplitude
         glare = rng.random() < 0.5
         glare_at, glare_radius, glare_gain = rng.uniform(-0.8, 0.8, 2), rng.uniform(0.2, 0.6), rng.uniform(30, 110)
-        for j, scale in enumerate(scales):
-            if scale <= 0:
-                continue  # a native-pixel tile has no face-relative extent
-            unit = size / scale  # pixels a face width in this tile
-            u, v = (cols - size / 2.0) / unit, (rows - size / 2.0) / unit  # face units from the box centre
-            padding = ~x[i, :, :, 3 * j : 3 * j + 3].any(axis=-1)  # beyond the frame: the crop's black, not the screen's
-            tile = x[i, :, :, 3 * j : 3 * j + 3].astype(np.float32) / 255.0
-            grey = tile @ np.array([0.299, 0.587, 0.114], np.float32)
-            tile = grey[..., None] + saturation * (tile - grey[..., None])
-            tile = np.clip(tile, 0.0, 1.0) ** gamma
-            pattern = np.ones((size, size), np.float32)
+
+        def recapture(tile: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+            pattern = np.ones(u.shape, np.float32)
             for cycles, angle, phase, amplitude in beats:
                 pattern *= 1.0 + amplitude * np.sin(2 * np.pi * cycles * (u * np.cos(angle) + v * np.sin(angle)) + phase)
-            shown = black + (white - black) * tile * gains * pattern[..., None]
+            shown = tone(tile, pattern[..., None])
             if glare:
-                distance = ((u - glare_at[0]) ** 2 + (v - glare_at[1]) ** 2) / glare_radius ** 2
-                shown += glare_gain * np.exp(-distance)[..., None]
-            shown[padding] = 0.0
-            x[i, :, :, 3 * j : 3 * j + 3] = np.clip(shown + 0.5, 0, 255).astype(np.uint8)
+                shown += glare_gain * np.exp(-((u - glare_at[0]) ** 2 + (v - glare_at[1]) ** 2) / glare_radius ** 2)[..., None]
+            return shown
+
+        _redraw_tiles(x, i, scales, recapture)
 
 
 # The drawings augment_batch can add, by the name of their probability (TrainConfig fields and
-# --edge-p / --mask-p / --screen-p / --bystander-p), in the order they are drawn: both labels alike,
-# all off by default.
-DRAWINGS = {"edge_p": frame_edges, "mask_p": surgical_masks, "screen_p": background_screens, "bystander_p": background_people}
+# --edge-p / --mask-p / --screen-p / --bystander-p / --tone-p), in the order they are drawn: both
+# labels alike, all off by default.
+DRAWINGS = {"edge_p": frame_edges, "mask_p": surgical_masks, "screen_p": background_screens, "bystander_p": background_people,
+            "tone_p": camera_tones}
