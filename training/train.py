@@ -114,6 +114,7 @@ class TrainConfig:
     bystander_p: float = 0.0
     # Probability of another camera's tone curve (black level, peak white, colour gains, saturation,
     # gamma: augment.camera_tones) on a sample, both labels alike: a camera's tone must not be a cue.
+    # 0 = off: 0.5 ranked Replay-Attack left out whole below chance (docs/training.md).
     tone_p: float = 0.0
     # Probability per training batch that MixStyle mixes the samples' per-channel statistics of
     # res10's first-stage features (livenessnet.MixStyle: a setup's style must not decide). 0 = off:
