@@ -876,6 +876,8 @@ def test_central_difference_convolution_subtracts_theta_times_the_kernel_sum_at_
     np.testing.assert_allclose(centre[0, 1:-1, 1:-1], 0.0, atol=1e-5)
     with pytest.raises(ValueError, match="without bias"):
         CentralDifferenceDepthwiseConv2D(3, theta=0.5)
+    restored = CentralDifferenceDepthwiseConv2D.from_config(cdc.get_config())  # a saved layer loads again
+    assert restored.theta == 1.0 and restored.strides == (2, 2)
 
 
 @needs_data

@@ -73,9 +73,10 @@ class CentralDifferenceDepthwiseConv2D(layers.DepthwiseConv2D):
     """
 
     def __init__(self, kernel_size=3, theta: float = 0.7, **kwargs):
-        if kwargs.get("use_bias", True) or kwargs.get("activation") is not None:
-            raise ValueError("CentralDifferenceDepthwiseConv2D is built without bias or activation (use_bias=False)")
         super().__init__(kernel_size, **kwargs)
+        # checked on the built layer, so a saved config (activation "linear") loads again
+        if self.use_bias or self.activation not in (None, keras.activations.linear):
+            raise ValueError("CentralDifferenceDepthwiseConv2D is built without bias or activation (use_bias=False)")
         self.theta = float(theta)
 
     def call(self, inputs):

@@ -367,13 +367,9 @@ def real_source_targets(example_sources: np.ndarray, targets: np.ndarray) -> tup
 
     Only sources with real faces count: the adversary is trained on real faces alone.
     """
-    sources = sorted(set(example_sources[targets[:, -1] > 0]))
-    index = {source: i for i, source in enumerate(sources)}
-    onehot = np.zeros((len(example_sources), len(sources)), dtype=np.float32)
-    for row, source in enumerate(example_sources):
-        if source in index:
-            onehot[row, index[source]] = 1.0
-    return onehot * targets[:, -1:], sources
+    sources = np.unique(example_sources[targets[:, -1] > 0])
+    onehot = (example_sources[:, None] == sources[None, :]).astype(np.float32)
+    return onehot * targets[:, -1:], sources.tolist()
 
 
 def reversal_strength(weight: float, epoch: int, epochs: int) -> float:
