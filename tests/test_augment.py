@@ -213,7 +213,6 @@ def test_a_recapture_changes_tone_and_adds_a_grating_but_keeps_the_padding_black
         for j in range(2):
             shown = drawn[i, :, 10:, 3 * j : 3 * j + 3].astype(float)
             assert shown.std() > 1.0  # a flat grey face now carries a grating (and maybe glare)
-            assert abs(shown.mean() - 140) > 1.0 or shown.std() > 3.0  # the display's tone moved it
 
 
 def test_a_camera_tone_is_one_monotone_curve_per_sample_and_keeps_the_padding_black() -> None:

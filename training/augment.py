@@ -46,8 +46,8 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
     `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
     `drawing_p`: per drawing of DRAWINGS (edge_p: frame edges near the face, mask_p: a surgical
     mask, screen_p: a dark screen in the background, bystander_p: another sample's face beside the
-    face), the probability that a sample gets it (one number, or one per sample); all need the
-    tiles' crop `scales`.
+    face, tone_p: another camera's tone curve), the probability that a sample gets it (one number,
+    or one per sample); all need the tiles' crop `scales`.
     """
     unknown = set(drawing_p) - set(DRAWINGS)
     if unknown:
