@@ -902,6 +902,14 @@ def test_cdc_trains_the_pair_at_the_plain_graphs_cost(gathered: Path, tmp_path: 
         return sorted(node.op_type for node in onnx.load(str(path)).graph.node)
 
     assert operators(cdc_path) == operators(plain_path)  # the difference is folded into the kernels
+    partner_path = tmp_path / "partner_cdc.onnx"
+    tiny_training_run(gathered, partner_path, *pair, "--partner-cdc-theta", "0.7")
+    plain_member, cdc_partner = combined[2]  # --partner-cdc-theta: member 1 stays plain
+    assert not [layer for layer in plain_member.layers if isinstance(layer, CentralDifferenceDepthwiseConv2D)]
+    assert len([layer for layer in cdc_partner.layers if isinstance(layer, CentralDifferenceDepthwiseConv2D)]) == 2
+    assert operators(partner_path) == operators(plain_path)
+    with pytest.raises(ValueError, match="--partner-cdc-theta"):
+        TrainConfig(architecture="res10", partner_cdc_theta=0.7)  # a single network has no partner
     with pytest.raises(ValueError, match="--cdc-theta"):
         TrainConfig(architecture="livenessnet", cdc_theta=0.7)
     with pytest.raises(ValueError, match="central-difference"):

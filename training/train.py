@@ -129,6 +129,9 @@ class TrainConfig:
     # the share theta of each kernel read as differences from the centre pixel. 0 = plain convolutions:
     # 0.7 ranked Replay-Attack left out whole better but the webcam sets worse (docs/training.md).
     cdc_theta: float = 0.0
+    # The same on the members after the first only (member 1 stays plain): CDC's Replay-Attack gain
+    # without its webcam loss, if the loss sits in member 1. 0 = off.
+    partner_cdc_theta: float = 0.0
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
     # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles);
@@ -218,6 +221,13 @@ class TrainConfig:
 
             if not {self.architecture, self.partner_architecture or self.architecture} <= set(CDC_ARCHITECTURES):
                 raise ValueError(f"--cdc-theta needs --architecture {', '.join(CDC_ARCHITECTURES)}")
+        if self.partner_cdc_theta > 0:
+            from training.livenessnet import CDC_ARCHITECTURES
+
+            if self.ensemble < 2 or self.cdc_theta > 0 or self.member_scales:
+                raise ValueError("--partner-cdc-theta needs --ensemble 2 or more, without --cdc-theta or --member-scales")
+            if (self.partner_architecture or self.architecture) not in CDC_ARCHITECTURES:
+                raise ValueError(f"--partner-cdc-theta needs a partner architecture of {', '.join(CDC_ARCHITECTURES)}")
         if self.partner_architecture and (not self.share_tuned_stem or self.architecture != "res10"
                                           or self.partner_architecture not in PARTNER_ARCHITECTURES):
             raise ValueError(f"--partner-architecture needs --architecture res10 --share-tuned-stem and one of "
@@ -529,7 +539,8 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
             architecture = config.partner_architecture if stem_from is not None and config.partner_architecture else config.architecture
             member_config = replace(config, seed=config.seed + i, ensemble=1, flip_average=False, member_scales=[],
                                     scales=[float(s) for s in subset], share_tuned_stem=False, partner_architecture="",
-                                    architecture=architecture,
+                                    architecture=architecture, partner_cdc_theta=0.0,
+                                    cdc_theta=config.partner_cdc_theta if members and config.partner_cdc_theta > 0 else config.cdc_theta,
                                     # a deep-context partner freezes only its first stage (_train_one)
                                     freeze_stem=config.freeze_stem or (stem_from is not None and architecture == config.architecture))
             if verbose:
@@ -876,6 +887,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--cdc-theta", type=probability, default=TrainConfig.cdc_theta,
                         help="central-difference depthwise convolutions in the separable blocks, this share of each "
                              "kernel read as differences from the centre (0 = plain; default: %(default)s)")
+    recipe.add_argument("--partner-cdc-theta", type=probability, default=TrainConfig.partner_cdc_theta,
+                        help="as --cdc-theta, on the ensemble's members after the first only (0 = off; default: %(default)s)")
     recipe.add_argument("--mixup-alpha", type=non_negative, default=TrainConfig.mixup_alpha,
                         help="blend training samples and their targets, weight ~ Beta(alpha, alpha) (0 = off; default: %(default)s)")
     recipe.add_argument("--average-last", type=probability, default=TrainConfig.average_last,
@@ -906,7 +919,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        real_edge_p=args.real_edge_p, real_edge_by_source=args.real_edge_by_source,
                        mask_p=args.mask_p, screen_p=args.screen_p, bystander_p=args.bystander_p, tone_p=args.tone_p, mixstyle_p=args.mixstyle_p,
-                       cdc_theta=args.cdc_theta, recapture_p=args.recapture_p, mixup_alpha=args.mixup_alpha, average_last=args.average_last,
+                       cdc_theta=args.cdc_theta, partner_cdc_theta=args.partner_cdc_theta, recapture_p=args.recapture_p, mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
                        distill_weight=args.distill_weight,
                        member_scales=[[float(s) for s in spec.split(",")] for spec in args.member_scales])
