@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from training.augment import (augment_batch, background_people, background_screens, damage_by_label, frame_edges,
-                              camera_tones, screen_recaptures, surgical_masks)
+                              camera_tones, screen_recaptures, side_lighting, surgical_masks)
 from training.train import main as train_main, mix_samples
 
 
@@ -229,3 +229,20 @@ def test_a_camera_tone_is_one_monotone_curve_per_sample_and_keeps_the_padding_bl
             row = drawn[i, 20, :, 3 * j : 3 * j + 3].astype(int)
             assert np.all(np.diff(row, axis=0) >= 0)  # darker stays darker in every channel: a tone, no pattern
         np.testing.assert_array_equal(drawn[i, 20, :, :3], drawn[i, 20, :, 3:])  # the same curve in both tiles
+
+
+def test_side_lighting_is_one_smooth_field_shared_by_the_tiles_and_keeps_the_padding_black() -> None:
+    crops = np.full((6, 64, 64, 6), 160, dtype=np.uint8)
+    crops[:, :, :8, 3:] = 0  # the wide tile reaches past the frame's left edge: black padding
+    drawn = crops.copy()
+    side_lighting(drawn, np.array([1, 3]), [1.5, 2.7], np.random.default_rng(4))
+    assert np.array_equal(drawn[[0, 2, 4, 5]], crops[[0, 2, 4, 5]])  # samples not asked for are untouched
+    for i in (1, 3):
+        assert not drawn[i, :, :8, 3:].any()  # padding stays black
+        gain = drawn[i].astype(float) / 160.0
+        assert gain[..., :3].max() - gain[..., :3].min() > 0.1  # light falls off across the face
+        assert gain[32, 32, 0] < 1.0 + 1e-9  # never brighter than the scene at the face centre (exposure <= 1)
+        # face centre and a point half a face width to the right: the same light in both tiles
+        for du in (0.0, 0.5):
+            narrow, wide = drawn[i, 32, int(32 + du * 64 / 1.5), 0], drawn[i, 32, int(32 + du * 64 / 2.7), 3]
+            assert abs(int(narrow) - int(wide)) <= 3

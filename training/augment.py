@@ -46,7 +46,7 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
     `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
     `drawing_p`: per drawing of DRAWINGS (edge_p: frame edges near the face, mask_p: a surgical
     mask, screen_p: a dark screen in the background, bystander_p: another sample's face beside the
-    face, tone_p: another camera's tone curve), the probability that a sample gets it (one number,
+    face, tone_p: another camera's tone curve, light_p: dimmer light from one side), the probability that a sample gets it (one number,
     or one per sample); all need the tiles' crop `scales`.
     """
     unknown = set(drawing_p) - set(DRAWINGS)
@@ -303,6 +303,25 @@ def camera_tones(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rn
         _redraw_tiles(x, i, scales, lambda tile, u, v: tone(tile))
 
 
+def side_lighting(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
+    """Relight, in place, `samples` with one smooth light field: a dimmer exposure and light falling from one side.
+
+    With Replay-Attack left out whole, its real faces under "adverse" light (lamps off, a window to
+    one side) score below its attacks, whose screens light themselves (docs/training.md): the
+    network reads a dim, side-lit face as an attack. The field is linear in face units
+    (exposure x (1 + slope x distance along a random direction), 0.25-1.6), so every tile gets
+    the same light at the same point of the scene; both labels alike, black padding kept.
+    """
+    for i in samples:
+        exposure, slope, angle = rng.uniform(0.45, 1.0), rng.uniform(0.2, 0.8), rng.uniform(0, 2 * np.pi)
+
+        def relight(tile: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+            field = exposure * np.clip(1.0 + slope * (u * np.cos(angle) + v * np.sin(angle)), 0.25, 1.6)
+            return 255.0 * tile * field[..., None]
+
+        _redraw_tiles(x, i, scales, relight)
+
+
 def screen_recaptures(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
     """Turn, in place, the crop stacks of `samples` into simulated close-up recaptures of themselves (the caller relabels them fake).
 
@@ -337,7 +356,7 @@ def screen_recaptures(x: np.ndarray, samples: np.ndarray, scales: Sequence[float
 
 
 # The drawings augment_batch can add, by the name of their probability (TrainConfig fields and
-# --edge-p / --mask-p / --screen-p / --bystander-p / --tone-p), in the order they are drawn: both
-# labels alike, all off by default.
+# --edge-p / --mask-p / --screen-p / --bystander-p / --tone-p / --light-p), in the order they are
+# drawn: both labels alike, all off by default.
 DRAWINGS = {"edge_p": frame_edges, "mask_p": surgical_masks, "screen_p": background_screens, "bystander_p": background_people,
-            "tone_p": camera_tones}
+            "tone_p": camera_tones, "light_p": side_lighting}
