@@ -526,7 +526,7 @@ def test_members_that_see_some_tiles_are_averaged_in_one_model(gathered: Path, t
 
 
 def test_compare_runs_prints_a_sources_auc_and_live_shares(capsys: pytest.CaptureFixture) -> None:
-    from training.compare_runs import print_source
+    from training.compare_runs import print_origins, print_source
     from training.examples import Examples
 
     def column(*values: object) -> np.ndarray:
@@ -542,6 +542,14 @@ def test_compare_runs_prints_a_sources_auc_and_live_shares(capsys: pytest.Captur
     assert capsys.readouterr().out.splitlines() == [
         "  s: AUC 0.750; called live: crop fake 0.0% of 1, video real 50.0% of 2, video fake 100.0% of 1",
         "  u: not among the compared folds",
+    ]
+    test.origin = column("x/adverse_1/f.jpg", "x/controlled/f.jpg", "x/adverse/f.jpg", "x/adverse/g.jpg", "x/adverse_2/f.jpg")
+    print_origins(test, np.array([0.9, 0.3, 0.6, 0.1, 0.4]), 0.5, "adverse")
+    print_origins(test, np.zeros(5), 0.5, "sunny")
+    # by hand, faces 0, 2, 3, 4: real 0.9, 0.4 against fake 0.6, 0.1 -> 3 of 4 pairs right; real 1 of 2 live, fake 1 of 2
+    assert capsys.readouterr().out.splitlines() == [
+        "  origin *adverse*: AUC 0.750; called live: real 50.0% of 2 (mean score 0.650), fake 50.0% of 2 (mean score 0.350)",
+        "  origin *sunny*: no face among the compared folds",
     ]
 
 

@@ -12,6 +12,8 @@ APCER / BPCER / ACER per group of sources (APCER over all attacks, as calibrate 
 first also gets, per group, its difference in AUC and ACER to the first run with a paired 95%
 interval that resamples whole people or capture setups (metrics.cluster_bootstrap): a difference
 whose interval holds 0 is one these folds cannot tell from a different draw of people.
+`--sources S...` and `--origin-contains WORD...` add the figures of single sources and of the faces
+whose file path holds a word (Replay-Attack's lightings: adverse, controlled).
 `--write-scores FILE` saves the last run's pooled out-of-fold scores in `evaluate`'s oof_scores.csv
 form, so `training.calibrate --scores FILE` can set an ensemble's threshold from its members' runs.
 """
@@ -69,6 +71,19 @@ def print_source(test: Examples, scores: np.ndarray, threshold: float, source: s
     print(f"  {source}: {auc}; called live: " + ", ".join(shares))
 
 
+def print_origins(test: Examples, scores: np.ndarray, threshold: float, word: str) -> None:
+    """AUC and share called live per label of the faces whose origin path contains `word` (e.g. a lighting in Replay-Attack's folder names)."""
+    mask = np.char.find(test.origin.astype(str), word) >= 0
+    if not mask.any():
+        print(f"  origin *{word}*: no face among the compared folds")
+        return
+    y, s = test.y[mask], scores[mask]
+    auc = f"AUC {metrics.roc_auc(y, s):.3f}" if len(set(y.tolist())) == 2 else "one label only"
+    shares = [f"{'real' if label else 'fake'} {100 * np.mean(s[y == label] >= threshold):.1f}% of {int(np.sum(y == label))} "
+              f"(mean score {s[y == label].mean():.3f})" for label in (1, 0) if np.any(y == label)]
+    print(f"  origin *{word}*: {auc}; called live: " + ", ".join(shares))
+
+
 def print_differences(test: Examples, people: np.ndarray, pooled: dict[str, tuple[np.ndarray, float]], base: str) -> None:
     """Per group, each run's AUC and ACER minus `base`'s, with paired 95% intervals over `people` (cluster bootstrap)."""
     base_scores, base_threshold = pooled[base]
@@ -113,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="report every run at this threshold (e.g. a shipped model's) instead of its own lowest-ACER one")
     parser.add_argument("--sources", nargs="+", default=[], metavar="SOURCE",
                         help="also print these sources' AUC and share of faces called live, per kind and label, at each run's threshold")
+    parser.add_argument("--origin-contains", nargs="+", default=[], metavar="WORD",
+                        help="also print, per word, the AUC and share called live per label of the faces whose file path "
+                             "contains it (e.g. adverse controlled: Replay-Attack's lightings)")
     parser.add_argument("--folds", nargs="+", default=[], metavar="FOLD",
                         help="compare only these folds (default: every fold all runs have finished)")
     args = parser.parse_args(argv)
@@ -192,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{50 * (apcer + bpcer):6.1f} {metrics.roc_auc(y, s):6.3f}  {f'{low:.1f}-{high:.1f}':>20s}")
         for source in args.sources:
             print_source(test, scores, threshold, source)
+        for word in args.origin_contains:
+            print_origins(test, scores, threshold, word)
         pooled[spec] = scores, threshold
     if len(args.runs) > 1:
         print_differences(test, people, pooled, args.runs[0])
