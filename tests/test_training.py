@@ -1100,3 +1100,36 @@ def test_real_edge_rates_match_each_sources_padding_where_it_points_to_attacks()
     assert TrainConfig(real_edge_by_source=True).drawing_p(data)["edge_p"].tolist() == rates.tolist()
     with pytest.raises(ValueError, match="leave out --real-edge-p"):
         TrainConfig(real_edge_by_source=True, real_edge_p=0.5)
+
+
+def test_a_sharpness_aware_step_applies_the_gradient_of_the_climbed_point() -> None:
+    import keras
+
+    from training.sam import SharpnessAwareModel
+
+    inputs = keras.Input((2,))
+    inner = keras.Model(inputs, keras.layers.Dense(1, use_bias=False)(inputs))
+    inner.layers[-1].set_weights([np.array([[0.5], [-0.5]], np.float32)])
+    model = SharpnessAwareModel(inner, rho=0.1)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    fit = model.fit(np.array([[1.0, 2.0]], np.float32), np.array([[1.0]], np.float32), batch_size=1, epochs=1, verbose=0)
+    # by hand: x (1, 2), y 1, w (0.5, -0.5): prediction -0.5, loss 2.25, gradient 2 (p - y) x = (-3, -6), |g| = sqrt(45);
+    # climbed w + 0.1 g / |g| = (0.45528, -0.58944): prediction -0.72361, gradient (-3.44721, -6.89443);
+    # w - 0.1 x that = (0.84472, 0.18944). A plain step would give (0.8, 0.1).
+    np.testing.assert_allclose(inner.layers[-1].get_weights()[0].ravel(), [0.844721, 0.189443], atol=1e-5)
+    assert fit.history["loss"] == [pytest.approx(2.25)]  # the loss at w, as a plain step reports it
+    with pytest.raises(ValueError, match="rho"):
+        SharpnessAwareModel(inner, rho=0.0)
+
+
+@needs_data
+@needs_weights
+def test_sharpness_aware_training_exports_the_plain_graph(gathered: Path, tmp_path: Path) -> None:
+    from training.train import TrainConfig
+
+    model_path = tmp_path / "sam.onnx"
+    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
+                      "--partner-architecture", "res10_deep_context", "--sam-rho", "0.05")
+    assert LivenessModel(model_path).metadata.training["config"]["sam_rho"] == 0.05  # export passed parity
+    with pytest.raises(ValueError, match="--sam-rho"):
+        TrainConfig(sam_rho=0.05, spectrum_weight=0.5)

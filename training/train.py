@@ -135,6 +135,9 @@ class TrainConfig:
     # The same on the members after the first only (member 1 stays plain): CDC's Replay-Attack gain
     # without its webcam loss, if the loss sits in member 1. 0 = off.
     partner_cdc_theta: float = 0.0
+    # Sharpness-aware steps of this radius (training.sam: the gradient taken at the worst nearby
+    # weights, for flat minima that carry to unseen setups; twice the training time). 0 = plain steps.
+    sam_rho: float = 0.0
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
     # Probability that a training sample gets a rectangle of noise in each tile (augment.erase_rectangles);
@@ -209,6 +212,9 @@ class TrainConfig:
             raise ValueError("--real-edge-by-source sets the real faces' edge rates itself: leave out --real-edge-p")
         if sum(weight > 0 for weight in (self.real_compact_weight, self.spectrum_weight, self.real_adversary_weight)) > 1:
             raise ValueError("--real-compact-weight, --spectrum-weight and --real-adversary-weight do not go together")
+        if self.sam_rho > 0 and max(self.real_compact_weight, self.spectrum_weight, self.real_adversary_weight) > 0:
+            raise ValueError("--sam-rho trains the classifier alone: leave out --real-compact-weight, --spectrum-weight "
+                             "and --real-adversary-weight")
         # res10_deep_context is left out (its first tile's block after the stem would not be shared);
         # it can be a res10 member's partner instead (partner_architecture).
         if self.share_tuned_stem and (self.architecture not in ("res10", "res10_deep") or self.freeze_stem
@@ -675,8 +681,12 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
             metrics=[["accuracy"], []],
         )
     else:
-        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-                      loss=classification, metrics=["accuracy"])
+        if config.sam_rho > 0:
+            from training.sam import SharpnessAwareModel
+
+            fitted = SharpnessAwareModel(model, config.sam_rho)
+        fitted.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+                       loss=classification, metrics=["accuracy"])
     rng = np.random.default_rng(config.seed)
     probabilities = sampling_weights(train, config)
     damage_p = damage_rates(train, config.degrade_p) if config.degrade_by_source else damage_by_label(train.y, config.degrade_p)
@@ -893,6 +903,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                              "kernel read as differences from the centre (0 = plain; default: %(default)s)")
     recipe.add_argument("--partner-cdc-theta", type=probability, default=TrainConfig.partner_cdc_theta,
                         help="as --cdc-theta, on the ensemble's members after the first only (0 = off; default: %(default)s)")
+    recipe.add_argument("--sam-rho", type=non_negative, default=TrainConfig.sam_rho,
+                        help="sharpness-aware minimisation of this radius (training.sam; about twice the training time; "
+                             "0 = plain steps; default: %(default)s)")
     recipe.add_argument("--mixup-alpha", type=non_negative, default=TrainConfig.mixup_alpha,
                         help="blend training samples and their targets, weight ~ Beta(alpha, alpha) (0 = off; default: %(default)s)")
     recipe.add_argument("--average-last", type=probability, default=TrainConfig.average_last,
@@ -923,7 +936,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        real_edge_p=args.real_edge_p, real_edge_by_source=args.real_edge_by_source,
                        mask_p=args.mask_p, screen_p=args.screen_p, bystander_p=args.bystander_p, tone_p=args.tone_p, light_p=args.light_p, mixstyle_p=args.mixstyle_p,
-                       cdc_theta=args.cdc_theta, partner_cdc_theta=args.partner_cdc_theta, recapture_p=args.recapture_p, mixup_alpha=args.mixup_alpha, average_last=args.average_last,
+                       cdc_theta=args.cdc_theta, partner_cdc_theta=args.partner_cdc_theta, sam_rho=args.sam_rho, recapture_p=args.recapture_p, mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
                        distill_weight=args.distill_weight,
                        member_scales=[[float(s) for s in spec.split(",")] for spec in args.member_scales])
