@@ -626,6 +626,7 @@ def test_sampling_weights_balance_classes_and_weigh_sources_by_a_power_of_their_
     config = recipe_from_args(parser.parse_args(["--source-power", "0.25", "--crop-weight", "1"]))
     assert (config.source_power, config.crop_weight) == (0.25, 1.0)
     assert recipe_from_args(parser.parse_args([])) == TrainConfig()
+    assert recipe_from_args(parser.parse_args(["--weight-decay", "0.001"])).weight_decay == 0.001
 
 
 def test_per_sample_damage_rates_decide_the_damage() -> None:

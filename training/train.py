@@ -844,6 +844,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     recipe.add_argument("--samples-per-epoch", type=int, default=TrainConfig.samples_per_epoch)
     recipe.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    recipe.add_argument("--weight-decay", type=non_negative, default=TrainConfig.weight_decay,
+                        help="AdamW's decoupled weight decay (default: %(default)s)")
     recipe.add_argument("--seed", type=int, default=TrainConfig.seed)
     recipe.add_argument("--source-power", type=non_negative, default=TrainConfig.source_power,
                         help="a source's share of each class's sampling weight grows with (its size) ** this "
@@ -924,7 +926,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the recipe options describe."""
     return TrainConfig(architecture=args.architecture, size=args.size, scales=list(args.scales), epochs=args.epochs,
-                       samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, seed=args.seed,
+                       samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, weight_decay=args.weight_decay, seed=args.seed,
                        source_power=args.source_power, crop_weight=args.crop_weight,
                        spectrum_weight=args.spectrum_weight, real_compact_weight=args.real_compact_weight,
                        real_adversary_weight=args.real_adversary_weight,
