@@ -5,7 +5,8 @@ worst nearby point to first order, and then applies the gradient taken there at 
 network is pushed to a region where the loss stays low when the weights move, which is reported to
 carry better to data unlike the training data (for face anti-spoofing across databases: GAC-FAS,
 Le and Woo, CVPR 2024). Training only: the wrapped model is what is exported. Two forward and
-backward passes a step, so training takes about twice as long. TensorFlow backend.
+backward passes a step, so training takes about twice as long; batch-norm statistics are updated by
+both passes (as in the reference implementations that run the model twice). TensorFlow backend.
 """
 from __future__ import annotations
 

@@ -117,7 +117,8 @@ class TrainConfig:
     # 0 = off: 0.5 ranked Replay-Attack left out whole below chance (docs/training.md).
     tone_p: float = 0.0
     # Probability of a dimmer exposure and light from one side (augment.side_lighting) on a sample,
-    # both labels alike: Replay-Attack's real faces under adverse light must not read as attacks. 0 = off.
+    # both labels alike: Replay-Attack's real faces under adverse light must not read as attacks. 0 = off:
+    # 0.5 ranked the webcam sets left out whole worse on both seeds (docs/training.md).
     light_p: float = 0.0
     # Probability per training batch that MixStyle mixes the samples' per-channel statistics of
     # res10's first-stage features (livenessnet.MixStyle: a setup's style must not decide). 0 = off:
@@ -133,10 +134,11 @@ class TrainConfig:
     # 0.7 ranked Replay-Attack left out whole better but the webcam sets worse (docs/training.md).
     cdc_theta: float = 0.0
     # The same on the members after the first only (member 1 stays plain): CDC's Replay-Attack gain
-    # without its webcam loss, if the loss sits in member 1. 0 = off.
+    # without its webcam loss, if the loss sits in member 1. 0 = off: with 0.7 both went (docs/training.md).
     partner_cdc_theta: float = 0.0
     # Sharpness-aware steps of this radius (training.sam: the gradient taken at the worst nearby
-    # weights, for flat minima that carry to unseen setups; twice the training time). 0 = plain steps.
+    # weights, for flat minima that carry to unseen setups; twice the training time). 0 = plain steps:
+    # 0.05 ranked NUAA left out whole worse on both seeds (docs/training.md).
     sam_rho: float = 0.0
     # Train a 3-way softmax (print / replay / real); exported merged to (fake, real).
     three_way: bool = False
