@@ -28,6 +28,7 @@ class SharpnessAwareModel(keras.Model):
     def train_step(self, data):
         import tensorflow as tf
 
+        # _compute_loss and _loss_tracker are what Keras 3's own TensorFlow train_step uses (keras pinned 3.15)
         x, y = data[0], data[1]
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
