@@ -526,7 +526,7 @@ def test_members_that_see_some_tiles_are_averaged_in_one_model(gathered: Path, t
 
 
 def test_compare_runs_prints_a_sources_auc_and_live_shares(capsys: pytest.CaptureFixture) -> None:
-    from training.compare_runs import print_origins, print_source
+    from training.compare_runs import print_luminance, print_origins, print_source
     from training.examples import Examples
 
     def column(*values: object) -> np.ndarray:
@@ -550,6 +550,14 @@ def test_compare_runs_prints_a_sources_auc_and_live_shares(capsys: pytest.Captur
     assert capsys.readouterr().out.splitlines() == [
         "  origin *adverse*: AUC 0.750; called live: real 50.0% of 2 (mean score 0.650), fake 50.0% of 2 (mean score 0.350)",
         "  origin *sunny*: no face among the compared folds",
+    ]
+    test.x = np.stack([np.full((2, 2, 3), level, np.uint8) for level in (10, 30, 0, 0, 200)])
+    test.source = column("s", "s", "s", "t", "u")
+    print_luminance(test, np.array([0.2, 0.4, 0.9, 0.5, 0.8]), ["s", "t", "u"])
+    # by hand: real faces s (10, 30) -> luminance 20, score 0.3; t has none; u 200, 0.8; two sources: no correlation
+    assert capsys.readouterr().out.splitlines() == [
+        "  s: real faces' luminance 20, mean score 0.300",
+        "  u: real faces' luminance 200, mean score 0.800",
     ]
 
 

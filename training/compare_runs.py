@@ -13,7 +13,8 @@ first also gets, per group, its difference in AUC and ACER to the first run with
 interval that resamples whole people or capture setups (metrics.cluster_bootstrap): a difference
 whose interval holds 0 is one these folds cannot tell from a different draw of people.
 `--sources S...` and `--origin-contains WORD...` add the figures of single sources and of the faces
-whose file path holds a word (Replay-Attack's lightings: adverse, controlled).
+whose file path holds a word (Replay-Attack's lightings: adverse, controlled); `--luminance` with
+`--sources` each source's real faces' mean luminance against their mean score.
 `--write-scores FILE` saves the last run's pooled out-of-fold scores in `evaluate`'s oof_scores.csv
 form, so `training.calibrate --scores FILE` can set an ensemble's threshold from its members' runs.
 """
@@ -84,6 +85,19 @@ def print_origins(test: Examples, scores: np.ndarray, threshold: float, word: st
     print(f"  origin *{word}*: {auc}; called live: " + ", ".join(shares))
 
 
+def print_luminance(test: Examples, scores: np.ndarray, sources: Sequence[str]) -> None:
+    """Per source, its real faces' mean luminance (first tile, 0-255, padding included) and mean score; their correlation over the sources."""
+    levels = []
+    for source in sources:
+        real = (test.source == source) & (test.y == 1)
+        if real.any():
+            levels.append((test.x[real][..., :3].astype(np.float32).mean(), scores[real].mean()))
+            print(f"  {source}: real faces' luminance {levels[-1][0]:.0f}, mean score {levels[-1][1]:.3f}")
+    if len(levels) > 2:
+        light, score = np.array(levels).T
+        print(f"  correlation of real faces' luminance and mean score over {len(levels)} sources: {np.corrcoef(light, score)[0, 1]:.2f}")
+
+
 def print_differences(test: Examples, people: np.ndarray, pooled: dict[str, tuple[np.ndarray, float]], base: str) -> None:
     """Per group, each run's AUC and ACER minus `base`'s, with paired 95% intervals over `people` (cluster bootstrap)."""
     base_scores, base_threshold = pooled[base]
@@ -128,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="report every run at this threshold (e.g. a shipped model's) instead of its own lowest-ACER one")
     parser.add_argument("--sources", nargs="+", default=[], metavar="SOURCE",
                         help="also print these sources' AUC and share of faces called live, per kind and label, at each run's threshold")
+    parser.add_argument("--luminance", action="store_true",
+                        help="with --sources: each source's real faces' mean luminance and mean score, and their correlation")
     parser.add_argument("--origin-contains", nargs="+", default=[], metavar="WORD",
                         help="also print, per word, the AUC and share called live per label of the faces whose file path "
                              "contains it (e.g. adverse controlled: Replay-Attack's lightings)")
@@ -210,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{50 * (apcer + bpcer):6.1f} {metrics.roc_auc(y, s):6.3f}  {f'{low:.1f}-{high:.1f}':>20s}")
         for source in args.sources:
             print_source(test, scores, threshold, source)
+        if args.luminance:
+            print_luminance(test, scores, args.sources)
         for word in args.origin_contains:
             print_origins(test, scores, threshold, word)
         pooled[spec] = scores, threshold
