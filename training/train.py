@@ -227,14 +227,12 @@ class TrainConfig:
 
             if not {self.architecture, self.partner_architecture or self.architecture} <= set(MIXSTYLE_ARCHITECTURES):
                 raise ValueError(f"--mixstyle-p needs --architecture {' or '.join(MIXSTYLE_ARCHITECTURES)}")
-        if self.cdc_theta > 0:
+        if self.cdc_theta > 0 or self.partner_cdc_theta > 0:
             from training.livenessnet import CDC_ARCHITECTURES
-
+        if self.cdc_theta > 0:
             if not {self.architecture, self.partner_architecture or self.architecture} <= set(CDC_ARCHITECTURES):
                 raise ValueError(f"--cdc-theta needs --architecture {', '.join(CDC_ARCHITECTURES)}")
         if self.partner_cdc_theta > 0:
-            from training.livenessnet import CDC_ARCHITECTURES
-
             if self.ensemble < 2 or self.cdc_theta > 0 or self.member_scales:
                 raise ValueError("--partner-cdc-theta needs --ensemble 2 or more, without --cdc-theta or --member-scales")
             if (self.partner_architecture or self.architecture) not in CDC_ARCHITECTURES:
