@@ -868,6 +868,43 @@ def test_a_deep_context_partner_trains_on_the_first_members_tuned_first_stage(ga
     assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2  # one per tile
 
 
+@needs_weights
+@pytest.mark.parametrize("size", [64, 56])
+def test_blaze_stem_reproduces_blazefaces_first_layers(size: int) -> None:
+    from skimage import data
+
+    from training.pretrained import blaze_stem, blaze_stem_reference
+    from training.train import normalise
+
+    tile = cv2.resize(data.astronaut()[30:230, 130:330], (size, size), interpolation=cv2.INTER_AREA)  # a face, RGB
+    reference = blaze_stem_reference(tile)
+    ours = blaze_stem(size).predict(normalise(tile[None]), verbose=0)[0]
+    assert reference.shape == ours.shape == (size // 4, size // 4, 42)
+    assert np.abs(reference).mean() > 0.05
+    np.testing.assert_allclose(ours, reference, atol=1e-4 * np.abs(reference).max())
+
+
+@needs_data
+@needs_weights
+def test_a_blaze_partner_trains_whole_beside_the_res10_member(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
+    import onnx
+
+    from training.pretrained import BLAZE_STEM_NAME, STEM_NAME, blaze_stem
+
+    model_path = tmp_path / "blaze_pair.onnx"
+    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
+                      "--partner-architecture", "blaze")
+    first, partner = combined[0]
+    assert STEM_NAME in {layer.name for layer in first.layers} and STEM_NAME not in {layer.name for layer in partner.layers}
+    tuned = partner.get_layer(BLAZE_STEM_NAME).get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(tuned, blaze_stem(32).get_weights()))  # fine-tuned, not frozen
+    assert LivenessModel(model_path).metadata.training["config"]["partner_architecture"] == "blaze"
+    graph = onnx.load(str(model_path)).graph
+    kernels = {init.name: list(init.dims) for init in graph.initializer}
+    convs = [kernels.get(n.input[1], [])[2:] for n in graph.node if n.op_type == "Conv"]
+    assert convs.count([7, 7]) == 2 and convs.count([5, 5]) == 2  # res10's first conv and BlazeFace's, once per tile
+
+
 def test_central_difference_convolution_subtracts_theta_times_the_kernel_sum_at_the_centre() -> None:
     import keras
 

