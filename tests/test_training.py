@@ -869,17 +869,18 @@ def test_a_deep_context_partner_trains_on_the_first_members_tuned_first_stage(ga
 
 
 @needs_weights
-@pytest.mark.parametrize("size", [64, 56])
-def test_blaze_stem_reproduces_blazefaces_first_layers(size: int) -> None:
+@pytest.mark.parametrize("size, depth, channels", [(64, 1, 42), (56, 1, 42), (56, 2, 88)])
+def test_blaze_stem_reproduces_blazefaces_first_layers(size: int, depth: int, channels: int) -> None:
     from skimage import data
 
     from training.pretrained import blaze_stem, blaze_stem_reference
     from training.train import normalise
 
     tile = cv2.resize(data.astronaut()[30:230, 130:330], (size, size), interpolation=cv2.INTER_AREA)  # a face, RGB
-    reference = blaze_stem_reference(tile)
-    ours = blaze_stem(size).predict(normalise(tile[None]), verbose=0)[0]
-    assert reference.shape == ours.shape == (size // 4, size // 4, 42)
+    reference = blaze_stem_reference(tile, depth)
+    ours = blaze_stem(size, depth=depth).predict(normalise(tile[None]), verbose=0)[0]
+    side = -(-size // (4 * depth))  # "same" padding rounds up
+    assert reference.shape == ours.shape == (side, side, channels)
     assert np.abs(reference).mean() > 0.05
     np.testing.assert_allclose(ours, reference, atol=1e-4 * np.abs(reference).max())
 
@@ -903,6 +904,29 @@ def test_a_blaze_partner_trains_whole_beside_the_res10_member(gathered: Path, tm
     kernels = {init.name: list(init.dims) for init in graph.initializer}
     convs = [kernels.get(n.input[1], [])[2:] for n in graph.node if n.op_type == "Conv"]
     assert convs.count([7, 7]) == 2 and convs.count([5, 5]) == 2  # res10's first conv and BlazeFace's, once per tile
+
+
+@needs_data
+@needs_weights
+def test_an_extra_blaze_member_joins_the_pair_on_its_own(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
+    import onnx
+
+    from training.pretrained import BLAZE_STEM_NAME, FIRST_STAGE_NAME
+    from training.train import TrainConfig
+
+    model_path = tmp_path / "three.onnx"
+    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
+                      "--partner-architecture", "res10_deep_context", "--extra-architecture", "blaze_deep")
+    members = combined[0]
+    assert [m.name for m in members] == ["member_0", "member_1", "member_2"]
+    assert FIRST_STAGE_NAME in {layer.name for layer in members[1].layers}
+    assert members[2].get_layer(BLAZE_STEM_NAME).output.shape[1:] == (4, 4, 88)  # 32 px tile at 1/8
+    graph = onnx.load(str(model_path)).graph
+    kernels = {init.name: list(init.dims) for init in graph.initializer}
+    convs = [kernels.get(n.input[1], [])[2:] for n in graph.node if n.op_type == "Conv"]
+    assert convs.count([7, 7]) == 2 and convs.count([5, 5]) == 2  # the pair's shared first stage, and the extra member
+    with pytest.raises(ValueError, match="--extra-architecture"):
+        TrainConfig(architecture="res10", extra_architecture="res10")
 
 
 def test_central_difference_convolution_subtracts_theta_times_the_kernel_sum_at_the_centre() -> None:

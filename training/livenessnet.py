@@ -216,23 +216,29 @@ def livenessnet_res10(
 
 
 def livenessnet_blaze(size: int = 64, channels: int = 6, blocks: Sequence[tuple[int, int]] = RES10_BLOCKS,
-                      dropout: float = 0.3, classes: int = 2) -> keras.Model:
+                      dropout: float = 0.3, classes: int = 2, stem_depth: int = 1) -> keras.Model:
     """The res10 variant's blocks on another pretrained stem: BlazeFace short range's first layers (training.pretrained.blaze_stem).
 
     One stem (shared weights, fine-tuned) turns each 3-channel tile into (size/4, size/4, 42)
     features; MediaPipe trained it on other faces and cameras than res10's, so a member on it errs
-    on a new setup less in step with a res10 member than a second res10 one does.
+    on a new setup less in step with a res10 member than a second res10 one does. `stem_depth` 2:
+    the detector's blocks on to (size/8, size/8, 88) (blaze_deep, with two blocks after it).
     """
     from training.pretrained import blaze_stem
 
     if channels % 3:
         raise ValueError(f"the BlazeFace stem reads 3-channel tiles, got {channels} channels")
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
-    stem = blaze_stem(size)
+    stem = blaze_stem(size, depth=stem_depth)
     tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
     features = [stem(tile) for tile in tiles]
     x = layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else layers.Identity(name=STEM_FEATURES)(features[0])
     return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_blaze")
+
+
+def livenessnet_blaze_deep(size: int = 64, channels: int = 6, classes: int = 2) -> keras.Model:
+    """livenessnet_blaze on BlazeFace's blocks to 1/8 of the tile, with res10_deep's two blocks after them."""
+    return livenessnet_blaze(size=size, channels=channels, blocks=RES10_DEEP_BLOCKS, classes=classes, stem_depth=2)
 
 
 def _mixstyle(x, p: float, tile: int):
@@ -299,7 +305,7 @@ def standardise_channels(x):
 
 ARCHITECTURES = {"livenessnet": livenessnet, "mobile": livenessnet_mobile, "res10": livenessnet_res10,
                  "res10_deep": livenessnet_res10_deep, "res10_deep_context": livenessnet_res10_deep_context,
-                 "blaze": livenessnet_blaze}
+                 "blaze": livenessnet_blaze, "blaze_deep": livenessnet_blaze_deep}
 
 SPECTRUM_SIZE = 8  # side of the predicted Fourier spectrum map
 
@@ -381,7 +387,7 @@ CDC_ARCHITECTURES = ("mobile", "res10", "res10_deep", "res10_deep_context")  # t
 
 def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False,
           freeze_stem: bool = False, mixstyle_p: float = 0.0, cdc_theta: float = 0.0) -> keras.Model:
-    """A fresh model by name ("livenessnet" = the seed, "mobile" = 1.0's variant, "res10", "res10_deep", "res10_deep_context" = on res10's stem, "blaze" = on BlazeFace's)."""
+    """A fresh model by name ("livenessnet" = the seed, "mobile" = 1.0's variant, "res10", "res10_deep", "res10_deep_context" = on res10's stem, "blaze", "blaze_deep" = on BlazeFace's)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
     if standardise and architecture != "mobile":

@@ -149,9 +149,15 @@ def res10_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
 # face_detector.fetch_weights checks): the second pretrained stem, trained on other faces and cameras.
 BLAZE_WEIGHTS = "face_detection_short_range.tflite"
 BLAZE_STEM_NAME = "blaze_stem"
-# (output channels, stride) of the BlazeBlocks the stem keeps: to 1/4 of the tile, like res10's first stage.
+# (output channels, stride) of the BlazeBlocks the stem keeps: depth 1 to 1/4 of the tile (like res10's
+# first stage), depth 2 on to 1/8 (the detector's blocks up to its first 8 x 8 stage at 128 px input).
 BLAZE_BLOCKS: tuple[tuple[int, int], ...] = ((24, 1), (28, 1), (32, 2), (36, 1), (42, 1))
-BLAZE_STEM_OUTPUT_LAYER = "activation_5"  # the tflite layer (the last block's ReLU) whose output the stem reproduces
+BLAZE_DEEP_BLOCKS: tuple[tuple[int, int], ...] = BLAZE_BLOCKS + ((48, 2), (56, 1), (64, 1), (72, 1), (80, 1), (88, 1))
+
+
+def blaze_output_layer(depth: int) -> str:
+    """The tflite layer (the last kept block's ReLU) whose output the depth-`depth` stem reproduces."""
+    return f"activation_{len(BLAZE_BLOCKS if depth == 1 else BLAZE_DEEP_BLOCKS)}"
 
 
 def _load_blaze_net() -> cv2.dnn.Net:
@@ -163,14 +169,17 @@ def _load_blaze_net() -> cv2.dnn.Net:
     return cv2.dnn.readNetFromTFLite(str(path))
 
 
-def blaze_stem(size: int, name: str = BLAZE_STEM_NAME):
-    """A Keras model: a (size, size, 3) RGB tile scaled to [-1, 1] (BlazeFace's own input) -> (size/4, size/4, 42) features.
+def blaze_stem(size: int, name: str = BLAZE_STEM_NAME, depth: int = 1):
+    """A Keras model: a (size, size, 3) RGB tile scaled to [-1, 1] (BlazeFace's own input) -> its features.
 
-    BlazeFace's 5x5 stride-2 convolution and its first five BlazeBlocks (depthwise 3x3, pointwise
-    1x1, both with bias; the shortcut max-pooled where the block strides and zero-padded to the
-    wider channel count; ReLU after the sum), reproducing cv2.dnn's output of BLAZE_STEM_OUTPUT_LAYER
-    (a test checks it). TFLite's "SAME" padding is Keras's, so no explicit padding is needed.
+    BlazeFace's 5x5 stride-2 convolution and its first BlazeBlocks (depthwise 3x3, pointwise 1x1,
+    both with bias; the shortcut max-pooled where the block strides and zero-padded to the wider
+    channel count; ReLU after the sum): depth 1 gives (size/4, size/4, 42), depth 2 (size/8, size/8,
+    88), reproducing cv2.dnn's output of blaze_output_layer(depth) (a test checks both). TFLite's
+    "SAME" padding is Keras's, so no explicit padding is needed.
     """
+    if depth not in (1, 2):
+        raise ValueError(f"the BlazeFace stem has depth 1 or 2, got {depth}")
     import keras
     from keras import layers
 
@@ -180,7 +189,7 @@ def blaze_stem(size: int, name: str = BLAZE_STEM_NAME):
     x = layers.ReLU()(first(tile))
     weighted = [(first, "conv2d", False)]
     width = 24
-    for i, (out, stride) in enumerate(BLAZE_BLOCKS):
+    for i, (out, stride) in enumerate(BLAZE_BLOCKS if depth == 1 else BLAZE_DEEP_BLOCKS):
         depthwise = layers.DepthwiseConv2D(3, strides=stride, padding="same", name=f"blaze_depthwise_{i}")
         pointwise = layers.Conv2D(out, 1, name=f"blaze_pointwise_{i}")
         y = pointwise(depthwise(x))
@@ -200,9 +209,9 @@ def blaze_stem(size: int, name: str = BLAZE_STEM_NAME):
     return stem
 
 
-def blaze_stem_reference(tile_rgb: np.ndarray) -> np.ndarray:
-    """cv2.dnn's own output of BLAZE_STEM_OUTPUT_LAYER for one uint8 RGB tile, as (h, w, channels)."""
+def blaze_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
+    """cv2.dnn's own output of blaze_output_layer(depth) for one uint8 RGB tile, as (h, w, channels)."""
     net = _load_blaze_net()
     blob = cv2.dnn.blobFromImage(tile_rgb.astype(np.float32), 1.0 / 127.5, tile_rgb.shape[1::-1], (127.5, 127.5, 127.5))
     net.setInput(blob)
-    return np.transpose(net.forward(BLAZE_STEM_OUTPUT_LAYER)[0], (1, 2, 0))
+    return np.transpose(net.forward(blaze_output_layer(depth))[0], (1, 2, 0))

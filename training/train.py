@@ -29,9 +29,9 @@ from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 
 # Architectures a member after the first may have instead of the first's, on a res10 member's tuned
 # first stage (livenessnet.split_at_first_stage).
-PARTNER_ARCHITECTURES = ("res10_deep_context", "blaze")
+PARTNER_ARCHITECTURES = ("res10_deep_context", "blaze", "blaze_deep")
 # Partners that share nothing with member 1 (a stem pretrained elsewhere): trained whole, averaged.
-INDEPENDENT_PARTNERS = ("blaze",)
+INDEPENDENT_PARTNERS = ("blaze", "blaze_deep")
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
@@ -99,6 +99,9 @@ class TrainConfig:
     # second stage starts from res10's); the graph computes the first stage once per tile for both.
     # A blaze partner (BlazeFace's pretrained layers) shares nothing and trains whole.
     partner_architecture: str = ""
+    # One more member after the ensemble's, of an INDEPENDENT_PARTNERS architecture, trained whole
+    # (seed + ensemble) and averaged with the others ("": none).
+    extra_architecture: str = ""
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
@@ -244,6 +247,8 @@ class TrainConfig:
                                           or self.partner_architecture not in PARTNER_ARCHITECTURES):
             raise ValueError(f"--partner-architecture needs --architecture res10 --share-tuned-stem and one of "
                              f"{', '.join(PARTNER_ARCHITECTURES)}")
+        if self.extra_architecture and (self.extra_architecture not in INDEPENDENT_PARTNERS or self.member_scales):
+            raise ValueError(f"--extra-architecture needs one of {', '.join(INDEPENDENT_PARTNERS)}, without --member-scales")
 
 
 class WeightAverage:
@@ -539,7 +544,7 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     """
     if config.distill_seeds and teachers is None:
         teachers = train_teachers(train, config, verbose)
-    if config.ensemble <= 1 and not config.flip_average and not config.member_scales:
+    if config.ensemble <= 1 and not config.flip_average and not config.member_scales and not config.extra_architecture:
         return _train_one(train, config, validation, verbose, teachers)
     subsets = config.member_scales or [list(config.scales)]
     members, channels, first_history = [], [], None
@@ -564,21 +569,31 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
             members.append(model)
             channels.append(tile_channels(config.scales, subset))
             first_history = first_history or history
+    if config.extra_architecture:
+        extra_config = replace(config, seed=config.seed + max(1, config.ensemble), ensemble=1, flip_average=False,
+                               share_tuned_stem=False, partner_architecture="", extra_architecture="", partner_cdc_theta=0.0,
+                               architecture=config.extra_architecture, freeze_stem=False, cdc_theta=0.0, mixstyle_p=0.0)
+        if verbose:
+            print(f"member {len(members) + 1}/{count + 1} ({extra_config.architecture}, seed {extra_config.seed}, extra)",
+                  file=sys.stderr, flush=True)
+        members.append(_train_one(train, extra_config, validation, verbose, teachers)[0])
     mixed = bool(config.partner_architecture)  # members of two architectures share only res10's first stage, or nothing
     return combine(members, config.flip_average, train.x[:2], channels if config.member_scales else None,
                    shared_stem=(config.freeze_stem or config.share_tuned_stem) and not config.member_scales and not mixed,
-                   shared_first_stage=mixed and config.partner_architecture not in INDEPENDENT_PARTNERS), first_history
+                   shared_first_stage=mixed and config.partner_architecture not in INDEPENDENT_PARTNERS,
+                   independent=1 if config.extra_architecture else 0), first_history
 
 
 def combine(members: list, flip_average: bool, example: np.ndarray, channels: list[list[int]] | None = None,
-            shared_stem: bool = False, shared_first_stage: bool = False):
+            shared_stem: bool = False, shared_first_stage: bool = False, independent: int = 0):
     """One model averaging P(fake), P(real) over `members` and, with flip_average, over mirrored crops too.
 
     With `channels`, member i sees only those channels of the input (its crop tiles). With
     `shared_stem` (res10 members trained with the stem frozen, so all hold the same one), the stem
     runs once per view and each member adds only its blocks: the same numbers at a fraction of the cost.
     `shared_first_stage` does the same for members of different architectures that hold the same
-    res10 first stage (livenessnet.split_at_first_stage): it runs once per tile of each view.
+    res10 first stage (livenessnet.split_at_first_stage): it runs once per tile of each view. The
+    last `independent` members share nothing and run whole on each view (an extra architecture).
     """
     import keras
     from keras import layers
@@ -591,6 +606,8 @@ def combine(members: list, flip_average: bool, example: np.ndarray, channels: li
         views.append(layers.Lambda(lambda t: keras.ops.flip(t, axis=2), name="mirror")(inputs))
     for i, member in enumerate(members):
         member.name = f"member_{i}"  # nested models need unique names
+    extras = members[len(members) - independent:]
+    members = members[:len(members) - independent]
     outputs = []
     if shared_stem:
         stem = split_at_stem(members[0])[0]
@@ -616,6 +633,7 @@ def combine(members: list, flip_average: bool, example: np.ndarray, channels: li
                 if channels is not None:  # the default argument binds this member's indices, not the loop's last
                     view = layers.Lambda(lambda t, c=channels[i]: keras.ops.take(t, c, axis=-1), name=f"tiles_{i}_{j}")(view)
                 outputs.append(member(view))
+    outputs.extend(extra(view) for view in views for extra in extras)
     combined = keras.Model(inputs, layers.Average(name="probabilities")(outputs) if len(outputs) > 1 else outputs[0],
                            name="liveness_ensemble")
     combined.predict(normalise(example), verbose=0)  # Keras exports only models that have been called
@@ -843,7 +861,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     --size 56 --ensemble 2 --share-tuned-stem --partner-architecture res10_deep_context (the Makefile's RECIPE).
     """
     recipe = parser.add_argument_group("recipe (train; evaluate --loso without --model)")
-    recipe.add_argument("--architecture", default=TrainConfig.architecture, choices=("mobile", "livenessnet", *PRETRAINED_STEM_ARCHITECTURES, "blaze"))
+    recipe.add_argument("--architecture", default=TrainConfig.architecture,
+                        choices=("mobile", "livenessnet", *PRETRAINED_STEM_ARCHITECTURES, *INDEPENDENT_PARTNERS))
     recipe.add_argument("--size", type=int, default=TrainConfig.size, help="crop size (default: %(default)s)")
     recipe.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales, x the face box; 0 = a size x size patch of native pixels (default: %(default)s)")
     recipe.add_argument("--epochs", type=int, default=TrainConfig.epochs)
@@ -883,7 +902,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--partner-architecture", choices=PARTNER_ARCHITECTURES, default="",
                         help="--share-tuned-stem: members after the first are of this architecture, on the first's "
                              "tuned first stage (frozen; default: the first's architecture, on its whole stem); "
-                             "blaze: on BlazeFace's pretrained layers instead, sharing nothing")
+                             "blaze, blaze_deep: on BlazeFace's pretrained layers instead, sharing nothing")
+    recipe.add_argument("--extra-architecture", choices=INDEPENDENT_PARTNERS, default="",
+                        help="one more member of this architecture (BlazeFace's pretrained layers), trained whole and "
+                             "averaged with the ensemble's")
     recipe.add_argument("--real-edge-by-source", action="store_true",
                         help="frame edges on real faces at a rate per source that matches its attacks' mean black padding")
     recipe.add_argument("--degrade-by-source", action="store_true",
@@ -940,6 +962,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
                        input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
                        share_tuned_stem=args.share_tuned_stem, partner_architecture=args.partner_architecture,
+                       extra_architecture=args.extra_architecture,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        real_edge_p=args.real_edge_p, real_edge_by_source=args.real_edge_by_source,
