@@ -92,6 +92,15 @@ def tiny_training_run(gathered: Path, model_path: Path, *options: str) -> None:
                        "--batch-size", "32", "--val-groups", "none", "--version", "test", *options]) == 0
 
 
+def conv_kernel_sizes(model_path: Path) -> list[list[int]]:
+    """(height, width) of every Conv node's kernel in an exported ONNX model, in graph order."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    kernels = {init.name: list(init.dims) for init in graph.initializer}
+    return [kernels.get(node.input[1], [])[2:] for node in graph.node if node.op_type == "Conv"]
+
+
 @needs_data
 @needs_weights
 def test_tiny_training_run_exports_a_loadable_model(gathered: Path, tmp_path: Path) -> None:
@@ -754,7 +763,6 @@ def test_frozen_res10_stem_stays_the_detectors_while_the_blocks_learn() -> None:
 @needs_weights
 def test_frozen_stem_members_share_one_stem_in_the_exported_graph(tmp_path: Path) -> None:
     import keras
-    import onnx
 
     from training.livenessnet import build
     from training.train import combine, normalise
@@ -775,16 +783,12 @@ def test_frozen_stem_members_share_one_stem_in_the_exported_graph(tmp_path: Path
     shared = combine(members, False, example, shared_stem=True)
     np.testing.assert_allclose(shared.predict(normalise(example), verbose=0), separate, atol=1e-5)
     shared.export(str(tmp_path / "shared.onnx"), format="onnx", verbose=False)
-    graph = onnx.load(str(tmp_path / "shared.onnx")).graph
-    kernels = {init.name: list(init.dims) for init in graph.initializer}
-    first_convs = [n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]
-    assert len(first_convs) == 2  # res10's 7x7 convolution once per crop tile, not once per member
+    assert conv_kernel_sizes(tmp_path / "shared.onnx").count([7, 7]) == 2  # res10's 7x7 convolution once per crop tile, not once per member
 
 
 @needs_weights
 def test_a_deep_context_partner_shares_the_first_stage_of_a_res10_member(tmp_path: Path) -> None:
     import keras
-    import onnx
 
     from training.livenessnet import build
     from training.pretrained import FIRST_STAGE_NAME, STEM_NAME
@@ -810,10 +814,7 @@ def test_a_deep_context_partner_shares_the_first_stage_of_a_res10_member(tmp_pat
     expected = (each[0] + each[1] + sum(m.predict(normalise(mirrored), verbose=0) for m in members)) / 4
     np.testing.assert_allclose(shared.predict(normalise(example), verbose=0), expected, atol=1e-5)
     shared.export(str(tmp_path / "pair.onnx"), format="onnx", verbose=False)
-    graph = onnx.load(str(tmp_path / "pair.onnx")).graph
-    kernels = {init.name: list(init.dims) for init in graph.initializer}
-    first_convs = [n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]
-    assert len(first_convs) == 4  # res10's 7x7 convolution once per tile of each view, not once per member
+    assert conv_kernel_sizes(tmp_path / "pair.onnx").count([7, 7]) == 4  # res10's 7x7 convolution once per tile of each view, not once per member
     assert TrainConfig(architecture="res10", ensemble=2, share_tuned_stem=True,
                        partner_architecture="res10_deep_context").partner_architecture == "res10_deep_context"
     pair = {"architecture": "res10", "ensemble": 2, "share_tuned_stem": True, "partner_architecture": "res10_deep_context"}
@@ -827,8 +828,6 @@ def test_a_deep_context_partner_shares_the_first_stage_of_a_res10_member(tmp_pat
 @needs_data
 @needs_weights
 def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
-    import onnx
-
     import training.train
     from training.pretrained import STEM_NAME, res10_stem
 
@@ -839,9 +838,7 @@ def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_pat
     assert any(not np.allclose(a, b) for a, b in zip(first, original))  # member 1 fine-tuned res10's stem
     assert all(np.array_equal(a, b) for a, b in zip(first, second))  # member 2 kept that tuned stem, frozen
     assert LivenessModel(model_path).metadata.training["config"]["share_tuned_stem"]
-    graph = onnx.load(str(model_path)).graph
-    kernels = {init.name: list(init.dims) for init in graph.initializer}
-    assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2  # one per tile
+    assert conv_kernel_sizes(model_path).count([7, 7]) == 2  # one per tile
     with pytest.raises(ValueError, match="--share-tuned-stem"):
         training.train.TrainConfig(architecture="mobile", ensemble=2, share_tuned_stem=True)
 
@@ -850,8 +847,6 @@ def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_pat
 @needs_weights
 def test_a_deep_context_partner_trains_on_the_first_members_tuned_first_stage(gathered: Path, tmp_path: Path,
                                                                                combined: list[list]) -> None:
-    import onnx
-
     from training.pretrained import FIRST_STAGE_NAME, SECOND_STAGE_NAME, STEM_NAME, res10_stem
 
     model_path = tmp_path / "pair.onnx"
@@ -863,9 +858,7 @@ def test_a_deep_context_partner_trains_on_the_first_members_tuned_first_stage(ga
     original_second = res10_stem(32, depth=2).get_layer(SECOND_STAGE_NAME).get_weights()
     assert any(not np.allclose(a, b) for a, b in zip(partner.get_layer(SECOND_STAGE_NAME).get_weights(), original_second))
     assert LivenessModel(model_path).metadata.training["config"]["partner_architecture"] == "res10_deep_context"
-    graph = onnx.load(str(model_path)).graph
-    kernels = {init.name: list(init.dims) for init in graph.initializer}
-    assert len([n for n in graph.node if n.op_type == "Conv" and kernels.get(n.input[1], [])[2:] == [7, 7]]) == 2  # one per tile
+    assert conv_kernel_sizes(model_path).count([7, 7]) == 2  # one per tile
 
 
 @needs_weights
@@ -888,8 +881,6 @@ def test_blaze_stem_reproduces_blazefaces_first_layers(size: int, depth: int, ch
 @needs_data
 @needs_weights
 def test_a_blaze_partner_trains_whole_beside_the_res10_member(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
-    import onnx
-
     from training.pretrained import BLAZE_STEM_NAME, STEM_NAME, blaze_stem
 
     model_path = tmp_path / "blaze_pair.onnx"
@@ -900,17 +891,13 @@ def test_a_blaze_partner_trains_whole_beside_the_res10_member(gathered: Path, tm
     tuned = partner.get_layer(BLAZE_STEM_NAME).get_weights()
     assert any(not np.allclose(a, b) for a, b in zip(tuned, blaze_stem(32).get_weights()))  # fine-tuned, not frozen
     assert LivenessModel(model_path).metadata.training["config"]["partner_architecture"] == "blaze"
-    graph = onnx.load(str(model_path)).graph
-    kernels = {init.name: list(init.dims) for init in graph.initializer}
-    convs = [kernels.get(n.input[1], [])[2:] for n in graph.node if n.op_type == "Conv"]
+    convs = conv_kernel_sizes(model_path)
     assert convs.count([7, 7]) == 2 and convs.count([5, 5]) == 2  # res10's first conv and BlazeFace's, once per tile
 
 
 @needs_data
 @needs_weights
 def test_an_extra_blaze_member_joins_the_pair_on_its_own(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
-    import onnx
-
     from training.pretrained import BLAZE_STEM_NAME, FIRST_STAGE_NAME
     from training.train import TrainConfig
 
@@ -921,9 +908,7 @@ def test_an_extra_blaze_member_joins_the_pair_on_its_own(gathered: Path, tmp_pat
     assert [m.name for m in members] == ["member_0", "member_1", "member_2"]
     assert FIRST_STAGE_NAME in {layer.name for layer in members[1].layers}
     assert members[2].get_layer(BLAZE_STEM_NAME).output.shape[1:] == (4, 4, 88)  # 32 px tile at 1/8
-    graph = onnx.load(str(model_path)).graph
-    kernels = {init.name: list(init.dims) for init in graph.initializer}
-    convs = [kernels.get(n.input[1], [])[2:] for n in graph.node if n.op_type == "Conv"]
+    convs = conv_kernel_sizes(model_path)
     assert convs.count([7, 7]) == 2 and convs.count([5, 5]) == 2  # the pair's shared first stage, and the extra member
     with pytest.raises(ValueError, match="--extra-architecture"):
         TrainConfig(architecture="res10", extra_architecture="res10")
