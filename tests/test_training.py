@@ -22,6 +22,9 @@ needs_data = pytest.mark.skipif(not (DATA / "manifest.csv").is_file(),
                                 reason=f"shared liveness data not found at {DATA} (set LIVENESS_DATA)")
 needs_weights = pytest.mark.skipif(not (REPO / "face_detector" / "weights" / "deploy.prototxt").is_file(),
                                    reason="res10 weights absent: run python -m face_detector.fetch_weights res10")
+needs_blaze_weights = pytest.mark.skipif(
+    not (REPO / "face_detector" / "weights" / "face_detection_short_range.tflite").is_file(),
+    reason="BlazeFace weights absent: run python -m face_detector.fetch_weights blazeface")
 
 
 def _rows(manifest: Path) -> list[dict[str, str]]:
@@ -861,7 +864,7 @@ def test_a_deep_context_partner_trains_on_the_first_members_tuned_first_stage(ga
     assert conv_kernel_sizes(model_path).count([7, 7]) == 2  # one per tile
 
 
-@needs_weights
+@needs_blaze_weights
 @pytest.mark.parametrize("size, depth, channels", [(64, 1, 42), (56, 1, 42), (56, 2, 88)])
 def test_blaze_stem_reproduces_blazefaces_first_layers(size: int, depth: int, channels: int) -> None:
     from skimage import data
@@ -880,6 +883,7 @@ def test_blaze_stem_reproduces_blazefaces_first_layers(size: int, depth: int, ch
 
 @needs_data
 @needs_weights
+@needs_blaze_weights
 def test_a_blaze_partner_trains_whole_beside_the_res10_member(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
     from training.pretrained import BLAZE_STEM_NAME, STEM_NAME, blaze_stem
 
@@ -897,6 +901,7 @@ def test_a_blaze_partner_trains_whole_beside_the_res10_member(gathered: Path, tm
 
 @needs_data
 @needs_weights
+@needs_blaze_weights
 def test_an_extra_blaze_member_joins_the_pair_on_its_own(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
     from training.pretrained import BLAZE_STEM_NAME, FIRST_STAGE_NAME
     from training.train import TrainConfig
