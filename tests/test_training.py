@@ -95,6 +95,12 @@ def tiny_training_run(gathered: Path, model_path: Path, *options: str) -> None:
                        "--batch-size", "32", "--val-groups", "none", "--version", "test", *options]) == 0
 
 
+# 1.4's recipe without its size: a res10 member and a deep-context partner on its tuned first stage.
+PAIR = ("--architecture", "res10", "--ensemble", "2", "--share-tuned-stem", "--partner-architecture", "res10_deep_context")
+# The same first member with another partner (append "--partner-architecture X").
+TUNED_STEM_PAIR = PAIR[:5]
+
+
 def conv_kernel_sizes(model_path: Path) -> list[list[int]]:
     """(height, width) of every Conv node's kernel in an exported ONNX model, in graph order."""
     import onnx
@@ -835,7 +841,7 @@ def test_members_after_the_first_train_on_its_tuned_stem(gathered: Path, tmp_pat
     from training.pretrained import STEM_NAME, res10_stem
 
     model_path = tmp_path / "tuned_stem.onnx"
-    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem")
+    tiny_training_run(gathered, model_path, *TUNED_STEM_PAIR)
     first, second = (member.get_layer(STEM_NAME).get_weights() for member in combined[0])
     original = res10_stem(32).get_weights()
     assert any(not np.allclose(a, b) for a, b in zip(first, original))  # member 1 fine-tuned res10's stem
@@ -853,8 +859,7 @@ def test_a_deep_context_partner_trains_on_the_first_members_tuned_first_stage(ga
     from training.pretrained import FIRST_STAGE_NAME, SECOND_STAGE_NAME, STEM_NAME, res10_stem
 
     model_path = tmp_path / "pair.onnx"
-    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
-                      "--partner-architecture", "res10_deep_context")
+    tiny_training_run(gathered, model_path, *PAIR)
     first, partner = combined[0]
     assert all(np.array_equal(a, b) for a, b in zip(first.get_layer(STEM_NAME).get_weights(),
                                                     partner.get_layer(FIRST_STAGE_NAME).get_weights()))  # kept, frozen
@@ -888,8 +893,7 @@ def test_a_blaze_partner_trains_whole_beside_the_res10_member(gathered: Path, tm
     from training.pretrained import BLAZE_STEM_NAME, STEM_NAME, blaze_stem
 
     model_path = tmp_path / "blaze_pair.onnx"
-    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
-                      "--partner-architecture", "blaze")
+    tiny_training_run(gathered, model_path, *TUNED_STEM_PAIR, "--partner-architecture", "blaze")
     first, partner = combined[0]
     assert STEM_NAME in {layer.name for layer in first.layers} and STEM_NAME not in {layer.name for layer in partner.layers}
     tuned = partner.get_layer(BLAZE_STEM_NAME).get_weights()
@@ -907,8 +911,7 @@ def test_an_extra_blaze_member_joins_the_pair_on_its_own(gathered: Path, tmp_pat
     from training.train import TrainConfig
 
     model_path = tmp_path / "three.onnx"
-    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
-                      "--partner-architecture", "res10_deep_context", "--extra-architecture", "blaze_deep")
+    tiny_training_run(gathered, model_path, *PAIR, "--extra-architecture", "blaze_deep")
     members = combined[0]
     assert [m.name for m in members] == ["member_0", "member_1", "member_2"]
     assert FIRST_STAGE_NAME in {layer.name for layer in members[1].layers}
@@ -957,9 +960,8 @@ def test_cdc_trains_the_pair_at_the_plain_graphs_cost(gathered: Path, tmp_path: 
     from training.train import TrainConfig
 
     plain_path, cdc_path = tmp_path / "plain.onnx", tmp_path / "cdc.onnx"
-    pair = ("--architecture", "res10", "--ensemble", "2", "--share-tuned-stem", "--partner-architecture", "res10_deep_context")
-    tiny_training_run(gathered, plain_path, *pair)
-    tiny_training_run(gathered, cdc_path, *pair, "--cdc-theta", "0.7")
+    tiny_training_run(gathered, plain_path, *PAIR)
+    tiny_training_run(gathered, cdc_path, *PAIR, "--cdc-theta", "0.7")
     res10, partner = combined[1]
     # every depthwise convolution after the stem: res10's four blocks; the partner's first-tile block and its one block
     assert len([layer for layer in res10.layers if isinstance(layer, CentralDifferenceDepthwiseConv2D)]) == 4
@@ -971,7 +973,7 @@ def test_cdc_trains_the_pair_at_the_plain_graphs_cost(gathered: Path, tmp_path: 
 
     assert operators(cdc_path) == operators(plain_path)  # the difference is folded into the kernels
     partner_path = tmp_path / "partner_cdc.onnx"
-    tiny_training_run(gathered, partner_path, *pair, "--partner-cdc-theta", "0.7")
+    tiny_training_run(gathered, partner_path, *PAIR, "--partner-cdc-theta", "0.7")
     plain_member, cdc_partner = combined[2]  # --partner-cdc-theta: member 1 stays plain
     assert not [layer for layer in plain_member.layers if isinstance(layer, CentralDifferenceDepthwiseConv2D)]
     assert len([layer for layer in cdc_partner.layers if isinstance(layer, CentralDifferenceDepthwiseConv2D)]) == 2
@@ -1028,8 +1030,7 @@ def test_mixstyle_trains_the_pair_and_leaves_the_export_unchanged(gathered: Path
     from training.train import TrainConfig
 
     model_path = tmp_path / "mixstyle.onnx"
-    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
-                      "--partner-architecture", "res10_deep_context", "--mixstyle-p", "1.0")
+    tiny_training_run(gathered, model_path, *PAIR, "--mixstyle-p", "1.0")
     for member in combined[0]:  # one MixStyle per tile after res10's first stage, in both members
         assert len([layer for layer in member.layers if isinstance(layer, MixStyle)]) == 2
     assert LivenessModel(model_path).metadata.training["config"]["mixstyle_p"] == 1.0  # export passed parity
@@ -1188,8 +1189,7 @@ def test_sharpness_aware_training_exports_the_plain_graph(gathered: Path, tmp_pa
     from training.train import TrainConfig
 
     model_path = tmp_path / "sam.onnx"
-    tiny_training_run(gathered, model_path, "--architecture", "res10", "--ensemble", "2", "--share-tuned-stem",
-                      "--partner-architecture", "res10_deep_context", "--sam-rho", "0.05")
+    tiny_training_run(gathered, model_path, *PAIR, "--sam-rho", "0.05")
     assert LivenessModel(model_path).metadata.training["config"]["sam_rho"] == 0.05  # export passed parity
     with pytest.raises(ValueError, match="--sam-rho"):
         TrainConfig(sam_rho=0.05, spectrum_weight=0.5)
