@@ -45,6 +45,11 @@ _FULL = _ModelSpec("face_detection_full_range.tflite", 192, (4,), 1)
 _SCORE_CLIP = 100.0
 
 
+def load_blazeface_net(short_range: bool = False) -> cv2.dnn.Net:
+    """BlazeFace (short or full range) as cv2.dnn loads its tflite file (fetched by face_detector.fetch_weights)."""
+    return cv2.dnn.readNetFromTFLite(str(weight_path((_SHORT if short_range else _FULL).file_name)))
+
+
 def make_anchors(input_size: int, strides: tuple[int, ...], anchors_per_layer: int) -> np.ndarray:
     """SSD anchor centres, shape (N, 2) as (x, y) relative to the input, in the network's output order.
 
@@ -173,7 +178,7 @@ class BlazeFaceDetector:
                                                          providers=["CPUExecutionProvider"])
             self._input_name = self._session.get_inputs()[0].name
         else:
-            self._net = cv2.dnn.readNetFromTFLite(str(weight_path(self._spec.file_name)))
+            self._net = load_blazeface_net(short_range)
             self._outputs = list(self._net.getUnconnectedOutLayersNames())
         self._anchors = make_anchors(self._spec.input_size, self._spec.strides, self._spec.anchors_per_layer)
         # The logit a score must beat, so the sigmoid is only taken for the few candidates.

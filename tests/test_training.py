@@ -920,6 +920,9 @@ def test_an_extra_blaze_member_joins_the_pair_on_its_own(gathered: Path, tmp_pat
     assert convs.count([7, 7]) == 2 and convs.count([5, 5]) == 2  # the pair's shared first stage, and the extra member
     with pytest.raises(ValueError, match="--extra-architecture"):
         TrainConfig(architecture="res10", extra_architecture="res10")
+    for option in ({"cdc_theta": 0.7}, {"mixstyle_p": 0.5}):  # refused, not dropped for the extra member
+        with pytest.raises(ValueError, match="every member's architecture"):
+            TrainConfig(architecture="res10", extra_architecture="blaze", **option)
 
 
 def test_central_difference_convolution_subtracts_theta_times_the_kernel_sum_at_the_centre() -> None:

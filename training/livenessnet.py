@@ -171,6 +171,16 @@ STEM_FEATURES = "stem_features"  # the res10 variant's layer holding every tile'
 FIRST_STAGE_FEATURES = "first_stage_features"  # res10_deep_context: tile i's first-stage output is layer f"{this}_{i}"
 
 
+def _crop_tiles(inputs):
+    """The model input's 3-channel crop tiles (one per crop scale), each through a named slice."""
+    return [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(inputs.shape[-1] // 3)]
+
+
+def _stem_features(features: list):
+    """Every tile's stem features joined along channels as the layer STEM_FEATURES (split_at_stem's cut)."""
+    return layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else layers.Identity(name=STEM_FEATURES)(features[0])
+
+
 def livenessnet_res10(
     size: int = 64,
     channels: int = 6,
@@ -201,7 +211,7 @@ def livenessnet_res10(
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
     stem = res10_stem(size, depth=stem_depth)
     stem.trainable = not freeze_stem
-    tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
+    tiles = _crop_tiles(inputs)
     if stem_depth == 2 and deep_tiles is not None:
         # Both stages are called in this graph and each tile's first-stage output is named, so a
         # member of another architecture can share that stage's computation (split_at_first_stage).
@@ -211,7 +221,7 @@ def livenessnet_res10(
         features = [second(f) if i in deep_tiles else _separable(f, 64, 2, cdc_theta) for i, f in enumerate(first_features)]
     else:
         features = [_mixstyle(stem(tile), mixstyle_p, i) for i, tile in enumerate(tiles)]
-    x = layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else layers.Identity(name=STEM_FEATURES)(features[0])
+    x = _stem_features(features)
     return keras.Model(inputs, _separable_head(x, blocks, dropout, classes, cdc_theta), name="livenessnet_res10")
 
 
@@ -220,8 +230,8 @@ def livenessnet_blaze(size: int = 64, channels: int = 6, blocks: Sequence[tuple[
     """The res10 variant's blocks on another pretrained stem: BlazeFace short range's first layers (training.pretrained.blaze_stem).
 
     One stem (shared weights, fine-tuned) turns each 3-channel tile into (size/4, size/4, 42)
-    features; MediaPipe trained it on other faces and cameras than res10's, so a member on it errs
-    on a new setup less in step with a res10 member than a second res10 one does. `stem_depth` 2:
+    features. MediaPipe trained it on other faces and cameras than res10's, so a member on it might err
+    on a new setup less in step with a res10 member (measured: docs/training.md). `stem_depth` 2:
     the detector's blocks on to (size/8, size/8, 88) (blaze_deep, with two blocks after it).
     """
     from training.pretrained import blaze_stem
@@ -230,9 +240,7 @@ def livenessnet_blaze(size: int = 64, channels: int = 6, blocks: Sequence[tuple[
         raise ValueError(f"the BlazeFace stem reads 3-channel tiles, got {channels} channels")
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
     stem = blaze_stem(size, depth=stem_depth)
-    tiles = [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(channels // 3)]
-    features = [stem(tile) for tile in tiles]
-    x = layers.Concatenate(name=STEM_FEATURES)(features) if len(features) > 1 else layers.Identity(name=STEM_FEATURES)(features[0])
+    x = _stem_features([stem(tile) for tile in _crop_tiles(inputs)])
     return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_blaze")
 
 

