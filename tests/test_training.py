@@ -25,6 +25,9 @@ needs_weights = pytest.mark.skipif(not (REPO / "face_detector" / "weights" / "de
 needs_blaze_weights = pytest.mark.skipif(
     not (REPO / "face_detector" / "weights" / "face_detection_short_range.tflite").is_file(),
     reason="BlazeFace weights absent: run python -m face_detector.fetch_weights blazeface")
+needs_mesh_weights = pytest.mark.skipif(
+    not (REPO / "face_detector" / "weights" / "face_landmark.tflite").is_file(),
+    reason="face-mesh weights absent: run python -m face_detector.fetch_weights face_mesh")
 
 
 def _rows(manifest: Path) -> list[dict[str, str]]:
@@ -923,6 +926,76 @@ def test_an_extra_blaze_member_joins_the_pair_on_its_own(gathered: Path, tmp_pat
     for option in ({"cdc_theta": 0.7}, {"mixstyle_p": 0.5}):  # refused, not dropped for the extra member
         with pytest.raises(ValueError, match="every member's architecture"):
             TrainConfig(architecture="res10", extra_architecture="blaze", **option)
+
+
+@needs_mesh_weights
+def test_mesh_stem_reproduces_the_face_meshs_first_stage() -> None:
+    from skimage import data
+
+    from training.pretrained import mesh_stem, mesh_stem_reference
+    from training.train import normalise
+
+    tile = cv2.resize(data.astronaut()[30:230, 130:330], (192, 192), interpolation=cv2.INTER_AREA)  # the mesh's own size
+    reference = mesh_stem_reference(tile)
+    stem = mesh_stem(192)
+    ours = stem.predict(normalise(tile[None]), verbose=0)[0]
+    assert reference.shape == ours.shape == (48, 48, 32) and np.abs(reference).mean() > 0.05
+    np.testing.assert_allclose(ours, reference, atol=1e-4 * np.abs(reference).max())
+    assert not stem.trainable_weights  # frozen: the probe never changes it
+
+
+def test_the_probes_logistic_regression_is_the_penalised_optimum() -> None:
+    from training.probe import fit_logistic
+
+    rng = np.random.default_rng(5)
+    labels = (rng.random(300) < 0.3).astype(int)  # unbalanced on purpose
+    features = rng.normal(0, 1, (300, 4)) * [1, 10, 0.1, 3] + labels[:, None] * [1.0, 5.0, 0.0, -2.0] + [0, 100, 0, 0]
+    w, b = fit_logistic(features, labels, l2=0.1)
+    # The optimum in the standardised features: zero gradient of the class-balanced loss plus 0.1 |w|^2 / 2.
+    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
+    w_std = w * std
+    p = 1 / (1 + np.exp(-(features @ w + b)))
+    balance = np.where(labels == 1, 0.5 / labels.mean(), 0.5 / (1 - labels.mean())) / len(labels)
+    standardised = (features - mean) / std
+    np.testing.assert_allclose(standardised.T @ (balance * (p - labels)) + 0.1 * w_std, 0, atol=1e-9)
+    assert abs(np.sum(balance * (p - labels))) < 1e-9  # the intercept is not penalised
+    assert w[0] > 0 and w[3] < 0 and abs(w_std[2]) < abs(w_std[0])  # the informative directions, the noise one small
+    with pytest.raises(ValueError, match="real and fake"):
+        fit_logistic(features, np.ones(300, dtype=int))
+
+
+@needs_data
+@needs_weights
+@needs_mesh_weights
+def test_a_frozen_mesh_probe_weighs_as_one_more_member(gathered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.train
+    from training.examples import load_gathered
+    from training.probe import PROBE_STEM_NAME, statistics_model
+    from training.train import TrainConfig, normalise
+
+    mixed: list[tuple] = []
+    with_probe = training.train.with_probe
+    monkeypatch.setattr(training.train, "with_probe", lambda model, probe, **kw: mixed.append((model, probe, kw)) or with_probe(model, probe, **kw))
+    model_path = tmp_path / "probe.onnx"
+    tiny_training_run(gathered, model_path, *PAIR, "--frozen-probe", "mesh")
+    (networks, probe, options), = mixed
+    assert options["weight"] == pytest.approx(1 / 3)  # the pair's two members and the probe
+    assert not probe.trainable_weights
+    crops = load_gathered(gathered, include_jitter=False).x[:16]
+    expected = (2 * networks.predict(normalise(crops), verbose=0) + probe.predict(normalise(crops), verbose=0)) / 3
+    exported = LivenessModel(model_path)  # the export's parity check passed too
+    assert exported.metadata.training["config"]["frozen_probe"] == "mesh"
+    np.testing.assert_allclose(exported.predict_crops(crops), expected[:, 1], atol=1e-4)
+    # The probe's features are the frozen stem's mean and standard deviation per channel and tile.
+    statistics = statistics_model(32, 6)
+    stem = statistics.get_layer(PROBE_STEM_NAME)
+    maps = [stem.predict(normalise(crops[..., 3 * t:3 * t + 3]), verbose=0) for t in range(2)]
+    np.testing.assert_allclose(statistics.predict(normalise(crops), verbose=0),
+                               np.concatenate([np.concatenate([m.mean(axis=(1, 2)), m.std(axis=(1, 2))], axis=1) for m in maps], axis=1),
+                               rtol=1e-4, atol=1e-5)
+    for option in ({"three_way": True}, {"input_standardise": True, "architecture": "mobile"}):
+        with pytest.raises(ValueError, match="--frozen-probe"):
+            TrainConfig(frozen_probe="mesh", **option)
 
 
 def test_central_difference_convolution_subtracts_theta_times_the_kernel_sum_at_the_centre() -> None:

@@ -10,10 +10,13 @@ of 32 channels, and the next stage's pre-activation batch norm and ReLU): a 64 x
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
 from face_detector.blazeface import load_blazeface_net
+from face_detector.fetch_weights import weight_path
 from face_detector.res10 import load_res10_net
 
 MEAN_BGR = (104.0, 177.0, 123.0)  # what res10's blob subtracts before its first layer
@@ -160,14 +163,44 @@ def blaze_output_layer(depth: int) -> str:
     return f"activation_{len(BLAZE_BLOCKS if depth == 1 else BLAZE_DEEP_BLOCKS)}"
 
 
+def _blaze_blocks(x, blocks: Sequence[tuple[int, int]], width: int, activation, prefix: str) -> tuple:
+    """`x` through BlazeBlocks (depthwise 3x3 with bias, pointwise 1x1 with bias; the shortcut max-pooled
+    where the block strides and zero-padded to the wider channel count; `activation()` after the sum).
+
+    Returns (output, [(depthwise, pointwise, activation layer) per block]) for the caller to load weights into.
+    """
+    from keras import layers
+
+    built = []
+    for i, (out, stride) in enumerate(blocks):
+        depthwise = layers.DepthwiseConv2D(3, strides=stride, padding="same", name=f"{prefix}_depthwise_{i}")
+        pointwise = layers.Conv2D(out, 1, name=f"{prefix}_pointwise_{i}")
+        y = pointwise(depthwise(x))
+        shortcut = layers.MaxPooling2D(2)(x) if stride == 2 else x
+        if out > width:  # zero channels appended, as a 3-D padding: a 4-D channel Pad segfaulted in TF 2.21 with oneDNN on
+            shortcut = layers.ZeroPadding3D(((0, 0), (0, 0), (0, out - width)))(layers.Reshape((*shortcut.shape[1:], 1))(shortcut))
+            shortcut = layers.Reshape(y.shape[1:])(shortcut)
+        after = activation()
+        x = after(layers.Add()([y, shortcut]))
+        built.append((depthwise, pointwise, after))
+        width = out
+    return x, built
+
+
+def _set_conv(layer, net: cv2.dnn.Net, source: str, depthwise: bool = False) -> None:
+    """Load a tflite convolution's kernel and bias (as cv2.dnn holds them) into a Keras layer."""
+    kernel, bias = _blobs(net, source)
+    # cv2.dnn holds (out, in, kh, kw); a depthwise kernel is (channels, 1, kh, kw) -> Keras (kh, kw, channels, 1)
+    layer.set_weights([np.transpose(kernel, (2, 3, 0, 1)) if depthwise else _conv(kernel), bias.ravel()])
+
+
 def blaze_stem(size: int, name: str = BLAZE_STEM_NAME, depth: int = 1):
     """A Keras model: a (size, size, 3) RGB tile scaled to [-1, 1] (BlazeFace's own input) -> its features.
 
-    BlazeFace's 5x5 stride-2 convolution and its first BlazeBlocks (depthwise 3x3, pointwise 1x1,
-    both with bias; the shortcut max-pooled where the block strides and zero-padded to the wider
-    channel count; ReLU after the sum): depth 1 gives (size/4, size/4, 42), depth 2 (size/8, size/8,
-    88), reproducing cv2.dnn's output of blaze_output_layer(depth) (a test checks both). TFLite's
-    "SAME" padding is Keras's, so no explicit padding is needed.
+    BlazeFace's 5x5 stride-2 convolution and its first BlazeBlocks (ReLU after each): depth 1 gives
+    (size/4, size/4, 42), depth 2 (size/8, size/8, 88), reproducing cv2.dnn's output of
+    blaze_output_layer(depth) (a test checks both). TFLite's "SAME" padding is Keras's, so no explicit
+    padding is needed.
     """
     if depth not in (1, 2):
         raise ValueError(f"the BlazeFace stem has depth 1 or 2, got {depth}")
@@ -177,26 +210,13 @@ def blaze_stem(size: int, name: str = BLAZE_STEM_NAME, depth: int = 1):
     net = load_blazeface_net(short_range=True)
     tile = keras.Input((size, size, 3))
     first = layers.Conv2D(24, 5, strides=2, padding="same", name="blaze_conv")
-    x = layers.ReLU()(first(tile))
-    weighted = [(first, "conv2d", False)]
-    width = 24
-    for i, (out, stride) in enumerate(BLAZE_BLOCKS if depth == 1 else BLAZE_DEEP_BLOCKS):
-        depthwise = layers.DepthwiseConv2D(3, strides=stride, padding="same", name=f"blaze_depthwise_{i}")
-        pointwise = layers.Conv2D(out, 1, name=f"blaze_pointwise_{i}")
-        y = pointwise(depthwise(x))
-        shortcut = layers.MaxPooling2D(2)(x) if stride == 2 else x
-        if out > width:  # zero channels appended, as a 3-D padding: a 4-D channel Pad segfaulted in TF 2.21 with oneDNN on
-            shortcut = layers.ZeroPadding3D(((0, 0), (0, 0), (0, out - width)))(layers.Reshape((*shortcut.shape[1:], 1))(shortcut))
-            shortcut = layers.Reshape(y.shape[1:])(shortcut)
-        x = layers.ReLU()(layers.Add()([y, shortcut]))
-        suffix = f"_{i}" if i else ""
-        weighted += [(depthwise, f"depthwise_conv2d{suffix}", True), (pointwise, f"conv2d_{i + 1}", False)]
-        width = out
+    x, built = _blaze_blocks(layers.ReLU()(first(tile)), BLAZE_BLOCKS if depth == 1 else BLAZE_DEEP_BLOCKS, 24,
+                             layers.ReLU, "blaze")
     stem = keras.Model(tile, x, name=name)
-    for layer, source, is_depthwise in weighted:
-        kernel, bias = _blobs(net, source)
-        # cv2.dnn holds (out, in, kh, kw); a depthwise kernel is (channels, 1, kh, kw) -> Keras (kh, kw, channels, 1)
-        layer.set_weights([np.transpose(kernel, (2, 3, 0, 1)) if is_depthwise else _conv(kernel), bias.ravel()])
+    _set_conv(first, net, "conv2d")
+    for i, (depthwise, pointwise, _) in enumerate(built):
+        _set_conv(depthwise, net, f"depthwise_conv2d_{i}" if i else "depthwise_conv2d", depthwise=True)
+        _set_conv(pointwise, net, f"conv2d_{i + 1}")
     return stem
 
 
@@ -206,3 +226,57 @@ def blaze_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
     blob = cv2.dnn.blobFromImage(tile_rgb.astype(np.float32), 1.0 / 127.5, tile_rgb.shape[1::-1], (127.5, 127.5, 127.5))
     net.setInput(blob)
     return np.transpose(net.forward(blaze_output_layer(depth))[0], (1, 2, 0))
+
+
+# MediaPipe's face-mesh network (face_landmark.tflite, pinned in face_detector.fetch_weights as
+# "face_mesh"): trained to place 468 points on face crops much like the liveness model's 1.5x tile, on
+# other people and phones than either detector. Its first stage, kept frozen, feeds the frozen probe
+# (training.probe).
+MESH_STEM_NAME = "mesh_stem"
+MESH_BLOCKS: tuple[tuple[int, int], ...] = ((16, 1), (16, 1), (32, 2), (32, 1), (32, 1))
+MESH_OUTPUT_LAYER = "p_re_lu_6"  # the last kept block's PReLU: 1/4 of the tile, 32 channels
+MESH_WEIGHTS = "face_landmark.tflite"
+
+
+def load_mesh_net() -> cv2.dnn.Net:
+    """The face-mesh network as cv2.dnn loads its tflite file (fetched by face_detector.fetch_weights face_mesh)."""
+    return cv2.dnn.readNetFromTFLite(str(weight_path(MESH_WEIGHTS)))
+
+
+def mesh_stem(size: int, name: str = MESH_STEM_NAME):
+    """A Keras model: a (size, size, 3) RGB tile scaled to [-1, 1] -> the face mesh's first stage, (size/4, size/4, 32).
+
+    The mesh reads RGB in [0, 1], so the tile is rescaled first; then its 3x3 stride-2 convolution and
+    five BlazeBlocks, PReLU (one slope per channel) after each, reproducing cv2.dnn's output of
+    MESH_OUTPUT_LAYER (a test checks it at the mesh's own 192 px). All weights are frozen.
+    """
+    import keras
+    from keras import layers
+
+    net = load_mesh_net()
+    prelu = lambda: layers.PReLU(shared_axes=[1, 2])  # noqa: E731
+    tile = keras.Input((size, size, 3))
+    first = layers.Conv2D(16, 3, strides=2, padding="same", name="mesh_conv")
+    first_prelu = prelu()
+    x = first_prelu(first(layers.Rescaling(0.5, offset=0.5)(tile)))
+    x, built = _blaze_blocks(x, MESH_BLOCKS, 16, prelu, "mesh")
+    stem = keras.Model(tile, x, name=name)
+    _set_conv(first, net, "conv2d_1")
+    first_prelu.set_weights([_blobs(net, "p_re_lu_1")[0]])
+    for i, (depthwise, pointwise, after) in enumerate(built):
+        _set_conv(depthwise, net, f"depthwise_conv2d_{i + 1}", depthwise=True)
+        _set_conv(pointwise, net, f"conv2d_{i + 2}")
+        after.set_weights([_blobs(net, f"p_re_lu_{i + 2}")[0]])
+    stem.trainable = False
+    return stem
+
+
+def mesh_stem_reference(tile_rgb: np.ndarray) -> np.ndarray:
+    """cv2.dnn's own output of MESH_OUTPUT_LAYER for one uint8 RGB tile of the mesh's 192 px, as (h, w, channels).
+
+    cv2.dnn sizes the whole network, whose later stages need the 192 px input; the stem itself is
+    convolutional and runs at any size.
+    """
+    net = load_mesh_net()
+    net.setInput(cv2.dnn.blobFromImage(tile_rgb.astype(np.float32), 1.0 / 255.0, tile_rgb.shape[1::-1], (0, 0, 0)))
+    return np.transpose(net.forward(MESH_OUTPUT_LAYER)[0], (1, 2, 0))

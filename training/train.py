@@ -25,6 +25,7 @@ from liveness.crop import CROP_BORDERS, CROP_RESIZES
 from training.augment import DEGRADE_P, DRAWINGS, augment_batch, damage_by_label, frame_edges, screen_recaptures
 from training.examples import Examples, load_dataset, tile_channels
 from training.padding import padding_shares
+from training.probe import PROBE_STEMS, train_probe, with_probe
 from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 
 # Architectures a member after the first may have instead of the first's: on a res10 member's tuned
@@ -102,6 +103,9 @@ class TrainConfig:
     # One more member after the ensemble's, of an INDEPENDENT_PARTNERS architecture, trained whole
     # (seed + ensemble) and averaged with the others ("": none).
     extra_architecture: str = ""
+    # A frozen probe (training.probe) on this pretrained stem ("mesh": MediaPipe's face mesh; "": none),
+    # fitted on the training crops after the networks and weighing as one more member of the average.
+    frozen_probe: str = ""
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
@@ -255,6 +259,14 @@ class TrainConfig:
                              f"{', '.join(PARTNER_ARCHITECTURES)}")
         if self.extra_architecture and (self.extra_architecture not in INDEPENDENT_PARTNERS or self.member_scales):
             raise ValueError(f"--extra-architecture needs one of {', '.join(INDEPENDENT_PARTNERS)}, without --member-scales")
+        if self.frozen_probe and (self.frozen_probe not in PROBE_STEMS or self.three_way or self.input_standardise):
+            raise ValueError(f"--frozen-probe needs one of {', '.join(PROBE_STEMS)}, two-way targets and the plain "
+                             "[-1, 1] input (not --three-way, not --input-standardise)")
+
+    @property
+    def member_count(self) -> int:
+        """How many trained networks the model averages (the frozen probe not counted)."""
+        return len(self.member_scales or [self.scales]) * max(1, self.ensemble) + (1 if self.extra_architecture else 0)
 
 
 class WeightAverage:
@@ -546,8 +558,19 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     """Fit a fresh model (or `config.ensemble` of them, combined); returns (keras model, history of the first).
 
     With config.distill_seeds, `teachers` (trained here when not given) supply part of the targets.
-    Deterministic for a given config.
+    With config.frozen_probe, the probe is fitted last and weighs as one more member. Deterministic
+    for a given config.
     """
+    model, history = _train_networks(train, config, validation, verbose, teachers)
+    if not config.frozen_probe:
+        return model, history
+    probe = train_probe(train, config.frozen_probe, verbose=verbose)
+    return with_probe(model, probe, weight=1.0 / (config.member_count + 1), example=train.x[:2]), history
+
+
+def _train_networks(train: Examples, config: TrainConfig, validation: Examples | None, verbose: int,
+                    teachers: list | None):
+    """train_model without the frozen probe."""
     if config.distill_seeds and teachers is None:
         teachers = train_teachers(train, config, verbose)
     if config.ensemble <= 1 and not config.flip_average and not config.member_scales and not config.extra_architecture:
@@ -912,6 +935,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--extra-architecture", choices=INDEPENDENT_PARTNERS, default="",
                         help="one more member of this architecture (BlazeFace's pretrained layers), trained whole and "
                              "averaged with the ensemble's")
+    recipe.add_argument("--frozen-probe", choices=PROBE_STEMS, default="",
+                        help="add a logistic regression on this frozen pretrained stem's feature statistics "
+                             "(mesh: MediaPipe's face mesh), weighing as one more member (training.probe)")
     recipe.add_argument("--real-edge-by-source", action="store_true",
                         help="frame edges on real faces at a rate per source that matches its attacks' mean black padding")
     recipe.add_argument("--degrade-by-source", action="store_true",
@@ -968,7 +994,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
                        input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
                        share_tuned_stem=args.share_tuned_stem, partner_architecture=args.partner_architecture,
-                       extra_architecture=args.extra_architecture,
+                       extra_architecture=args.extra_architecture, frozen_probe=args.frozen_probe,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        real_edge_p=args.real_edge_p, real_edge_by_source=args.real_edge_by_source,
