@@ -171,7 +171,7 @@ STEM_FEATURES = "stem_features"  # the res10 variant's layer holding every tile'
 FIRST_STAGE_FEATURES = "first_stage_features"  # res10_deep_context: tile i's first-stage output is layer f"{this}_{i}"
 
 
-def _crop_tiles(inputs):
+def crop_tiles(inputs):
     """The model input's 3-channel crop tiles (one per crop scale), each through a named slice."""
     return [layers.Lambda(lambda t, i=i: t[..., 3 * i:3 * i + 3], name=f"tile_{i}")(inputs) for i in range(inputs.shape[-1] // 3)]
 
@@ -211,7 +211,7 @@ def livenessnet_res10(
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
     stem = res10_stem(size, depth=stem_depth)
     stem.trainable = not freeze_stem
-    tiles = _crop_tiles(inputs)
+    tiles = crop_tiles(inputs)
     if stem_depth == 2 and deep_tiles is not None:
         # Both stages are called in this graph and each tile's first-stage output is named, so a
         # member of another architecture can share that stage's computation (split_at_first_stage).
@@ -240,7 +240,7 @@ def livenessnet_blaze(size: int = 64, channels: int = 6, blocks: Sequence[tuple[
         raise ValueError(f"the BlazeFace stem reads 3-channel tiles, got {channels} channels")
     inputs = keras.Input((size, size, channels), name=INPUT_NAME)
     stem = blaze_stem(size, depth=stem_depth)
-    x = _stem_features([stem(tile) for tile in _crop_tiles(inputs)])
+    x = _stem_features([stem(tile) for tile in crop_tiles(inputs)])
     return keras.Model(inputs, _separable_head(x, blocks, dropout, classes), name="livenessnet_blaze")
 
 

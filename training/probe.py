@@ -51,9 +51,10 @@ def statistics_model(size: int, channels: int, stem: str = "mesh"):
     import keras
     from keras import layers, ops
 
+    from training.livenessnet import INPUT_NAME, crop_tiles
+
     if channels % 3:
         raise ValueError(f"the probe reads 3-channel tiles, got {channels} channels")
-    from training.livenessnet import INPUT_NAME, _crop_tiles
 
     features = _stem(stem, size)
     features.trainable = False
@@ -64,7 +65,7 @@ def statistics_model(size: int, channels: int, stem: str = "mesh"):
         std = ops.sqrt(ops.mean(ops.square(x - mean[:, None, None, :]), axis=(1, 2)))
         return ops.concatenate([mean, std], axis=-1)
 
-    pooled = [layers.Lambda(mean_and_std, name=f"probe_statistics_{i}")(features(tile)) for i, tile in enumerate(_crop_tiles(inputs))]
+    pooled = [layers.Lambda(mean_and_std, name=f"probe_statistics_{i}")(features(tile)) for i, tile in enumerate(crop_tiles(inputs))]
     joined = layers.Concatenate(name="probe_features")(pooled) if len(pooled) > 1 else pooled[0]
     return keras.Model(inputs, joined, name="probe_statistics")
 
