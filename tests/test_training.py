@@ -964,6 +964,16 @@ def test_the_probes_logistic_regression_is_the_penalised_optimum() -> None:
         fit_logistic(features, np.ones(300, dtype=int))
 
 
+def test_the_probe_command_names_a_missing_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from training.probe import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "out"), "--by-setup"])
+    assert exit_info.value.code == 2
+    assert f"--data {tmp_path / 'absent'}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing written for a run that could not start
+
+
 @needs_data
 @needs_weights
 @needs_mesh_weights
