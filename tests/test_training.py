@@ -985,7 +985,12 @@ def test_a_frozen_mesh_probe_weighs_as_one_more_member(gathered: Path, tmp_path:
 
     mixed: list[tuple] = []
     with_probe = training.train.with_probe
-    monkeypatch.setattr(training.train, "with_probe", lambda model, probe, **kw: mixed.append((model, probe, kw)) or with_probe(model, probe, **kw))
+
+    def keep_parts(model, probe, **options):  # records what train_model mixes, and still mixes it
+        mixed.append((model, probe, options))
+        return with_probe(model, probe, **options)
+
+    monkeypatch.setattr(training.train, "with_probe", keep_parts)
     model_path = tmp_path / "probe.onnx"
     tiny_training_run(gathered, model_path, *PAIR, "--frozen-probe", "mesh")
     (networks, probe, options), = mixed

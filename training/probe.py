@@ -86,7 +86,7 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = PROBE_L2)
     penalty = l2 * np.r_[np.ones(x.shape[1] - 1), 0.0]
     w = np.zeros(x.shape[1])
     for _ in range(NEWTON_STEPS):
-        p = 1.0 / (1.0 + np.exp(-x @ w))
+        p = _sigmoid(x @ w)
         gradient = x.T @ (weights * (p - labels)) + penalty * w
         hessian = (x * (weights * p * (1.0 - p))[:, None]).T @ x + np.diag(penalty)
         step = np.linalg.solve(hessian, gradient)
@@ -95,6 +95,18 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = PROBE_L2)
             break
     scaled = w[:-1] / std
     return scaled, float(w[-1] - scaled @ mean)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def stem_statistics(x_uint8: np.ndarray, stem: str = "mesh"):
+    """(statistics_model for these crops, its features of every crop stack as float64)."""
+    from training.train import normalise
+
+    statistics = statistics_model(x_uint8.shape[1], x_uint8.shape[-1], stem)
+    return statistics, statistics.predict(normalise(x_uint8), batch_size=256, verbose=0).astype(np.float64)
 
 
 def probe_model(statistics, w: np.ndarray, b: float):
@@ -112,11 +124,8 @@ def probe_model(statistics, w: np.ndarray, b: float):
 
 def train_probe(train: Examples, stem: str = "mesh", l2: float = PROBE_L2, verbose: int = 0):
     """The probe fitted on `train`'s crops as gathered (no jitter copies, no augmentation)."""
-    from training.train import normalise
-
     plain = train.subset(train.variant == 0)
-    statistics = statistics_model(plain.size, plain.x.shape[-1], stem)
-    features = statistics.predict(normalise(plain.x), batch_size=256, verbose=0).astype(np.float64)
+    statistics, features = stem_statistics(plain.x, stem)
     w, b = fit_logistic(features, plain.y, l2)
     if verbose:
         print(f"frozen {stem} probe: {features.shape[1]} features fitted on {len(plain)} crops", file=sys.stderr)
@@ -150,7 +159,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: the probe's out-of-fold scores for every LOSO fold (see the module docstring)."""
     from training.evaluate import sample_folds
     from training.metrics import roc_auc
-    from training.train import predict
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-d", "--data", required=True, type=Path, help="data set folder/manifest or gather_examples output")
@@ -171,16 +179,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "config.json").write_text(json.dumps({"probe": args.stem, "l2": args.l2, "size": args.size,
                                                       "scales": args.scales, "nuaa_by_subject": args.nuaa_by_subject,
                                                       "by_setup": args.by_setup}, indent=1))
-    test = data.variant == 0
+    # The stem is frozen, so every crop's features are the same in every fold: computed once, and
+    # only the logistic regression is fitted per fold (train_probe's fit on the same rows).
+    plain = data.variant == 0
+    _, features = stem_statistics(data.x[plain], args.stem)
+    folds, labels = folds[plain], data.y[plain]
     for fold in dict.fromkeys(folds.tolist()):
         held = folds == fold
-        probe = train_probe(data.subset(~held), args.stem, args.l2)
-        scores = predict(probe, data.x[held & test])
+        w, b = fit_logistic(features[~held], labels[~held], args.l2)
+        scores = _sigmoid(features[held] @ w + b)
         np.savetxt(args.out / "folds" / f"{fold}.csv", scores, delimiter=",", fmt="%.6f")
-        print(f"{fold}: AUC {roc_auc(data.y[held & test], scores):.3f} ({int((held & test).sum())} crops)", flush=True)
-        import keras
-
-        keras.backend.clear_session()
+        print(f"{fold}: AUC {roc_auc(labels[held], scores):.3f} ({int(held.sum())} crops)", flush=True)
     return 0
 
 
