@@ -81,6 +81,24 @@ def test_compare_runs_averages_runs_and_mirrored_scores(tmp_path: Path) -> None:
     assert fold_scores(a, "nuaa") is None  # nor any run this fold
 
 
+def test_compare_runs_counts_a_gated_probe_only_where_its_gate_opened(tmp_path: Path) -> None:
+    from training.compare_runs import fold_scores
+
+    for run, scores in (("pair", [0.9, 0.2, 0.6]), ("probe", [0.3, 0.8, 0.0])):
+        (tmp_path / run / "folds").mkdir(parents=True)
+        np.savetxt(tmp_path / run / "folds" / "nuaa.csv", scores, delimiter=",")
+    np.savetxt(tmp_path / "probe" / "folds" / "nuaa.gate.csv", [1, 0, 1], delimiter=",", fmt="%d")
+    pair, probe = str(tmp_path / "pair"), str(tmp_path / "probe")
+    # open: (2 x pair + probe) / 3; closed: the pair alone
+    np.testing.assert_allclose(fold_scores(f"{pair}+{pair}+{probe}@gate", "nuaa"), [0.7, 0.2, 0.4])
+    np.testing.assert_allclose(fold_scores(f"{pair}+{probe}", "nuaa"), [0.6, 0.5, 0.3])  # ungated: the plain mean
+    assert fold_scores(f"{pair}+{pair}@gate", "nuaa") is None  # the pair's folder has no gate
+    with pytest.raises(ValueError, match="needs an ungated run"):
+        fold_scores(f"{probe}@gate", "nuaa")
+    with pytest.raises(ValueError, match="unknown option @gated"):
+        fold_scores(f"{pair}+{probe}@gated", "nuaa")
+
+
 def test_a_loso_folder_refuses_folds_of_another_recipe(tmp_path: Path) -> None:
     import json
 

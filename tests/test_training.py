@@ -964,6 +964,25 @@ def test_the_probes_logistic_regression_is_the_penalised_optimum() -> None:
         fit_logistic(features, np.ones(300, dtype=int))
 
 
+def test_the_probes_gate_opens_beyond_the_training_faces_own_spread() -> None:
+    from training.probe import fit_gate
+
+    rng = np.random.default_rng(3)
+    mixing = np.array([[2.0, 0.0, 0.0], [1.5, 0.5, 0.0], [0.0, 0.0, 0.1]])  # correlated, and one narrow direction
+    train = rng.normal(0, 1, (2000, 3)) @ mixing + [5.0, -1.0, 0.0]
+    gate = fit_gate(train, quantile=0.99, shrinkage=0.1)
+    covariance = np.cov(train, rowvar=False)
+    shrunk = 0.9 * covariance + 0.1 * np.diag(np.diag(covariance))
+    probe_rows = train[:5] + [0.0, 0.0, 0.3]
+    centred = probe_rows - train.mean(axis=0)
+    np.testing.assert_allclose(gate.distance(probe_rows), np.sqrt(np.einsum("ij,jk,ik->i", centred, np.linalg.inv(shrunk), centred)))
+    assert np.mean(gate.opens(train)) == pytest.approx(0.01, abs=0.001)  # the limit is the training rows' 99th percentile
+    # A step of 1 along the narrow direction (10 of its deviations) is far; half a deviation along a wide one is not.
+    centre = train.mean(axis=0)
+    assert gate.opens(np.array([centre + [0.0, 0.0, 1.0]]))[0]
+    assert not gate.opens(np.array([centre + 0.5 * mixing[0]]))[0]
+
+
 def test_the_probe_command_names_a_missing_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from training.probe import main
 

@@ -4,7 +4,8 @@
 
 A run is an `evaluate --loso --out` folder. RUN+RUN averages the runs' scores fold by fold (what
 `--ensemble` computes when the runs differ only in their seed); RUN@flip averages a run's scores
-with its scores of the mirrored crops (what `--flip-average` computes). Only folds that every run
+with its scores of the mirrored crops (what `--flip-average` computes); PROBE@gate (a `training.probe
+--gate` folder) counts the probe only where its gate opened, elsewhere the other runs decide. Only folds that every run
 has are compared. Prints the ROC AUC per fold, then per run the pooled AUC and EER, the threshold
 with the lowest (APCER + BPCER) / 2 (`training.calibrate --min-acer`) and, at that threshold,
 APCER / BPCER / ACER per group of sources (APCER over all attacks, as calibrate counts it);
@@ -47,16 +48,26 @@ GROUPS: dict[str, Callable[[Examples], np.ndarray]] = {
 
 
 def fold_scores(spec: str, fold: str) -> np.ndarray | None:
-    """Scores of one fold for a run spec (RUN, RUN+RUN..., RUN@flip); None when a run lacks the fold."""
-    parts = []
+    """Scores of one fold for a run spec (RUN, RUN+RUN..., RUN@flip, RUN+PROBE@gate); None when a run lacks the fold.
+
+    The runs' scores are averaged face by face; a PROBE@gate part counts only for the faces its gate opened.
+    """
+    parts, weights = [], []
     for run in spec.split("+"):
         folder, _, option = run.partition("@")
+        if option not in ("", "flip", "gate"):
+            raise ValueError(f"{run}: unknown option @{option} (@flip or @gate)")
         names = [f"{fold}.csv"] + ([f"{fold}.flipped.csv"] if option == "flip" else [])
         paths = [Path(folder) / "folds" / name for name in names]
-        if not all(path.is_file() for path in paths):
+        gate_path = Path(folder) / "folds" / f"{fold}.gate.csv"
+        if not all(path.is_file() for path in paths) or (option == "gate" and not gate_path.is_file()):
             return None
-        parts.append(np.mean([np.loadtxt(path, delimiter=",", ndmin=1) for path in paths], axis=0))
-    return np.mean(parts, axis=0)
+        scores = np.mean([np.loadtxt(path, delimiter=",", ndmin=1) for path in paths], axis=0)
+        parts.append(scores)
+        weights.append(np.loadtxt(gate_path, delimiter=",", ndmin=1) if option == "gate" else np.ones_like(scores))
+    if not np.all(np.sum(weights, axis=0) > 0):
+        raise ValueError(f"{spec}: a gated probe needs an ungated run beside it")
+    return np.sum(np.multiply(weights, parts), axis=0) / np.sum(weights, axis=0)
 
 
 def print_source(test: Examples, scores: np.ndarray, threshold: float, source: str) -> None:
@@ -134,7 +145,8 @@ def print_differences(test: Examples, people: np.ndarray, pooled: dict[str, tupl
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="LOSO output folders; RUN+RUN averages, RUN@flip adds mirrored crops")
+    parser.add_argument("runs", nargs="+", help="LOSO output folders; RUN+RUN averages, RUN@flip adds mirrored crops, "
+                        "PROBE@gate counts a gated probe where its gate opened")
     parser.add_argument("-d", "--data", type=Path, default=data_dir(), help="the data set the runs used (default: %(default)s)")
     parser.add_argument("--write-scores", type=Path, default=None, metavar="FILE",
                         help="save the last run's pooled out-of-fold scores (oof_scores.csv form) to FILE")
@@ -175,7 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = sorted(set(args.folds))
     per_run: dict[str, dict[str, np.ndarray]] = {spec: {} for spec in args.runs}
     for fold in names:
-        found = {spec: fold_scores(spec, fold) for spec in args.runs}
+        try:
+            found = {spec: fold_scores(spec, fold) for spec in args.runs}
+        except ValueError as error:
+            print(f"compare_runs: {error}", file=sys.stderr)
+            return 2
         if args.folds and any(scores is None for scores in found.values()):  # asked for by name: never dropped quietly
             unfinished = ", ".join(spec for spec, scores in found.items() if scores is None)
             print(f"compare_runs: fold {fold} is not finished in {unfinished}", file=sys.stderr)
