@@ -1032,6 +1032,40 @@ def test_a_frozen_mesh_probe_weighs_as_one_more_member(gathered: Path, tmp_path:
             TrainConfig(frozen_probe="mesh", **option)
 
 
+@needs_data
+@needs_weights
+@needs_mesh_weights
+def test_a_gated_probe_counts_only_for_faces_far_from_the_training_crops(gathered: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.train
+    from training.examples import load_gathered
+    from training.train import TrainConfig, normalise
+
+    mixed: list[tuple] = []
+    with_probe = training.train.with_probe
+
+    def keep_parts(model, probe, **options):  # records what train_model mixes, and still mixes it
+        mixed.append((model, probe, options))
+        return with_probe(model, probe, **options)
+
+    monkeypatch.setattr(training.train, "with_probe", keep_parts)
+    model_path = tmp_path / "gated.onnx"
+    tiny_training_run(gathered, model_path, *PAIR, "--frozen-probe", "mesh", "--probe-gate")
+    (networks, probe, _), = mixed
+    faces = load_gathered(gathered, include_jitter=False).x[:12]
+    noise = np.random.default_rng(2).integers(0, 256, (4, *faces.shape[1:]), dtype=np.uint8)  # no face, no camera
+    crops = np.concatenate([faces, noise])
+    pair = networks.predict(normalise(crops), verbose=0)
+    probe_probabilities, opens = probe.predict(normalise(crops), verbose=0)
+    assert opens[-4:].all() and opens[:12].mean() < 0.5  # open for the noise, shut for most training faces
+    expected = np.where(opens > 0, (2 * pair + probe_probabilities) / 3, pair)
+    exported = LivenessModel(model_path)
+    assert exported.metadata.training["config"]["probe_gate"] is True
+    np.testing.assert_allclose(exported.predict_crops(crops), expected[:, 1], atol=1e-4)
+    with pytest.raises(ValueError, match="--probe-gate"):
+        TrainConfig(probe_gate=True)
+
+
 def test_central_difference_convolution_subtracts_theta_times_the_kernel_sum_at_the_centre() -> None:
     import keras
 

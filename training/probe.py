@@ -145,8 +145,11 @@ def stem_statistics(x_uint8: np.ndarray, stem: str = "mesh"):
     return statistics, statistics.predict(normalise(x_uint8), batch_size=256, verbose=0).astype(np.float64)
 
 
-def probe_model(statistics, w: np.ndarray, b: float):
-    """`statistics` (statistics_model) and the fitted logistic as one model: input -> (P(fake), P(real))."""
+def probe_model(statistics, w: np.ndarray, b: float, gate: Gate | None = None):
+    """`statistics` (statistics_model) and the fitted logistic as one model: input -> (P(fake), P(real)).
+
+    With `gate`, a second output: 1.0 for the faces whose statistics lie beyond the gate's limit, else 0.0.
+    """
     import keras
     from keras import layers, ops
 
@@ -155,22 +158,35 @@ def probe_model(statistics, w: np.ndarray, b: float):
     logistic.set_weights([w.astype(np.float32)[:, None], np.asarray([b], np.float32)])
     logistic.trainable = False
     both = layers.Lambda(lambda p: ops.concatenate([1.0 - p, p], axis=-1), name="probe_probabilities")(real)
-    return keras.Model(statistics.input, both, name="frozen_probe")
+    if gate is None:
+        return keras.Model(statistics.input, both, name="frozen_probe")
+    # (x - mean) @ L as one affine layer; the squared distance against the squared limit
+    whitening = layers.Dense(len(gate.mean), name="probe_gate_whitening")
+    whitened = whitening(statistics.output)
+    whitening.set_weights([gate.whitening.astype(np.float32), (-gate.mean @ gate.whitening).astype(np.float32)])
+    whitening.trainable = False
+    squared_limit = gate.limit ** 2
+    opens = layers.Lambda(lambda z: ops.cast(ops.sum(ops.square(z), axis=-1, keepdims=True) > squared_limit, "float32"),
+                          name="probe_gate")(whitened)
+    return keras.Model(statistics.input, [both, opens], name="frozen_probe")
 
 
-def train_probe(train: Examples, stem: str = "mesh", l2: float = PROBE_L2, verbose: int = 0):
-    """The probe fitted on `train`'s crops as gathered (no jitter copies, no augmentation)."""
+def train_probe(train: Examples, stem: str = "mesh", l2: float = PROBE_L2, gate: bool = False, verbose: int = 0):
+    """The probe fitted on `train`'s crops as gathered (no jitter copies, no augmentation); with `gate`,
+    gated by those crops' own statistics (fit_gate; probe_model's second output)."""
     plain = train.subset(train.variant == 0)
     statistics, features = stem_statistics(plain.x, stem)
     w, b = fit_logistic(features, plain.y, l2)
     if verbose:
-        print(f"frozen {stem} probe: {features.shape[1]} features fitted on {len(plain)} crops", file=sys.stderr)
-    return probe_model(statistics, w, b)
+        print(f"frozen {stem} probe: {features.shape[1]} features fitted on {len(plain)} crops"
+              + (", gated beyond their 99th percentile of distance" if gate else ""), file=sys.stderr)
+    return probe_model(statistics, w, b, fit_gate(features) if gate else None)
 
 
 def with_probe(model, probe, weight: float, example: np.ndarray | None = None):
     """One model: (1 - weight) * `model`'s probabilities + weight * the probe's (weight 1/(n+1) after n members).
 
+    A gated probe (probe_model with a gate) counts only where its gate opens; elsewhere `model` alone.
     `example` (a few uint8 crop stacks) calls the model once, which Keras needs before it exports.
     """
     import keras
@@ -181,8 +197,13 @@ def with_probe(model, probe, weight: float, example: np.ndarray | None = None):
     if not 0.0 < weight < 1.0:
         raise ValueError(f"the probe's weight must be in (0, 1), got {weight}")
     inputs = keras.Input(model.input.shape[1:], name=INPUT_NAME)
-    mixed = layers.Lambda(lambda pair: (1.0 - weight) * pair[0] + weight * pair[1], name="probabilities")(
-        [model(inputs), probe(inputs)])
+    probed = probe(inputs)
+    if isinstance(probed, (list, tuple)):  # gated: networks + opens * weight * (probe - networks)
+        mixed = layers.Lambda(lambda parts: parts[0] + weight * parts[2] * (parts[1] - parts[0]), name="probabilities")(
+            [model(inputs), *probed])
+    else:
+        mixed = layers.Lambda(lambda pair: (1.0 - weight) * pair[0] + weight * pair[1], name="probabilities")(
+            [model(inputs), probed])
     combined = keras.Model(inputs, mixed, name="liveness_with_probe")
     if example is not None:
         from training.train import normalise

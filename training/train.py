@@ -106,6 +106,10 @@ class TrainConfig:
     # A frozen probe (training.probe) on this pretrained stem ("mesh": MediaPipe's face mesh; "": none),
     # fitted on the training crops after the networks and weighing as one more member of the average.
     frozen_probe: str = ""
+    # With frozen_probe: the probe counts only for faces whose probe statistics lie beyond the training
+    # crops' 99th percentile of Mahalanobis distance (probe.fit_gate), where the networks face a setup
+    # they never saw; elsewhere the networks decide alone.
+    probe_gate: bool = False
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
@@ -262,6 +266,8 @@ class TrainConfig:
         if self.frozen_probe and (self.frozen_probe not in PROBE_STEMS or self.three_way or self.input_standardise):
             raise ValueError(f"--frozen-probe needs one of {', '.join(PROBE_STEMS)}, two-way targets and the plain "
                              "[-1, 1] input (not --three-way, not --input-standardise)")
+        if self.probe_gate and not self.frozen_probe:
+            raise ValueError("--probe-gate gates a probe: give --frozen-probe too")
 
     @property
     def member_count(self) -> int:
@@ -564,7 +570,7 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     model, history = _train_networks(train, config, validation, verbose, teachers)
     if not config.frozen_probe:
         return model, history
-    probe = train_probe(train, config.frozen_probe, verbose=verbose)
+    probe = train_probe(train, config.frozen_probe, gate=config.probe_gate, verbose=verbose)
     return with_probe(model, probe, weight=1.0 / (config.member_count + 1), example=train.x[:2]), history
 
 
@@ -938,6 +944,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--frozen-probe", choices=PROBE_STEMS, default="",
                         help="add a logistic regression on this frozen pretrained stem's feature statistics "
                              "(mesh: MediaPipe's face mesh), weighing as one more member (training.probe)")
+    recipe.add_argument("--probe-gate", action="store_true",
+                        help="with --frozen-probe: the probe counts only for faces far from every training setup "
+                             "(beyond the training crops' 99th percentile of Mahalanobis distance; training.probe)")
     recipe.add_argument("--real-edge-by-source", action="store_true",
                         help="frame edges on real faces at a rate per source that matches its attacks' mean black padding")
     recipe.add_argument("--degrade-by-source", action="store_true",
@@ -994,7 +1003,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
                        input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
                        share_tuned_stem=args.share_tuned_stem, partner_architecture=args.partner_architecture,
-                       extra_architecture=args.extra_architecture, frozen_probe=args.frozen_probe,
+                       extra_architecture=args.extra_architecture, frozen_probe=args.frozen_probe, probe_gate=args.probe_gate,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        real_edge_p=args.real_edge_p, real_edge_by_source=args.real_edge_by_source,
