@@ -1029,6 +1029,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="use at most N samples (quick smoke runs)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold to store (default: at 5%% APCER on the validation sources, else 0.5)")
+    parser.add_argument("--threshold-policy", default="given on the command line", metavar="TEXT",
+                        help="with --threshold: how it was chosen, stored beside it in the metadata")
     parser.add_argument("--version", default="1", help="model_version stored in the metadata")
     args = parser.parse_args(argv)
 
@@ -1070,7 +1072,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             policy = f"APCER 5% on validation sources {', '.join(val_groups)}"
         validation_figures = summary(validation.y, scores, threshold if args.threshold is None else args.threshold, validation.attack)
     if args.threshold is not None:
-        threshold, policy = args.threshold, "given on the command line"
+        threshold, policy = args.threshold, args.threshold_policy
     threshold = float(min(max(threshold, 0.0), 1.0))
     metadata = ModelMetadata(
         input_size=config.size,
