@@ -89,6 +89,22 @@ def combined(monkeypatch: pytest.MonkeyPatch) -> list[list]:
     return calls
 
 
+@pytest.fixture
+def probe_mixes(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """(networks, probe, options) of each training.train.with_probe call during the test (it still mixes them)."""
+    import training.train
+
+    calls: list[tuple] = []
+    with_probe = training.train.with_probe
+
+    def keep_parts(model, probe, **options):
+        calls.append((model, probe, options))
+        return with_probe(model, probe, **options)
+
+    monkeypatch.setattr(training.train, "with_probe", keep_parts)
+    return calls
+
+
 def tiny_training_run(gathered: Path, model_path: Path, *options: str) -> None:
     """Two epochs of 64 samples at 32x32 (seconds), with extra train options; asserts it succeeded."""
     from training.train import main as train_main
@@ -998,23 +1014,14 @@ def test_the_probe_command_names_a_missing_data_folder(tmp_path: Path, capsys: p
 @needs_data
 @needs_weights
 @needs_mesh_weights
-def test_a_frozen_mesh_probe_weighs_as_one_more_member(gathered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import training.train
+def test_a_frozen_mesh_probe_weighs_as_one_more_member(gathered: Path, tmp_path: Path, probe_mixes: list[tuple]) -> None:
     from training.examples import load_gathered
     from training.probe import PROBE_STEM_NAME, statistics_model
     from training.train import TrainConfig, normalise
 
-    mixed: list[tuple] = []
-    with_probe = training.train.with_probe
-
-    def keep_parts(model, probe, **options):  # records what train_model mixes, and still mixes it
-        mixed.append((model, probe, options))
-        return with_probe(model, probe, **options)
-
-    monkeypatch.setattr(training.train, "with_probe", keep_parts)
     model_path = tmp_path / "probe.onnx"
     tiny_training_run(gathered, model_path, *PAIR, "--frozen-probe", "mesh")
-    (networks, probe, options), = mixed
+    (networks, probe, options), = probe_mixes
     assert options["weight"] == pytest.approx(1 / 3)  # the pair's two members and the probe
     assert not probe.trainable_weights
     crops = load_gathered(gathered, include_jitter=False).x[:16]
@@ -1038,22 +1045,13 @@ def test_a_frozen_mesh_probe_weighs_as_one_more_member(gathered: Path, tmp_path:
 @needs_weights
 @needs_mesh_weights
 def test_a_gated_probe_counts_only_for_faces_far_from_the_training_crops(gathered: Path, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import training.train
+                                                                          probe_mixes: list[tuple]) -> None:
     from training.examples import load_gathered
     from training.train import TrainConfig, normalise
 
-    mixed: list[tuple] = []
-    with_probe = training.train.with_probe
-
-    def keep_parts(model, probe, **options):  # records what train_model mixes, and still mixes it
-        mixed.append((model, probe, options))
-        return with_probe(model, probe, **options)
-
-    monkeypatch.setattr(training.train, "with_probe", keep_parts)
     model_path = tmp_path / "gated.onnx"
     tiny_training_run(gathered, model_path, *PAIR, "--frozen-probe", "mesh", "--probe-gate")
-    (networks, probe, _), = mixed
+    (networks, probe, _), = probe_mixes
     faces = load_gathered(gathered, include_jitter=False).x[:12]
     noise = np.random.default_rng(2).integers(0, 256, (4, *faces.shape[1:]), dtype=np.uint8)  # no face, no camera
     crops = np.concatenate([faces, noise])
