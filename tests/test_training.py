@@ -1050,7 +1050,8 @@ def test_a_gated_probe_counts_only_for_faces_far_from_the_training_crops(gathere
     from training.train import TrainConfig, normalise
 
     model_path = tmp_path / "gated.onnx"
-    tiny_training_run(gathered, model_path, *PAIR, "--frozen-probe", "mesh", "--probe-gate")
+    tiny_training_run(gathered, model_path, *PAIR, "--frozen-probe", "mesh", "--probe-gate",
+                      "--threshold", "0.42", "--threshold-policy", "kept from the previous model")
     (networks, probe, _), = probe_mixes
     faces = load_gathered(gathered, include_jitter=False).x[:12]
     noise = np.random.default_rng(2).integers(0, 256, (4, *faces.shape[1:]), dtype=np.uint8)  # no face, no camera
@@ -1061,6 +1062,7 @@ def test_a_gated_probe_counts_only_for_faces_far_from_the_training_crops(gathere
     expected = np.where(opens > 0, (2 * pair + probe_probabilities) / 3, pair)
     exported = LivenessModel(model_path)
     assert exported.metadata.training["config"]["probe_gate"] is True
+    assert exported.threshold == pytest.approx(0.42) and exported.metadata.threshold_policy == "kept from the previous model"
     np.testing.assert_allclose(exported.predict_crops(crops), expected[:, 1], atol=1e-4)
     with pytest.raises(ValueError, match="--probe-gate"):
         TrainConfig(probe_gate=True)
