@@ -1050,22 +1050,26 @@ def test_a_gated_probe_counts_only_for_faces_far_from_the_training_crops(gathere
     from training.train import TrainConfig, normalise
 
     model_path = tmp_path / "gated.onnx"
-    tiny_training_run(gathered, model_path, *PAIR, "--frozen-probe", "mesh", "--probe-gate",
+    tiny_training_run(gathered, model_path, *PAIR, "--frozen-probe", "mesh", "--probe-gate", "--probe-weight", "0.5",
                       "--threshold", "0.42", "--threshold-policy", "kept from the previous model")
-    (networks, probe, _), = probe_mixes
+    (networks, probe, options), = probe_mixes
+    assert options["weight"] == 0.5  # --probe-weight replaces the one-more-member share (1/3 beside a pair)
     faces = load_gathered(gathered, include_jitter=False).x[:12]
     noise = np.random.default_rng(2).integers(0, 256, (4, *faces.shape[1:]), dtype=np.uint8)  # no face, no camera
     crops = np.concatenate([faces, noise])
     pair = networks.predict(normalise(crops), verbose=0)
     probe_probabilities, opens = probe.predict(normalise(crops), verbose=0)
     assert opens[-4:].all() and opens[:12].mean() < 0.5  # open for the noise, shut for most training faces
-    expected = np.where(opens > 0, (2 * pair + probe_probabilities) / 3, pair)
+    expected = np.where(opens > 0, (pair + probe_probabilities) / 2, pair)
     exported = LivenessModel(model_path)
     assert exported.metadata.training["config"]["probe_gate"] is True
     assert exported.threshold == pytest.approx(0.42) and exported.metadata.threshold_policy == "kept from the previous model"
     np.testing.assert_allclose(exported.predict_crops(crops), expected[:, 1], atol=1e-4)
     with pytest.raises(ValueError, match="--probe-gate"):
         TrainConfig(probe_gate=True)
+    for refused in ({"probe_weight": 0.5}, {"frozen_probe": "mesh", "probe_weight": 1.0}):
+        with pytest.raises(ValueError, match="--probe-weight"):
+            TrainConfig(**refused)
 
 
 def test_central_difference_convolution_subtracts_theta_times_the_kernel_sum_at_the_centre() -> None:

@@ -110,6 +110,10 @@ class TrainConfig:
     # crops' 99th percentile of Mahalanobis distance (probe.fit_gate), where the networks face a setup
     # they never saw; elsewhere the networks decide alone.
     probe_gate: bool = False
+    # The probe's share of the score where it counts (0: as one more member, 1 / (members + 1)).
+    # With the gate on, where it opens the networks have met a setup they never saw, so the probe
+    # may weigh more there than as one member among many (docs/training.md, "The gated probe's weight").
+    probe_weight: float = 0.0
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
@@ -268,6 +272,8 @@ class TrainConfig:
                              "[-1, 1] input (not --three-way, not --input-standardise)")
         if self.probe_gate and not self.frozen_probe:
             raise ValueError("--probe-gate gates a probe: give --frozen-probe too")
+        if self.probe_weight and (not self.frozen_probe or not 0.0 < self.probe_weight < 1.0):
+            raise ValueError(f"--probe-weight needs --frozen-probe and a share in (0, 1), got {self.probe_weight}")
 
     @property
     def member_count(self) -> int:
@@ -571,7 +577,8 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     if not config.frozen_probe:
         return model, history
     probe = train_probe(train, config.frozen_probe, gate=config.probe_gate, verbose=verbose)
-    return with_probe(model, probe, weight=1.0 / (config.member_count + 1), example=train.x[:2]), history
+    weight = config.probe_weight or 1.0 / (config.member_count + 1)
+    return with_probe(model, probe, weight=weight, example=train.x[:2]), history
 
 
 def _train_networks(train: Examples, config: TrainConfig, validation: Examples | None, verbose: int,
@@ -947,6 +954,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--probe-gate", action="store_true",
                         help="with --frozen-probe: the probe counts only for faces far from every training setup "
                              "(beyond the training crops' 99th percentile of Mahalanobis distance; training.probe)")
+    recipe.add_argument("--probe-weight", type=float, default=0.0, metavar="SHARE",
+                        help="with --frozen-probe: the probe's share of the score where it counts (default: as one more "
+                             "member, 1 / (members + 1))")
     recipe.add_argument("--real-edge-by-source", action="store_true",
                         help="frame edges on real faces at a rate per source that matches its attacks' mean black padding")
     recipe.add_argument("--degrade-by-source", action="store_true",
@@ -1004,6 +1014,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
                        share_tuned_stem=args.share_tuned_stem, partner_architecture=args.partner_architecture,
                        extra_architecture=args.extra_architecture, frozen_probe=args.frozen_probe, probe_gate=args.probe_gate,
+                       probe_weight=args.probe_weight,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        real_edge_p=args.real_edge_p, real_edge_by_source=args.real_edge_by_source,
