@@ -570,8 +570,8 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     """Fit a fresh model (or `config.ensemble` of them, combined); returns (keras model, history of the first).
 
     With config.distill_seeds, `teachers` (trained here when not given) supply part of the targets.
-    With config.frozen_probe, the probe is fitted last and weighs as one more member. Deterministic
-    for a given config.
+    With config.frozen_probe, the probe is fitted last and weighs as one more member, or
+    config.probe_weight of the score (where its gate opens, when gated). Deterministic for a given config.
     """
     model, history = _train_networks(train, config, validation, verbose, teachers)
     if not config.frozen_probe:
