@@ -91,6 +91,7 @@ def test_compare_runs_counts_a_gated_probe_only_where_its_gate_opened(tmp_path: 
     pair, probe = str(tmp_path / "pair"), str(tmp_path / "probe")
     # open: (2 x pair + probe) / 3; closed: the pair alone
     np.testing.assert_allclose(fold_scores(f"{pair}+{pair}+{probe}@gate", "nuaa"), [0.7, 0.2, 0.4])
+    np.testing.assert_allclose(fold_scores(f"{pair}+{probe}@gate", "nuaa"), [0.6, 0.2, 0.3])  # 1.6: half where open
     np.testing.assert_allclose(fold_scores(f"{pair}+{probe}", "nuaa"), [0.6, 0.5, 0.3])  # ungated: the plain mean
     assert fold_scores(f"{pair}+{pair}@gate", "nuaa") is None  # the pair's folder has no gate
     with pytest.raises(ValueError, match="needs an ungated run"):

@@ -411,6 +411,9 @@ def test_compare_runs_writes_an_ensembles_out_of_fold_scores(gathered: Path, tmp
     first = np.round(member_scores[0], 6)
     apcer, bpcer = 100 * metrics.apcer(faces.y, first, 0.5), 100 * metrics.bpcer(faces.y, first, 0.5)
     assert row.split()[3:6] == [f"{apcer:.1f}", f"{bpcer:.1f}", f"{(apcer + bpcer) / 2:.1f}"]
+    assert compare_main([str(tmp_path / "a"), "--data", str(gathered), "--threshold", "0.5", "--decimals", "3"]) == 0
+    precise = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  all "))
+    assert precise.split()[3:6] == [f"{apcer:.3f}", f"{bpcer:.3f}", f"{(apcer + bpcer) / 2:.3f}"]
     # A finished fold whose scores do not fit the data (3 scores; this data has no face in it): one line, exit 2.
     other = "crops_b" if fold != "crops_b" else "crops_c"
     for run in ("a", "b"):

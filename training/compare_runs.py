@@ -159,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--origin-contains", nargs="+", default=[], metavar="WORD",
                         help="also print, per word, the AUC and share called live per label of the faces whose file path "
                              "contains it (e.g. adverse controlled: Replay-Attack's lightings)")
+    parser.add_argument("--decimals", type=int, default=1, choices=range(1, 5), metavar="N",
+                        help="digits after the point of the groups' APCER, BPCER and ACER (default 1; a rule's bar "
+                             "of a tenth of a point needs more)")
     parser.add_argument("--folds", nargs="+", default=[], metavar="FOLD",
                         help="compare only these folds (default: every fold all runs have finished)")
     args = parser.parse_args(argv)
@@ -238,8 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             apcer, bpcer = metrics.apcer(y, s, threshold), metrics.bpcer(y, s, threshold)
             low, high = metrics.cluster_bootstrap(
                 people[mask], lambda i: 50 * (metrics.apcer(y[i], s[i], threshold) + metrics.bpcer(y[i], s[i], threshold)))
-            print(f"  {group:24s} {int(y.sum()):5d} {int((1 - y).sum()):6d} {100 * apcer:6.1f} {100 * bpcer:6.1f} "
-                  f"{50 * (apcer + bpcer):6.1f} {metrics.roc_auc(y, s):6.3f}  {f'{low:.1f}-{high:.1f}':>20s}")
+            d = args.decimals
+            print(f"  {group:24s} {int(y.sum()):5d} {int((1 - y).sum()):6d} {100 * apcer:6.{d}f} {100 * bpcer:6.{d}f} "
+                  f"{50 * (apcer + bpcer):6.{d}f} {metrics.roc_auc(y, s):6.3f}  {f'{low:.1f}-{high:.1f}':>20s}")
         for source in args.sources:
             print_source(test, scores, threshold, source)
         if args.luminance:
