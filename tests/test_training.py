@@ -951,17 +951,18 @@ def test_an_extra_blaze_member_joins_the_pair_on_its_own(gathered: Path, tmp_pat
 
 
 @needs_mesh_weights
-def test_mesh_stem_reproduces_the_face_meshs_first_stage() -> None:
+@pytest.mark.parametrize("depth, shape", [(1, (48, 48, 32)), (2, (24, 24, 64)), (3, (12, 12, 128))])
+def test_mesh_stem_reproduces_the_face_meshs_first_stage(depth: int, shape: tuple[int, int, int]) -> None:
     from skimage import data
 
     from training.pretrained import mesh_stem, mesh_stem_reference
     from training.train import normalise
 
     tile = cv2.resize(data.astronaut()[30:230, 130:330], (192, 192), interpolation=cv2.INTER_AREA)  # the mesh's own size
-    reference = mesh_stem_reference(tile)
-    stem = mesh_stem(192)
+    reference = mesh_stem_reference(tile, depth)
+    stem = mesh_stem(192, depth=depth)
     ours = stem.predict(normalise(tile[None]), verbose=0)[0]
-    assert reference.shape == ours.shape == (48, 48, 32) and np.abs(reference).mean() > 0.05
+    assert reference.shape == ours.shape == shape and np.abs(reference).mean() > 0.05
     np.testing.assert_allclose(ours, reference, atol=1e-4 * np.abs(reference).max())
     assert not stem.trainable_weights  # frozen: the probe never changes it
 

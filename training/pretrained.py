@@ -176,7 +176,7 @@ def _blaze_blocks(x, blocks: Sequence[tuple[int, int]], width: int, activation, 
         depthwise = layers.DepthwiseConv2D(3, strides=stride, padding="same", name=f"{prefix}_depthwise_{i}")
         pointwise = layers.Conv2D(out, 1, name=f"{prefix}_pointwise_{i}")
         y = pointwise(depthwise(x))
-        shortcut = layers.MaxPooling2D(2)(x) if stride == 2 else x
+        shortcut = layers.MaxPooling2D(2, padding="same")(x) if stride == 2 else x  # "same": odd maps (7 -> 4) as the depthwise
         if out > width:  # zero channels appended, as a 3-D padding: a 4-D channel Pad segfaulted in TF 2.21 with oneDNN on
             shortcut = layers.ZeroPadding3D(((0, 0), (0, 0), (0, out - width)))(layers.Reshape((*shortcut.shape[1:], 1))(shortcut))
             shortcut = layers.Reshape(y.shape[1:])(shortcut)
@@ -234,7 +234,20 @@ def blaze_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
 # (training.probe).
 MESH_STEM_NAME = "mesh_stem"
 MESH_BLOCKS: tuple[tuple[int, int], ...] = ((16, 1), (16, 1), (32, 2), (32, 1), (32, 1))
-MESH_OUTPUT_LAYER = "p_re_lu_6"  # the last kept block's PReLU: 1/4 of the tile, 32 channels
+# Deeper stems continue the same pattern: depth 2 to 1/8 of the tile (64 channels), depth 3 to 1/16 (128).
+MESH_DEEPER_BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1))
+
+
+def mesh_blocks(depth: int) -> tuple[tuple[int, int], ...]:
+    """The face mesh's BlazeBlocks a stem of `depth` (1, 2 or 3) keeps."""
+    if depth not in (1, 2, 3):
+        raise ValueError(f"the face-mesh stem has depth 1, 2 or 3, got {depth}")
+    return MESH_BLOCKS + MESH_DEEPER_BLOCKS[:3 * (depth - 1)]
+
+
+def mesh_output_layer(depth: int) -> str:
+    """The tflite layer (the last kept block's PReLU) whose output the depth-`depth` stem reproduces."""
+    return f"p_re_lu_{len(mesh_blocks(depth)) + 1}"
 MESH_WEIGHTS = "face_landmark.tflite"
 
 
@@ -243,12 +256,13 @@ def load_mesh_net() -> cv2.dnn.Net:
     return cv2.dnn.readNetFromTFLite(str(weight_path(MESH_WEIGHTS)))
 
 
-def mesh_stem(size: int, name: str = MESH_STEM_NAME):
+def mesh_stem(size: int, name: str = MESH_STEM_NAME, depth: int = 1):
     """A Keras model: a (size, size, 3) RGB tile scaled to [-1, 1] -> the face mesh's first stage, (size/4, size/4, 32).
 
     The mesh reads RGB in [0, 1], so the tile is rescaled first; then its 3x3 stride-2 convolution and
     five BlazeBlocks, PReLU (one slope per channel) after each, reproducing cv2.dnn's output of
-    MESH_OUTPUT_LAYER (a test checks it at the mesh's own 192 px). All weights are frozen.
+    mesh_output_layer(depth) (a test checks it at the mesh's own 192 px). Depth 2 and 3 keep three and
+    six more blocks ((size/8)^2 x 64, (size/16)^2 x 128). All weights are frozen.
     """
     import keras
     from keras import layers
@@ -259,7 +273,7 @@ def mesh_stem(size: int, name: str = MESH_STEM_NAME):
     first = layers.Conv2D(16, 3, strides=2, padding="same", name="mesh_conv")
     first_prelu = prelu()
     x = first_prelu(first(layers.Rescaling(0.5, offset=0.5)(tile)))
-    x, built = _blaze_blocks(x, MESH_BLOCKS, 16, prelu, "mesh")
+    x, built = _blaze_blocks(x, mesh_blocks(depth), 16, prelu, "mesh")
     stem = keras.Model(tile, x, name=name)
     _set_conv(first, net, "conv2d_1")
     first_prelu.set_weights([_blobs(net, "p_re_lu_1")[0]])
@@ -271,12 +285,12 @@ def mesh_stem(size: int, name: str = MESH_STEM_NAME):
     return stem
 
 
-def mesh_stem_reference(tile_rgb: np.ndarray) -> np.ndarray:
-    """cv2.dnn's own output of MESH_OUTPUT_LAYER for one uint8 RGB tile of the mesh's 192 px, as (h, w, channels).
+def mesh_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
+    """cv2.dnn's own output of mesh_output_layer(depth) for one uint8 RGB tile of the mesh's 192 px, as (h, w, channels).
 
     cv2.dnn sizes the whole network, whose later stages need the 192 px input; the stem itself is
     convolutional and runs at any size.
     """
     net = load_mesh_net()
     net.setInput(cv2.dnn.blobFromImage(tile_rgb.astype(np.float32), 1.0 / 255.0, tile_rgb.shape[1::-1], (0, 0, 0)))
-    return np.transpose(net.forward(MESH_OUTPUT_LAYER)[0], (1, 2, 0))
+    return np.transpose(net.forward(mesh_output_layer(depth))[0], (1, 2, 0))

@@ -15,12 +15,12 @@ writes the probe's own out-of-fold scores in `evaluate --loso`'s folder layout (
 same crops in the same order), so `training.compare_runs runs/loso_pair_setup7+runs/probe_setup`
 gives a trained model averaged with the probe, fold by fold, without training the model again.
 
-The gate (`fit_gate`; `train --probe-gate`, on in model 1.5): always on, the probe costs the setups
+The gate (`fit_gate`; `train --probe-gate`, on since model 1.5; 1.6 gives the probe half the score where it opens): always on, the probe costs the setups
 the networks were trained on; a face whose probe statistics lie far from the training faces'
 (Mahalanobis distance above the training rows' own 99th percentile) is one of a setup the networks
 never saw, where the probe helps, and only there does it count; elsewhere the networks decide alone.
 `--gate` also writes folds/FOLD.gate.csv (1 where the probe counts), which `compare_runs
-RUN+RUN+PROBE@gate` reads.
+RUN+RUN+PROBE@gate` (1.5) and `RUN+PROBE@gate` (1.6) read.
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ import numpy as np
 from training.examples import Examples, load_dataset
 
 PROBE_L2 = 0.1  # the penalty fixed by the rule of runs/notes/mesh_probe.md (0.01 and 1 were looked at too)
-PROBE_STEMS = ("mesh", "blaze", "res10")  # pretrained first stages the probe can read (the lever uses mesh)
+# Pretrained stems the probe can read (the lever uses mesh; mesh_deep: the face mesh to 1/16 of the tile).
+PROBE_STEMS = ("mesh", "mesh_deep", "blaze", "res10")
 NEWTON_STEPS = 100
 GATE_QUANTILE = 0.99  # the gate opens above this quantile of the training rows' own distances (rule G)
 GATE_SHRINKAGE = 0.1  # covariance shrunk this far toward its diagonal: 128 statistics, some nearly collinear
@@ -46,8 +47,8 @@ PROBE_STEM_NAME = "probe_stem"  # the frozen stem's (nested model's) name inside
 def _stem(name: str, size: int):
     from training import pretrained
 
-    if name == "mesh":
-        return pretrained.mesh_stem(size, name=PROBE_STEM_NAME)
+    if name in ("mesh", "mesh_deep"):
+        return pretrained.mesh_stem(size, name=PROBE_STEM_NAME, depth=3 if name == "mesh_deep" else 1)
     if name == "blaze":
         return pretrained.blaze_stem(size, name=PROBE_STEM_NAME)
     if name == "res10":
