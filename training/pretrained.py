@@ -233,6 +233,7 @@ def blaze_stem_reference(tile_rgb: np.ndarray, depth: int = 1) -> np.ndarray:
 # other people and phones than either detector. Its first stage, kept frozen, feeds the frozen probe
 # (training.probe).
 MESH_STEM_NAME = "mesh_stem"
+MESH_WEIGHTS = "face_landmark.tflite"
 MESH_BLOCKS: tuple[tuple[int, int], ...] = ((16, 1), (16, 1), (32, 2), (32, 1), (32, 1))
 # Deeper stems continue the same pattern: depth 2 to 1/8 of the tile (64 channels), depth 3 to 1/16 (128).
 MESH_DEEPER_BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1))
@@ -248,7 +249,6 @@ def mesh_blocks(depth: int) -> tuple[tuple[int, int], ...]:
 def mesh_output_layer(depth: int) -> str:
     """The tflite layer (the last kept block's PReLU) whose output the depth-`depth` stem reproduces."""
     return f"p_re_lu_{len(mesh_blocks(depth)) + 1}"
-MESH_WEIGHTS = "face_landmark.tflite"
 
 
 def load_mesh_net() -> cv2.dnn.Net:

@@ -15,8 +15,8 @@ writes the probe's own out-of-fold scores in `evaluate --loso`'s folder layout (
 same crops in the same order), so `training.compare_runs runs/loso_pair_setup7+runs/probe_setup`
 gives a trained model averaged with the probe, fold by fold, without training the model again.
 
-The gate (`fit_gate`; `train --probe-gate`, on since model 1.5; 1.6 gives the probe half the score where it opens): always on, the probe costs the setups
-the networks were trained on; a face whose probe statistics lie far from the training faces'
+The gate (`fit_gate`; `train --probe-gate`, on since model 1.5; 1.6 gives the probe half the score
+where it opens): always on, the probe costs the setups the networks were trained on; a face whose probe statistics lie far from the training faces'
 (Mahalanobis distance above the training rows' own 99th percentile) is one of a setup the networks
 never saw, where the probe helps, and only there does it count; elsewhere the networks decide alone.
 `--gate` also writes folds/FOLD.gate.csv (1 where the probe counts), which `compare_runs
