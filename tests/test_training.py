@@ -1077,6 +1077,14 @@ def test_a_gated_probe_counts_only_for_faces_far_from_the_training_crops(gathere
             TrainConfig(**refused)
 
 
+def test_a_threshold_policy_without_a_threshold_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from training.train import main as train_main
+
+    with pytest.raises(SystemExit) as refused:  # before any data is read: the folder need not exist
+        train_main(["--dataset", str(tmp_path / "none"), "--model", str(tmp_path / "m.onnx"), "--threshold-policy", "kept"])
+    assert refused.value.code == 2 and "--threshold-policy describes a given --threshold" in capsys.readouterr().err
+
+
 def test_central_difference_convolution_subtracts_theta_times_the_kernel_sum_at_the_centre() -> None:
     import keras
 

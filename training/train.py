@@ -1040,7 +1040,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="use at most N samples (quick smoke runs)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold to store (default: at 5%% APCER on the validation sources, else 0.5)")
-    parser.add_argument("--threshold-policy", default="given on the command line", metavar="TEXT",
+    parser.add_argument("--threshold-policy", default=None, metavar="TEXT",
                         help="with --threshold: how it was chosen, stored beside it in the metadata")
     parser.add_argument("--version", default="1", help="model_version stored in the metadata")
     args = parser.parse_args(argv)
@@ -1054,6 +1054,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     from training.evaluate import FOLDS
 
+    if args.threshold_policy is not None and args.threshold is None:  # it would be dropped: the threshold is chosen here
+        parser.error("--threshold-policy describes a given --threshold: give --threshold too")
     if args.leave_out is not None and args.leave_out not in FOLDS:
         parser.error(f"--leave-out {args.leave_out!r}: not a fold ({', '.join(FOLDS)})")
     try:
@@ -1083,7 +1085,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             policy = f"APCER 5% on validation sources {', '.join(val_groups)}"
         validation_figures = summary(validation.y, scores, threshold if args.threshold is None else args.threshold, validation.attack)
     if args.threshold is not None:
-        threshold, policy = args.threshold, args.threshold_policy
+        threshold, policy = args.threshold, args.threshold_policy or "given on the command line"
     threshold = float(min(max(threshold, 0.0), 1.0))
     metadata = ModelMetadata(
         input_size=config.size,
