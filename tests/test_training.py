@@ -219,6 +219,44 @@ def test_spectrum_head_trains_and_is_left_out_of_the_export(gathered: Path, tmp_
     assert LivenessModel(model_path).metadata.training["config"]["spectrum_weight"] == 0.5
 
 
+def test_pixel_targets_spread_each_samples_real_share_over_the_map() -> None:
+    from training.train import pixel_targets
+
+    targets = pixel_targets(np.array([[1.0, 0.0], [0.3, 0.7]], np.float32), 4)
+    assert targets.shape == (2, 4, 4, 1)
+    assert np.all(targets[0] == 0.0) and np.allclose(targets[1], 0.7)
+    three_way = pixel_targets(np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], np.float32), 2)  # real is the last class
+    assert np.all(three_way[0] == 0.0) and np.all(three_way[1] == 1.0)
+
+
+@needs_data
+@needs_weights
+def test_pixel_head_trains_the_pair_and_is_left_out_of_the_export(gathered: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import onnx
+
+    from training.livenessnet import build, with_pixel_head
+    from training.train import TrainConfig
+
+    assert with_pixel_head(build("res10", 32, 6)).outputs[1].shape[1:] == (2, 2, 1)  # res10's last block at 32 px
+    plain_path, pixel_path = tmp_path / "plain.onnx", tmp_path / "pixel.onnx"
+    tiny_training_run(gathered, plain_path, *PAIR)
+    capsys.readouterr()
+    tiny_training_run(gathered, pixel_path, *PAIR, "--pixel-weight", "1.0")
+    log = capsys.readouterr().err
+    assert log.count("pixel_map_loss") == 4  # both members, two epochs each: the head's loss was trained
+    assert LivenessModel(pixel_path).metadata.training["config"]["pixel_weight"] == 1.0  # export passed parity
+
+    def operators(path: Path) -> list[str]:
+        return sorted(node.op_type for node in onnx.load(str(path)).graph.node)
+
+    assert operators(pixel_path) == operators(plain_path)  # the map is training only
+    with pytest.raises(ValueError, match="--pixel-weight"):
+        TrainConfig(architecture="livenessnet", pixel_weight=1.0)
+    with pytest.raises(ValueError, match="do not go together"):
+        TrainConfig(architecture="res10", pixel_weight=1.0, spectrum_weight=1.0)
+
+
 def test_real_compactness_is_the_spread_of_the_real_faces_only() -> None:
     from training.train import real_compactness
 

@@ -336,6 +336,25 @@ def with_spectrum_head(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.output, spectrum], name=model.name + "_with_spectrum")
 
 
+PIXEL_MAP = "pixel_map"  # the training model's output of per-location P(real)
+
+
+def with_pixel_head(model: keras.Model) -> keras.Model:
+    """The training model: `model`'s outputs plus a per-location real/fake map on its last block (DeepPixBiS).
+
+    Pixel-wise binary supervision (George & Marcel, ICB 2019): a 1x1 convolution with a sigmoid reads
+    every location of the last feature map before the global pooling, and each location is trained to
+    tell the sample's label on its own, so the decision cannot rest on a few locations (a bezel, a
+    border) that one capture setup happens to show. Only `model` is exported: the graph and its cost
+    stay the plain ones.
+    """
+    blocks = [layer for layer in model.layers if layer.name.startswith("block_")]
+    if not blocks:
+        raise ValueError(f"--pixel-weight needs separable blocks, and {model.name} has none")
+    pixel_map = layers.Conv2D(1, 1, activation="sigmoid", name=PIXEL_MAP)(blocks[-1].output)
+    return keras.Model(model.inputs, [model.output, pixel_map], name=model.name + "_with_pixel_map")
+
+
 POOLED_FEATURES = "pooled_features"  # the training model's output of unit-length pooled features
 
 

@@ -61,6 +61,9 @@ class TrainConfig:
     crop_weight: float = 0.5
     # Weight of the auxiliary Fourier-spectrum loss (training.livenessnet.with_spectrum_head); 0 = off.
     spectrum_weight: float = 0.0
+    # Weight of the pixel-wise binary loss (livenessnet.with_pixel_head, DeepPixBiS): every location of
+    # the last block's map must tell real from fake on its own. 0 = off.
+    pixel_weight: float = 0.0
     # Weight of the real-compactness loss (real_compactness): real faces of every source pulled to one
     # point of the pooled-feature sphere, attacks left free (the asymmetric idea of single-side domain
     # generalisation: live faces alike across setups, attacks differ). 0 = off.
@@ -236,11 +239,15 @@ class TrainConfig:
                 with_spectrum_head(build(architecture, self.size, 3 * len(self.scales)))
         if self.real_edge_by_source and self.real_edge_p > 0:
             raise ValueError("--real-edge-by-source sets the real faces' edge rates itself: leave out --real-edge-p")
-        if sum(weight > 0 for weight in (self.real_compact_weight, self.spectrum_weight, self.real_adversary_weight)) > 1:
-            raise ValueError("--real-compact-weight, --spectrum-weight and --real-adversary-weight do not go together")
-        if self.sam_rho > 0 and max(self.real_compact_weight, self.spectrum_weight, self.real_adversary_weight) > 0:
-            raise ValueError("--sam-rho trains the classifier alone: leave out --real-compact-weight, --spectrum-weight "
-                             "and --real-adversary-weight")
+        auxiliary = (self.real_compact_weight, self.spectrum_weight, self.real_adversary_weight, self.pixel_weight)
+        if sum(weight > 0 for weight in auxiliary) > 1:
+            raise ValueError("--real-compact-weight, --spectrum-weight, --real-adversary-weight and --pixel-weight "
+                             "do not go together")
+        if self.sam_rho > 0 and max(auxiliary) > 0:
+            raise ValueError("--sam-rho trains the classifier alone: leave out --real-compact-weight, --spectrum-weight, "
+                             "--real-adversary-weight and --pixel-weight")
+        if self.pixel_weight > 0 and "livenessnet" in self.member_architectures:
+            raise ValueError("--pixel-weight needs separable blocks: not --architecture livenessnet")
         # res10_deep_context is left out (its first tile's block after the stem would not be shared);
         # it can be a res10 member's partner instead (partner_architecture).
         if self.share_tuned_stem and (self.architecture not in ("res10", "res10_deep") or self.freeze_stem
@@ -391,6 +398,11 @@ def spectrum_targets(x: np.ndarray, side: int) -> np.ndarray:
     pooled = spectrum.reshape(n, side, size // side, side, size // side).mean(axis=(2, 4))
     low, high = pooled.min(axis=(1, 2), keepdims=True), pooled.max(axis=(1, 2), keepdims=True)
     return ((pooled - low) / np.maximum(high - low, 1e-6))[..., None]
+
+
+def pixel_targets(y: np.ndarray, side: int) -> np.ndarray:
+    """(N, side, side, 1) maps of each sample's real share (the last class; a mixed sample by its share)."""
+    return np.broadcast_to(y[:, -1, None, None, None], (len(y), side, side, 1)).astype(np.float32)
 
 
 def real_compactness(targets, features):
@@ -692,8 +704,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     configure_tensorflow(config.seed)
     import keras
 
-    from training.livenessnet import (GRADIENT_REVERSAL, SPECTRUM_SIZE, build, merge_attack_classes, with_pooled_features,
-                                      with_source_adversary, with_spectrum_head)
+    from training.livenessnet import (GRADIENT_REVERSAL, SPECTRUM_SIZE, build, merge_attack_classes, with_pixel_head,
+                                      with_pooled_features, with_source_adversary, with_spectrum_head)
     from training.metrics import roc_auc
 
     model = build(config.architecture, config.size, train.x.shape[-1], classes=3 if config.three_way else 2,
@@ -725,6 +737,14 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
             loss=[classification, keras.losses.MeanSquaredError()],
             loss_weights=[1.0, config.spectrum_weight],
+            metrics=[["accuracy"], []],
+        )
+    elif config.pixel_weight > 0:
+        fitted = with_pixel_head(model)
+        fitted.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=[classification, keras.losses.BinaryCrossentropy()],
+            loss_weights=[1.0, config.pixel_weight],
             metrics=[["accuracy"], []],
         )
     elif config.real_compact_weight > 0:
@@ -774,6 +794,8 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
         targets = y
         if config.spectrum_weight > 0:
             targets = (y, spectrum_targets(x, SPECTRUM_SIZE))
+        elif config.pixel_weight > 0:
+            targets = (y, pixel_targets(y, fitted.outputs[1].shape[1]))
         elif config.real_compact_weight > 0:
             targets = (y, y)  # the compactness loss reads which samples are real from the class targets
         elif config.real_adversary_weight > 0:
@@ -920,6 +942,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sampling weight of tight-crop sources relative to full-frame ones (default: %(default)s)")
     recipe.add_argument("--spectrum-weight", type=float, default=TrainConfig.spectrum_weight,
                         help="weight of the auxiliary Fourier-spectrum loss (0 = off; default: %(default)s)")
+    recipe.add_argument("--pixel-weight", type=non_negative, default=TrainConfig.pixel_weight,
+                        help="weight of the pixel-wise binary loss on the last block's map (DeepPixBiS; 0 = off; default: %(default)s)")
     recipe.add_argument("--real-compact-weight", type=non_negative, default=TrainConfig.real_compact_weight,
                         help="weight of a loss pulling every source's real faces to one point of the pooled features "
                              "(0 = off; default: %(default)s)")
@@ -1007,7 +1031,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(architecture=args.architecture, size=args.size, scales=list(args.scales), epochs=args.epochs,
                        samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, weight_decay=args.weight_decay, seed=args.seed,
                        source_power=args.source_power, crop_weight=args.crop_weight,
-                       spectrum_weight=args.spectrum_weight, real_compact_weight=args.real_compact_weight,
+                       spectrum_weight=args.spectrum_weight, pixel_weight=args.pixel_weight,
+                       real_compact_weight=args.real_compact_weight,
                        real_adversary_weight=args.real_adversary_weight,
                        ensemble=args.ensemble, flip_average=args.flip_average,
                        degrade_p=(args.degrade_p[0], args.degrade_p[1]), degrade_by_source=args.degrade_by_source,
