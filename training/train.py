@@ -62,7 +62,8 @@ class TrainConfig:
     # Weight of the auxiliary Fourier-spectrum loss (training.livenessnet.with_spectrum_head); 0 = off.
     spectrum_weight: float = 0.0
     # Weight of the pixel-wise binary loss (livenessnet.with_pixel_head, DeepPixBiS): every location of
-    # the last block's map must tell real from fake on its own. 0 = off.
+    # the last block's map must tell real from fake on its own. 0 = off: 1.0 ranked Replay-Attack left
+    # out whole below chance (docs/training.md).
     pixel_weight: float = 0.0
     # Weight of the real-compactness loss (real_compactness): real faces of every source pulled to one
     # point of the pooled-feature sphere, attacks left free (the asymmetric idea of single-side domain
