@@ -731,29 +731,18 @@ def _train_one(train: Examples, config: TrainConfig, validation: Examples | None
     classification = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     train_targets = class_targets(train, config.three_way)
     classes = train_targets.shape[1]
-    fitted = model  # what model.fit trains: the model itself, or it with the spectrum head
-    if config.spectrum_weight > 0:
-        fitted = with_spectrum_head(model)
+    fitted = model  # what model.fit trains: the model itself, or it with a training-only head
+    # Auxiliary heads with a weighted loss of their own: (weight, training model, loss); at most one is on (TrainConfig).
+    weighted_heads = [(config.spectrum_weight, with_spectrum_head, keras.losses.MeanSquaredError()),
+                      (config.pixel_weight, with_pixel_head, keras.losses.BinaryCrossentropy()),
+                      (config.real_compact_weight, with_pooled_features, real_compactness)]
+    head_weight, with_head, head_loss = next((head for head in weighted_heads if head[0] > 0), (0.0, None, None))
+    if with_head is not None:
+        fitted = with_head(model)
         fitted.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-            loss=[classification, keras.losses.MeanSquaredError()],
-            loss_weights=[1.0, config.spectrum_weight],
-            metrics=[["accuracy"], []],
-        )
-    elif config.pixel_weight > 0:
-        fitted = with_pixel_head(model)
-        fitted.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-            loss=[classification, keras.losses.BinaryCrossentropy()],
-            loss_weights=[1.0, config.pixel_weight],
-            metrics=[["accuracy"], []],
-        )
-    elif config.real_compact_weight > 0:
-        fitted = with_pooled_features(model)
-        fitted.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-            loss=[classification, real_compactness],
-            loss_weights=[1.0, config.real_compact_weight],
+            loss=[classification, head_loss],
+            loss_weights=[1.0, head_weight],
             metrics=[["accuracy"], []],
         )
     elif config.real_adversary_weight > 0:
