@@ -58,12 +58,13 @@ soak: setup
 	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
 
 # Training (offline, 2 cores; about 7 min to gather the data once, ~50 min of LOSO per seed, ~10 min of training).
-# `make train` reproduces models/liveness.onnx (1.6: a res10-stem network at 56 px and a deep-context
+# `make train` reproduces models/liveness.onnx's recipe (1.6: a res10-stem network at 56 px and a deep-context
 # partner on its tuned first stage, and a gated frozen probe on MediaPipe's face mesh with half the
 # score where its gate opens) from ../shared/data: LOSO scores of the recipe with each of SEEDS
 # (seed S trains members S and S+1), training (seed 7), and the threshold from those runs' pooled
 # out-of-fold scores (what suits one draw of the recipe, not one run's; 1.5 and 1.6 kept 1.4's,
-# models/MODEL_CARD.md "Reproduce").
+# models/MODEL_CARD.md "Reproduce"; deterministic on one machine, another machine's floating point
+# gives another draw of the recipe, not the same bytes).
 # RECIPE="$(PAIR_RECIPE) --frozen-probe mesh --probe-gate" VERSION=1.5 reproduces 1.5 (the probe a third),
 # RECIPE="$(PAIR_RECIPE)" VERSION=1.4 1.4's pair,
 # RECIPE="--architecture res10 --ensemble 2 --share-tuned-stem" VERSION=1.3 1.3's pair,
