@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from training.augment import (augment_batch, background_people, background_screens, damage_by_label, frame_edges,
-                              camera_tones, screen_recaptures, side_lighting, surgical_masks)
+                              backlighting, camera_tones, screen_recaptures, side_lighting, surgical_masks)
 from training.train import main as train_main, mix_samples
 
 
@@ -246,3 +246,18 @@ def test_side_lighting_is_one_smooth_field_shared_by_the_tiles_and_keeps_the_pad
         for du in (0.0, 0.5):
             narrow, wide = drawn[i, 32, int(32 + du * 64 / 1.5), 0], drawn[i, 32, int(32 + du * 64 / 2.7), 3]
             assert abs(int(narrow) - int(wide)) <= 3
+
+
+def test_backlighting_darkens_the_face_brightens_the_scene_alike_in_both_tiles_and_keeps_the_padding_black() -> None:
+    crops = np.full((4, 64, 64, 6), 120, dtype=np.uint8)
+    crops[:, :, :4, 3:] = 0  # the wide tile reaches past the frame's left edge: black padding
+    drawn = crops.copy()
+    backlighting(drawn, np.array([2]), [1.5, 2.7], np.random.default_rng(5))
+    assert np.array_equal(drawn[[0, 1, 3]], crops[[0, 1, 3]])  # samples not asked for are untouched
+    assert not drawn[2, :, :4, 3:].any()  # padding stays black
+    gain = drawn[2].astype(float) / 120.0
+    assert 0.35 - 0.01 <= gain[32, 32, 0] <= 0.75 + 0.01  # the face centre darker (narrow tile)
+    assert gain[32, 32, 3] == pytest.approx(gain[32, 32, 0], abs=0.01)  # the same gain at the centre of the wide tile
+    assert 1.1 - 0.01 <= gain[2, 32, 3] <= 1.6 + 0.01  # a face width above the centre (wide tile): the scene, brighter
+    row = gain[32, 32:, 3]
+    assert np.all(np.diff(row) >= -1e-9)  # rising smoothly from the face out to the scene

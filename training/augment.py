@@ -46,7 +46,8 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
     `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
     `drawing_p`: per drawing of DRAWINGS (edge_p: frame edges near the face, mask_p: a surgical
     mask, screen_p: a dark screen in the background, bystander_p: another sample's face beside the
-    face, tone_p: another camera's tone curve, light_p: dimmer light from one side), the probability that a sample gets it (one number,
+    face, tone_p: another camera's tone curve, light_p: dimmer light from one side, backlight_p: the face
+    darker before a brighter scene), the probability that a sample gets it (one number,
     or one per sample); all need the tiles' crop `scales`.
     """
     unknown = set(drawing_p) - set(DRAWINGS)
@@ -322,6 +323,26 @@ def side_lighting(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], r
         _redraw_tiles(x, i, scales, relight)
 
 
+def backlighting(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
+    """Relight, in place, `samples` as if lit from behind: the face darker, the scene around it brighter.
+
+    With Replay-Attack left out whole, its real faces in the adverse scene are the ones rejected, most of
+    all those before a bright window or poster (docs/training.md): few live faces of the training data
+    are backlit. A smooth radial field in face units, the face's gain (0.35-0.75) inside 0.55 face
+    widths of its centre rising to the scene's (1.1-1.6, clipped white) beyond 1.0, the same at the
+    same point of every tile; both labels alike, black padding kept.
+    """
+    for i in samples:
+        face, scene = rng.uniform(0.35, 0.75), rng.uniform(1.1, 1.6)
+
+        def relight(tile: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+            t = np.clip((np.hypot(u, v) - 0.55) / 0.45, 0.0, 1.0)
+            field = face + (scene - face) * t * t * (3.0 - 2.0 * t)  # smoothstep from the face to the scene
+            return np.minimum(255.0 * tile * field[..., None], 255.0)
+
+        _redraw_tiles(x, i, scales, relight)
+
+
 def screen_recaptures(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
     """Turn, in place, the crop stacks of `samples` into simulated close-up recaptures of themselves (the caller relabels them fake).
 
@@ -359,4 +380,4 @@ def screen_recaptures(x: np.ndarray, samples: np.ndarray, scales: Sequence[float
 # --edge-p / --mask-p / --screen-p / --bystander-p / --tone-p / --light-p), in the order they are
 # drawn: both labels alike, all off by default.
 DRAWINGS = {"edge_p": frame_edges, "mask_p": surgical_masks, "screen_p": background_screens, "bystander_p": background_people,
-            "tone_p": camera_tones, "light_p": side_lighting}
+            "tone_p": camera_tones, "light_p": side_lighting, "backlight_p": backlighting}

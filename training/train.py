@@ -142,6 +142,9 @@ class TrainConfig:
     # both labels alike: Replay-Attack's real faces under adverse light must not read as attacks. 0 = off:
     # 0.5 ranked the webcam sets left out whole worse on both seeds (docs/training.md).
     light_p: float = 0.0
+    # Probability of backlight (augment.backlighting: the face darker, the scene around it brighter) on a
+    # sample, both labels alike: Replay-Attack's most rejected real faces are backlit. 0 = off.
+    backlight_p: float = 0.0
     # Probability per training batch that MixStyle mixes the samples' per-channel statistics of
     # res10's first-stage features (livenessnet.MixStyle: a setup's style must not decide). 0 = off:
     # 0.5 ranked setups never seen worse on a second seed (docs/training.md).
@@ -205,7 +208,8 @@ class TrainConfig:
     member_scales: list[list[float]] = field(default_factory=list)
 
     def drawing_p(self, data: Examples) -> dict[str, float | np.ndarray]:
-        """The probabilities of augment.DRAWINGS (edge_p, mask_p, screen_p, bystander_p, tone_p, light_p) this recipe asks for.
+        """The probabilities of augment.DRAWINGS (edge_p, mask_p, screen_p, bystander_p, tone_p, light_p,
+        backlight_p) this recipe asks for.
 
         One that depends on the example (real_edge_p, real_edge_by_source) is an array over `data`.
         """
@@ -983,6 +987,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                        ("--bystander-p", "another sample's face pasted beside or above the face, both labels alike"),
                        ("--tone-p", "another camera's tone curve (black level, white, colour, gamma), both labels alike"),
                        ("--light-p", "a dimmer exposure and light from one side (one smooth field), both labels alike"),
+                       ("--backlight-p", "backlight: the face darker, the scene around it brighter, both labels alike"),
                        ("--mixstyle-p", "mixing a batch's feature statistics after res10's first stage (MixStyle; "
                                         "res10 architectures, training only)")):
         recipe.add_argument(flag, type=probability, default=getattr(TrainConfig, flag[2:].replace("-", "_")),
@@ -1033,7 +1038,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        real_edge_p=args.real_edge_p, real_edge_by_source=args.real_edge_by_source,
-                       mask_p=args.mask_p, screen_p=args.screen_p, bystander_p=args.bystander_p, tone_p=args.tone_p, light_p=args.light_p, mixstyle_p=args.mixstyle_p,
+                       mask_p=args.mask_p, screen_p=args.screen_p, bystander_p=args.bystander_p, tone_p=args.tone_p, light_p=args.light_p,
+                       backlight_p=args.backlight_p, mixstyle_p=args.mixstyle_p,
                        cdc_theta=args.cdc_theta, partner_cdc_theta=args.partner_cdc_theta, sam_rho=args.sam_rho, recapture_p=args.recapture_p, mixup_alpha=args.mixup_alpha, average_last=args.average_last,
                        average_lr=args.average_lr, distill_seeds=list(args.distill_seeds),
                        distill_weight=args.distill_weight,
