@@ -143,7 +143,8 @@ class TrainConfig:
     # 0.5 ranked the webcam sets left out whole worse on both seeds (docs/training.md).
     light_p: float = 0.0
     # Probability of backlight (augment.backlighting: the face darker, the scene around it brighter) on a
-    # sample, both labels alike: Replay-Attack's most rejected real faces are backlit. 0 = off.
+    # sample, both labels alike: Replay-Attack's most rejected real faces are backlit. 0 = off: 0.5 ranked
+    # NUAA left out whole better but Replay-Attack worse on both seeds (docs/training.md).
     backlight_p: float = 0.0
     # Probability per training batch that MixStyle mixes the samples' per-channel statistics of
     # res10's first-stage features (livenessnet.MixStyle: a setup's style must not decide). 0 = off:
