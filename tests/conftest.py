@@ -22,6 +22,8 @@ DATA = Path(os.environ.get("LIVENESS_DATA", REPO.parent / "shared" / "data"))
 needs_model = pytest.mark.skipif(not MODEL.is_file(), reason="models/liveness.onnx is not built yet")
 needs_data = pytest.mark.skipif(not (DATA / "manifest.csv").is_file(),
                                 reason=f"shared liveness data not found at {DATA} (set LIVENESS_DATA)")
+needs_weights = pytest.mark.skipif(not (REPO / "face_detector" / "weights" / "deploy.prototxt").is_file(),
+                                   reason="res10 weights absent: run python -m face_detector.fetch_weights res10")
 
 
 def astronaut_bgr() -> np.ndarray:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import needs_weights
 from liveness import LivenessModel, crop_faces
 from training.data import data_dir
 
@@ -20,8 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = data_dir()
 needs_data = pytest.mark.skipif(not (DATA / "manifest.csv").is_file(),
                                 reason=f"shared liveness data not found at {DATA} (set LIVENESS_DATA)")
-needs_weights = pytest.mark.skipif(not (REPO / "face_detector" / "weights" / "deploy.prototxt").is_file(),
-                                   reason="res10 weights absent: run python -m face_detector.fetch_weights res10")
 needs_blaze_weights = pytest.mark.skipif(
     not (REPO / "face_detector" / "weights" / "face_detection_short_range.tflite").is_file(),
     reason="BlazeFace weights absent: run python -m face_detector.fetch_weights blazeface")
