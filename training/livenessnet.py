@@ -249,6 +249,23 @@ def livenessnet_blaze_deep(size: int = 64, channels: int = 6, classes: int = 2) 
     return livenessnet_blaze(size=size, channels=channels, blocks=RES10_DEEP_BLOCKS, classes=classes, stem_depth=2)
 
 
+def livenessnet_mesh(size: int = 64, channels: int = 6, classes: int = 2) -> keras.Model:
+    """The res10 variant's blocks on MediaPipe's face-mesh first stage (training.pretrained.mesh_stem), kept frozen.
+
+    The frozen stage's plain statistics rank capture setups never seen better than any network trained
+    here (the probe, training.probe); a member that trains only the blocks on it keeps those features as
+    the landmark network learned them, instead of re-learning the training setups' look in them.
+    """
+    from training.pretrained import mesh_stem
+
+    if channels % 3:
+        raise ValueError(f"the face-mesh stem reads 3-channel tiles, got {channels} channels")
+    inputs = keras.Input((size, size, channels), name=INPUT_NAME)
+    stem = mesh_stem(size)  # frozen (mesh_stem sets trainable False)
+    x = _stem_features([stem(tile) for tile in crop_tiles(inputs)])
+    return keras.Model(inputs, _separable_head(x, RES10_BLOCKS, 0.3, classes), name="livenessnet_mesh")
+
+
 def _mixstyle(x, p: float, tile: int):
     """`x` through a MixStyle layer (training only) when `p` > 0, else `x` itself (the graph of recipes without it)."""
     # No seed of its own: keras.utils.set_random_seed (train.configure_tensorflow) makes its draws repeat.
@@ -313,7 +330,7 @@ def standardise_channels(x):
 
 ARCHITECTURES = {"livenessnet": livenessnet, "mobile": livenessnet_mobile, "res10": livenessnet_res10,
                  "res10_deep": livenessnet_res10_deep, "res10_deep_context": livenessnet_res10_deep_context,
-                 "blaze": livenessnet_blaze, "blaze_deep": livenessnet_blaze_deep}
+                 "blaze": livenessnet_blaze, "blaze_deep": livenessnet_blaze_deep, "mesh": livenessnet_mesh}
 
 SPECTRUM_SIZE = 8  # side of the predicted Fourier spectrum map
 
@@ -414,7 +431,9 @@ CDC_ARCHITECTURES = ("mobile", "res10", "res10_deep", "res10_deep_context")  # t
 
 def build(architecture: str, size: int, channels: int, classes: int = 2, standardise: bool = False,
           freeze_stem: bool = False, mixstyle_p: float = 0.0, cdc_theta: float = 0.0) -> keras.Model:
-    """A fresh model by name ("livenessnet" = the seed, "mobile" = 1.0's variant, "res10", "res10_deep", "res10_deep_context" = on res10's stem, "blaze", "blaze_deep" = on BlazeFace's)."""
+    """A fresh model by name ("livenessnet" = the seed, "mobile" = 1.0's variant, "res10", "res10_deep",
+    "res10_deep_context" = on res10's stem, "blaze", "blaze_deep" = on BlazeFace's, "mesh" = on the face
+    mesh's frozen first stage)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
     if standardise and architecture != "mobile":

@@ -30,9 +30,10 @@ from training.pretrained import PRETRAINED_STEM_ARCHITECTURES
 
 # Architectures a member after the first may have instead of the first's: on a res10 member's tuned
 # first stage (livenessnet.split_at_first_stage), or an independent one.
-PARTNER_ARCHITECTURES = ("res10_deep_context", "blaze", "blaze_deep")
-# Partners that share nothing with member 1 (a stem pretrained elsewhere): trained whole, averaged.
-INDEPENDENT_PARTNERS = ("blaze", "blaze_deep")
+PARTNER_ARCHITECTURES = ("res10_deep_context", "blaze", "blaze_deep", "mesh")
+# Partners that share nothing with member 1 (a stem pretrained elsewhere): trained whole (mesh: all but
+# its frozen stem), averaged.
+INDEPENDENT_PARTNERS = ("blaze", "blaze_deep", "mesh")
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.5, 0.5, 0.5]
