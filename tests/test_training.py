@@ -967,6 +967,24 @@ def test_a_blaze_partner_trains_whole_beside_the_res10_member(gathered: Path, tm
 
 @needs_data
 @needs_weights
+@needs_mesh_weights
+def test_a_mesh_partner_trains_only_its_blocks_on_the_frozen_face_mesh(gathered: Path, tmp_path: Path,
+                                                                      combined: list[list]) -> None:
+    from training.pretrained import MESH_STEM_NAME, STEM_NAME, mesh_stem
+
+    model_path = tmp_path / "mesh_pair.onnx"
+    tiny_training_run(gathered, model_path, *TUNED_STEM_PAIR, "--partner-architecture", "mesh")
+    first, partner = combined[0]
+    assert STEM_NAME in {layer.name for layer in first.layers} and STEM_NAME not in {layer.name for layer in partner.layers}
+    stem = partner.get_layer(MESH_STEM_NAME)
+    for kept, original in zip(stem.get_weights(), mesh_stem(32).get_weights()):
+        np.testing.assert_array_equal(kept, original)  # frozen: the landmark network's own weights
+    assert not stem.trainable_weights and partner.trainable_weights  # only the blocks after it learn
+    assert LivenessModel(model_path).metadata.training["config"]["partner_architecture"] == "mesh"
+
+
+@needs_data
+@needs_weights
 @needs_blaze_weights
 def test_an_extra_blaze_member_joins_the_pair_on_its_own(gathered: Path, tmp_path: Path, combined: list[list]) -> None:
     from training.pretrained import BLAZE_STEM_NAME, FIRST_STAGE_NAME
