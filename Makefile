@@ -63,8 +63,8 @@ soak: setup
 # score where its gate opens) from ../shared/data: LOSO scores of the recipe with each of SEEDS
 # (seed S trains members S and S+1), training (seed 7), and the threshold from those runs' pooled
 # out-of-fold scores (what suits one draw of the recipe, not one run's; 1.5 and 1.6 kept 1.4's,
-# models/MODEL_CARD.md "Reproduce"; deterministic on one machine, another machine
-# gives another draw of the recipe, not the same bytes).
+# models/MODEL_CARD.md "Reproduce"; deterministic on one machine: an Intel Xeon gave the shipped
+# model back, an AMD EPYC another draw of the recipe).
 # RECIPE="$(PAIR_RECIPE) --frozen-probe mesh --probe-gate" VERSION=1.5 reproduces 1.5 (the probe a third),
 # RECIPE="$(PAIR_RECIPE)" VERSION=1.4 1.4's pair,
 # RECIPE="--architecture res10 --ensemble 2 --share-tuned-stem" VERSION=1.3 1.3's pair,
