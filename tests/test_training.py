@@ -1061,6 +1061,76 @@ def test_the_probes_gate_opens_beyond_the_training_faces_own_spread() -> None:
     assert not gate.opens(np.array([centre + 0.5 * mixing[0]]))[0]
 
 
+def test_every_capture_setup_can_weigh_the_same_in_the_probes_fit() -> None:
+    from training.probe import capture_setup, row_weights
+
+    assert [capture_setup(g) for g in ("replay_attack_devel", "replay_attack_train", "nuaa", "webcam_spp77")] == [
+        "replay_attack", "replay_attack", "nuaa", "webcam_spp77"]
+    labels = np.array([1, 1, 1, 0, 0])
+    # By hand: setup a's rows weigh 1/2 each, b's 1/3; then each class is scaled to a total of 1/2.
+    np.testing.assert_allclose(row_weights(labels, np.array(["a", "a", "b", "b", "b"])), [3 / 16, 3 / 16, 1 / 8, 1 / 4, 1 / 4])
+    np.testing.assert_allclose(row_weights(labels), [1 / 6, 1 / 6, 1 / 6, 1 / 4, 1 / 4])  # classes only, as before
+
+
+def test_setups_weighing_the_same_keep_one_big_setups_cue_from_deciding() -> None:
+    from training.metrics import roc_auc
+    from training.probe import fit_logistic
+
+    rng = np.random.default_rng(11)
+
+    def setup(rows: int, shortcut: float) -> tuple[np.ndarray, np.ndarray]:
+        """Feature 0 tells the label the same way everywhere; feature 1 is this setup's own shortcut."""
+        labels = rng.integers(0, 2, rows)
+        return np.c_[labels + rng.normal(0, 1, rows), shortcut * labels + rng.normal(0, 1, rows)], labels
+
+    parts = [setup(2000, 3.0)] + [setup(40, -1.0) for _ in range(10)]  # one big setup, ten small ones
+    features, labels = np.concatenate([f for f, _ in parts]), np.concatenate([y for _, y in parts])
+    setups = np.repeat(np.arange(11), [len(y) for _, y in parts])
+    unseen_features, unseen_labels = setup(400, -1.0)
+    plain = fit_logistic(features, labels)
+    balanced = fit_logistic(features, labels, setups=setups)
+    auc = {name: roc_auc(unseen_labels, unseen_features @ w + b) for name, (w, b) in (("plain", plain), ("balanced", balanced))}
+    assert auc["plain"] < 0.5 < 0.7 < auc["balanced"]  # the big setup's shortcut inverts the plain fit on a new setup
+    assert balanced[0][0] > 0 > balanced[0][1]
+
+
+def test_the_setup_curve_draws_units_with_both_labels_and_spreads_a_budget() -> None:
+    from training.setup_curve import curve, draw_units, spread_budget
+
+    rng = np.random.default_rng(2)
+    labels_of = {"reals": {1}, "fakes": {0}, "both": {0, 1}}
+    for _ in range(20):
+        units = draw_units(["reals", "fakes", "both"], 2, labels_of, rng)
+        assert len(set(units)) == 2 and set().union(*(labels_of[u] for u in units)) == {0, 1}
+    with pytest.raises(ValueError, match="both labels"):
+        draw_units(["reals", "reals2"], 2, {"reals": {1}, "reals2": {1}}, rng)
+    rows = spread_budget({"a": np.arange(0, 100), "b": np.arange(100, 105)}, ["a", "b"], 40, rng)
+    assert np.sum(rows < 100) == 20 and np.sum(rows >= 100) == 5  # an equal share each, all of a small unit
+
+    # Eight webcam-like units and NUAA sharing one cue: the curve ranks NUAA well once enough units train.
+    units = np.repeat([f"webcam_{i}" for i in range(8)] + ["nuaa"], 60)
+    labels = np.tile(np.r_[np.zeros(30, int), np.ones(30, int)], 9)
+    features = np.c_[labels + rng.normal(0, 0.7, len(labels)), rng.normal(0, 1, len(labels))]
+    points = curve(features, labels, units, "nuaa", ks=[1, 4, 50], draws=5, budget=100, seed=0)
+    assert [p.k for p in points] == [1, 4, 8]  # capped at the eight units that may train
+    assert [len(p.auc_all) for p in points] == [5, 5, 1]  # every unit: one draw is all there is
+    assert all(len(p.auc_balanced) == len(p.auc_all) and len(p.auc_budget) == len(p.auc_all) for p in points)
+    assert points[-1].auc_all[0] > 0.8 and points[-1].auc_budget[0] > 0.8
+
+
+def test_lbp_codes_and_uniform_bins_by_hand() -> None:
+    from training.cues import UNIFORM_BINS, lbp_codes, lbp_histograms
+
+    assert len(set(UNIFORM_BINS.tolist())) == 59 and np.sum(UNIFORM_BINS == 58) == 256 - 58  # 58 uniform codes + the rest
+    assert UNIFORM_BINS[0] != 58 and UNIFORM_BINS[255] != 58 and UNIFORM_BINS[0b00011100] != 58
+    patch = np.array([[[9, 1, 5], [4, 5, 2], [6, 3, 7]]], np.uint8)
+    # Clockwise from the top left, neighbour >= centre (5): 9 1 5 2 7 3 6 4 -> bits 1 0 1 0 1 0 1 0.
+    assert lbp_codes(patch)[0, 0, 0] == 0b01010101 and UNIFORM_BINS[0b01010101] == 58  # eight transitions
+    flat = np.full((1, 6, 6), 80, np.uint8)
+    histogram = lbp_histograms(flat)[0]
+    assert histogram[UNIFORM_BINS[255]] == 1.0 and histogram.sum() == pytest.approx(1.0)  # every neighbour ties
+
+
 def test_the_probe_command_names_a_missing_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from training.probe import main
 
@@ -1111,7 +1181,7 @@ def test_a_gated_probe_counts_only_for_faces_far_from_the_training_crops(gathere
 
     model_path = tmp_path / "gated.onnx"
     tiny_training_run(gathered, model_path, *PAIR, "--frozen-probe", "mesh", "--probe-gate", "--probe-weight", "0.5",
-                      "--threshold", "0.42", "--threshold-policy", "kept from the previous model")
+                      "--probe-balance-setups", "--threshold", "0.42", "--threshold-policy", "kept from the previous model")
     (networks, probe, options), = probe_mixes
     assert options["weight"] == 0.5  # --probe-weight replaces the one-more-member share (1/3 beside a pair)
     faces = load_gathered(gathered, include_jitter=False).x[:12]
@@ -1123,10 +1193,13 @@ def test_a_gated_probe_counts_only_for_faces_far_from_the_training_crops(gathere
     expected = np.where(opens > 0, (pair + probe_probabilities) / 2, pair)
     exported = LivenessModel(model_path)
     assert exported.metadata.training["config"]["probe_gate"] is True
+    assert exported.metadata.training["config"]["probe_balance_setups"] is True
     assert exported.threshold == pytest.approx(0.42) and exported.metadata.threshold_policy == "kept from the previous model"
     np.testing.assert_allclose(exported.predict_crops(crops), expected[:, 1], atol=1e-4)
     with pytest.raises(ValueError, match="--probe-gate"):
         TrainConfig(probe_gate=True)
+    with pytest.raises(ValueError, match="--probe-balance-setups"):
+        TrainConfig(probe_balance_setups=True)
     for refused in ({"probe_weight": 0.5}, {"frozen_probe": "mesh", "probe_weight": 1.0}):
         with pytest.raises(ValueError, match="--probe-weight"):
             TrainConfig(**refused)

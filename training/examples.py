@@ -165,15 +165,25 @@ def cache_lock(cache: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def detector_box_examples(description: str, argv: Sequence[str] | None = None) -> Examples:
-    """The examples a data report asks for on its command line (--data, --size, --scales), detector boxes only."""
+def examples_parser(description: str, size: int = 64) -> argparse.ArgumentParser:
+    """A data report's command line: --data, --size, --scales (add its own options, then parsed_examples)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-d", "--data", required=True, type=Path, help="data set folder/manifest or gather_examples output")
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=size)
     parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7])
+    return parser
+
+
+def parsed_examples(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, Examples]:
+    """(the parsed options, the examples they ask for, detector boxes only); a bad --data exits 2 with one line."""
     args = parser.parse_args(argv)
     try:
         data = load_dataset(args.data, args.size, args.scales)
     except (OSError, ValueError) as error:
         parser.error(f"--data {args.data}: {error}")  # exits 2
-    return data.subset(data.variant == 0)  # no jitter copies
+    return args, data.subset(data.variant == 0)  # no jitter copies
+
+
+def detector_box_examples(description: str, argv: Sequence[str] | None = None) -> Examples:
+    """The examples a data report asks for on its command line (--data, --size, --scales), detector boxes only."""
+    return parsed_examples(examples_parser(description), argv)[1]

@@ -81,11 +81,31 @@ def statistics_model(size: int, channels: int, stem: str = "mesh"):
     return keras.Model(inputs, joined, name="probe_statistics")
 
 
-def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = PROBE_L2) -> tuple[np.ndarray, float]:
+def capture_setup(group: str) -> str:
+    """The capture setup of a source group, as far as the data tell setups apart: Replay-Attack's
+    train and devel people share one; every other source (each webcam set, each crop set) is its own."""
+    return "replay_attack" if group.startswith("replay_attack") else group
+
+
+def row_weights(labels: np.ndarray, setups: np.ndarray | None = None) -> np.ndarray:
+    """Per-row weights summing to 1/2 within each class; with `setups`, every setup's rows first weigh
+    the same in total, so a setup with 800 crops counts as much as one with 40."""
+    weights = np.ones(len(labels))
+    if setups is not None:
+        _, index, counts = np.unique(setups, return_inverse=True, return_counts=True)
+        weights = 1.0 / counts[index]
+    for label in (0, 1):
+        weights[labels == label] *= 0.5 / weights[labels == label].sum()
+    return weights
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = PROBE_L2,
+                 setups: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Weights and intercept of a logistic regression on standardised `features` (labels 1 = real).
 
-    Both classes weigh the same in total; the penalty l2 * |w|^2 / 2 spares the intercept; Newton's
-    method converges in a few steps and gives the same answer on every machine (no seed).
+    Both classes weigh the same in total (row_weights; with `setups`, every capture setup too); the
+    penalty l2 * |w|^2 / 2 spares the intercept; Newton's method converges in a few steps and gives
+    the same answer on every machine (no seed).
     Returns (w, b) for the *raw* features: the standardisation is folded into them.
     """
     labels = np.asarray(labels, dtype=np.float64)
@@ -93,7 +113,7 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = PROBE_L2)
         raise ValueError("the probe needs real and fake examples to fit")
     mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
     x = np.c_[(features - mean) / std, np.ones(len(features))]
-    weights = np.where(labels > 0, 0.5 / labels.mean(), 0.5 / (1.0 - labels.mean())) / len(labels)
+    weights = row_weights(labels, setups)
     penalty = l2 * np.r_[np.ones(x.shape[1] - 1), 0.0]
     w = np.zeros(x.shape[1])
     for _ in range(NEWTON_STEPS):
@@ -174,14 +194,18 @@ def probe_model(statistics, w: np.ndarray, b: float, gate: Gate | None = None):
     return keras.Model(statistics.input, [both, opens], name="frozen_probe")
 
 
-def train_probe(train: Examples, stem: str = "mesh", l2: float = PROBE_L2, gate: bool = False, verbose: int = 0):
+def train_probe(train: Examples, stem: str = "mesh", l2: float = PROBE_L2, gate: bool = False, verbose: int = 0,
+                balance_setups: bool = False):
     """The probe fitted on `train`'s crops as gathered (no jitter copies, no augmentation); with `gate`,
-    gated by those crops' own statistics (fit_gate; probe_model's second output)."""
+    gated by those crops' own statistics (fit_gate; probe_model's second output); with `balance_setups`,
+    every capture setup weighing the same in the fit (row_weights)."""
     plain = train.subset(train.variant == 0)
     statistics, features = stem_statistics(plain.x, stem)
-    w, b = fit_logistic(features, plain.y, l2)
+    setups = np.array([capture_setup(g) for g in plain.group]) if balance_setups else None
+    w, b = fit_logistic(features, plain.y, l2, setups)
     if verbose:
         print(f"frozen {stem} probe: {features.shape[1]} features fitted on {len(plain)} crops"
+              + (f" of {len(set(setups.tolist()))} setups weighing the same" if setups is not None else "")
               + (", gated beyond their 99th percentile of distance" if gate else ""), file=sys.stderr)
     return probe_model(statistics, w, b, fit_gate(features) if gate else None)
 
@@ -231,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--by-setup", action="store_true", help="whole capture setups left out (evaluate's option)")
     parser.add_argument("--gate", action="store_true",
                         help="also write folds/FOLD.gate.csv: 1 where the face lies beyond the training faces' 99th percentile")
+    parser.add_argument("--balance-setups", action="store_true",
+                        help="every capture setup weighs the same in the fit (a setup of 800 crops as much as one of 40)")
     args = parser.parse_args(argv)
     try:
         data = load_dataset(args.data, args.size, args.scales)
@@ -240,15 +266,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "folds").mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps({"probe": args.stem, "l2": args.l2, "size": args.size,
                                                       "scales": args.scales, "nuaa_by_subject": args.nuaa_by_subject,
-                                                      "by_setup": args.by_setup, "gate": args.gate}, indent=1))
+                                                      "by_setup": args.by_setup, "gate": args.gate,
+                                                      "balance_setups": args.balance_setups}, indent=1))
     # The stem is frozen, so every crop's features are the same in every fold: computed once, and
     # only the logistic regression is fitted per fold (train_probe's fit on the same rows).
     plain = data.variant == 0
     _, features = stem_statistics(data.x[plain], args.stem)
     folds, labels = folds[plain], data.y[plain]
+    setups = np.array([capture_setup(g) for g in data.group[plain]]) if args.balance_setups else None
     for fold in dict.fromkeys(folds.tolist()):
         held = folds == fold
-        w, b = fit_logistic(features[~held], labels[~held], args.l2)
+        w, b = fit_logistic(features[~held], labels[~held], args.l2, None if setups is None else setups[~held])
         scores = _sigmoid(features[held] @ w + b)
         np.savetxt(args.out / "folds" / f"{fold}.csv", scores, delimiter=",", fmt="%.6f")
         gated = ""

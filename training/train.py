@@ -119,6 +119,9 @@ class TrainConfig:
     # With the gate on, where it opens the networks have met a setup they never saw, so the probe
     # may weigh more there than as one member among many (docs/training.md, "The gated probe's weight").
     probe_weight: float = 0.0
+    # With frozen_probe: every capture setup weighs the same in the probe's fit (probe.row_weights), so
+    # the three big frame sets do not decide it alone (training.setup_curve; docs/training.md).
+    probe_balance_setups: bool = False
     # How crops are shrunk to `size` (liveness.crop.CROP_RESIZES; stored in the model's metadata).
     # "area_fast" halves the crop cost but measured worse on unseen people (docs/training.md).
     crop_resize: str = "area"
@@ -286,6 +289,8 @@ class TrainConfig:
                              "[-1, 1] input (not --three-way, not --input-standardise)")
         if self.probe_gate and not self.frozen_probe:
             raise ValueError("--probe-gate gates a probe: give --frozen-probe too")
+        if self.probe_balance_setups and not self.frozen_probe:
+            raise ValueError("--probe-balance-setups weighs the probe's setups: give --frozen-probe too")
         if self.probe_weight and (not self.frozen_probe or not 0.0 < self.probe_weight < 1.0):
             raise ValueError(f"--probe-weight needs --frozen-probe and a share in (0, 1), got {self.probe_weight}")
 
@@ -595,7 +600,8 @@ def train_model(train: Examples, config: TrainConfig, validation: Examples | Non
     model, history = _train_networks(train, config, validation, verbose, teachers)
     if not config.frozen_probe:
         return model, history
-    probe = train_probe(train, config.frozen_probe, gate=config.probe_gate, verbose=verbose)
+    probe = train_probe(train, config.frozen_probe, gate=config.probe_gate, verbose=verbose,
+                        balance_setups=config.probe_balance_setups)
     weight = config.probe_weight or 1.0 / (config.member_count + 1)
     return with_probe(model, probe, weight=weight, example=train.x[:2]), history
 
@@ -977,6 +983,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--probe-weight", type=float, default=0.0, metavar="SHARE",
                         help="with --frozen-probe: the probe's share of the score where it counts (default: as one more "
                              "member, 1 / (members + 1))")
+    recipe.add_argument("--probe-balance-setups", action="store_true",
+                        help="with --frozen-probe: every capture setup weighs the same in the probe's fit (training.probe)")
     recipe.add_argument("--real-edge-by-source", action="store_true",
                         help="frame edges on real faces at a rate per source that matches its attacks' mean black padding")
     recipe.add_argument("--degrade-by-source", action="store_true",
@@ -1036,7 +1044,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainConfig:
                        input_standardise=args.input_standardise, freeze_stem=args.freeze_stem,
                        share_tuned_stem=args.share_tuned_stem, partner_architecture=args.partner_architecture,
                        extra_architecture=args.extra_architecture, frozen_probe=args.frozen_probe, probe_gate=args.probe_gate,
-                       probe_weight=args.probe_weight,
+                       probe_weight=args.probe_weight, probe_balance_setups=args.probe_balance_setups,
                        three_way=args.three_way,
                        crop_resize=args.crop_resize, crop_border=args.crop_border, erase_p=args.erase_p, edge_p=args.edge_p,
                        real_edge_p=args.real_edge_p, real_edge_by_source=args.real_edge_by_source,
