@@ -1111,7 +1111,7 @@ def test_the_setup_curve_draws_units_with_both_labels_and_spreads_a_budget() -> 
     units = np.repeat([f"webcam_{i}" for i in range(8)] + ["nuaa"], 60)
     labels = np.tile(np.r_[np.zeros(30, int), np.ones(30, int)], 9)
     features = np.c_[labels + rng.normal(0, 0.7, len(labels)), rng.normal(0, 1, len(labels))]
-    points = curve(features, labels, units, "nuaa", ks=[1, 4, 50], draws=5, budget=100, seed=0)
+    points = curve(features, labels, units, units == "nuaa", "nuaa", ks=[1, 4, 50], draws=5, budget=100, seed=0)
     assert [p.k for p in points] == [1, 4, 8]  # capped at the eight units that may train
     assert [len(p.auc_all) for p in points] == [5, 5, 1]  # every unit: one draw is all there is
     assert all(len(p.auc_balanced) == len(p.auc_all) and len(p.auc_budget) == len(p.auc_all) for p in points)

@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from training.evaluate import SETUP_TARGETS, sample_folds
 from training.metrics import roc_auc
 from training.probe import PROBE_L2, _sigmoid, fit_logistic
 
-SETUPS = ("nuaa", "replay_attack", "webcam")
 # The eight neighbours of radius 1, clockwise from the top left: bit k of an LBP code is neighbour k >= centre.
 NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
@@ -130,21 +130,20 @@ SINGLE_CUES = {"log Laplacian variance, 1.5x tile": ("sharpness, highlights", 0)
 
 
 def setup_aucs(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, l2: float) -> list[float]:
-    """ROC AUC of the logistic regression on each of SETUPS left out whole, then pooled over them."""
+    """ROC AUC of the logistic regression on each of SETUP_TARGETS left out whole, then pooled over them."""
     scores = np.zeros(len(features))
     aucs = []
-    for setup in SETUPS:
+    for setup in SETUP_TARGETS:
         held = folds == setup
         w, b = fit_logistic(features[~held], labels[~held], l2)
         scores[held] = _sigmoid(features[held] @ w + b)
         aucs.append(roc_auc(labels[held], scores[held]))
-    left_out = np.isin(folds, SETUPS)
+    left_out = np.isin(folds, SETUP_TARGETS)
     return aucs + [roc_auc(labels[left_out], scores[left_out])]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: the families' AUC by setup left out, beside the face-mesh probe's (see the module docstring)."""
-    from training.evaluate import sample_folds
     from training.examples import examples_parser, parsed_examples
     from training.probe import stem_statistics
 
@@ -154,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds = sample_folds(plain, by_setup=True)
     families = {name: make(plain.x) for name, make in FAMILIES.items()}
     families["face-mesh probe (model 1.6's)"] = stem_statistics(plain.x, "mesh")[1]
-    print(f"{'features':32s} {'dims':>5s} {'L2':>5s} " + " ".join(f"{s:>13s}" for s in SETUPS) + f" {'pooled':>8s}")
+    print(f"{'features':32s} {'dims':>5s} {'L2':>5s} " + " ".join(f"{s:>13s}" for s in SETUP_TARGETS) + f" {'pooled':>8s}")
     for name, features in families.items():
         for l2 in args.l2:
             aucs = setup_aucs(features, plain.y, folds, l2)
@@ -162,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\none cue, no fit: AUC of the raw number as a liveness score within each setup (higher = real)")
     for name, (family, column) in SINGLE_CUES.items():
         cue = families[family][:, column]
-        print(f"{name:44s} " + " ".join(f"{s} {roc_auc(plain.y[folds == s], cue[folds == s]):.3f}" for s in SETUPS))
+        print(f"{name:44s} " + " ".join(f"{s} {roc_auc(plain.y[folds == s], cue[folds == s]):.3f}" for s in SETUP_TARGETS))
     return 0
 
 

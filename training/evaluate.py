@@ -242,6 +242,8 @@ def nuaa_subject_fold(origin: str) -> str:
 # so the model meets a database it has never seen, as it will meet MSU-MFSD or a new webcam.
 SETUP_FOLDS: dict[str, str] = {"replay_attack_devel": "replay_attack", "replay_attack_train": "replay_attack",
                                **{source: "webcam" for source in FOLDS["webcam_a"] + FOLDS["webcam_b"] + FOLDS["webcam_c"]}}
+# The folds `--by-setup` leaves out whole: databases and setups never seen, the stand-in for MSU-MFSD.
+SETUP_TARGETS = ("nuaa", "replay_attack", "webcam")
 
 
 def sample_folds(data: Examples, nuaa_by_subject: bool = False, by_setup: bool = False) -> np.ndarray:

@@ -25,18 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.evaluate import SETUP_TARGETS, sample_folds
 from training.metrics import roc_auc
 from training.probe import PROBE_L2, _sigmoid, capture_setup, fit_logistic
 
-TARGETS = ("nuaa", "replay_attack", "webcam")
 MAX_TRIES = 1000  # redraws allowed for a set of units that lacks one label
-
-
-def target_of(unit: str) -> str | None:
-    """The left-out target a unit belongs to (None for units that only ever train)."""
-    if unit.startswith("webcam_"):
-        return "webcam"
-    return unit if unit in TARGETS else None
 
 
 def draw_units(pool: Sequence[str], k: int, labels_of: dict[str, set[int]], rng: np.random.Generator) -> list[str]:
@@ -66,11 +59,11 @@ class CurvePoint:
     auc_budget: np.ndarray
 
 
-def curve(features: np.ndarray, labels: np.ndarray, units: np.ndarray, target: str, ks: Sequence[int],
-          draws: int, budget: int, seed: int, l2: float = PROBE_L2) -> list[CurvePoint]:
-    """The target's AUC for each k in `ks` (capped at the pool's size), `draws` random unit sets each."""
+def curve(features: np.ndarray, labels: np.ndarray, units: np.ndarray, held: np.ndarray, target: str,
+          ks: Sequence[int], draws: int, budget: int, seed: int, l2: float = PROBE_L2) -> list[CurvePoint]:
+    """AUC on the `held` rows (the target left out whole) for each k in `ks` (capped at the number of
+    units outside it), `draws` random sets of k of those units each."""
     rng = np.random.default_rng(seed)
-    held = np.array([target_of(u) == target for u in units])
     pool = sorted(set(units[~held].tolist()))
     rows_of = {u: np.nonzero(units == u)[0] for u in pool}
     labels_of = {u: set(labels[rows].tolist()) for u, rows in rows_of.items()}
@@ -117,10 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, plain = parsed_examples(parser, argv)
     _, features = stem_statistics(plain.x, "mesh")
     units = np.array([capture_setup(g) for g in plain.group])
+    folds = sample_folds(plain, by_setup=True)
     print(f"frozen face-mesh probe, AUC on the setup left out: mean [10th, 90th percentile] over {args.draws} draws")
     print(f"{'target':14s} {'k units':>7s} {'all crops':>21s} {'setups balanced':>21s} {f'at most {args.budget} crops':>21s}")
-    for target in TARGETS:
-        for point in curve(features, plain.y, units, target, args.ks, args.draws, args.budget, args.seed):
+    for target in SETUP_TARGETS:
+        for point in curve(features, plain.y, units, folds == target, target, args.ks, args.draws, args.budget, args.seed):
             print(f"{target:14s} {point.k:7d} {_summary(point.auc_all)} {_summary(point.auc_balanced)} "
                   f"{_summary(point.auc_budget)}", flush=True)
     return 0
