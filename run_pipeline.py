@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from pipeline.config import ConfigError, load_config
+from pipeline.config_file import ConfigError, load_config
 from pipeline.supervisor import Supervisor
 
 
@@ -28,10 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"record.jsonl={json.dumps(args.jsonl)}")
     try:
         config = load_config(args.config, overrides)
+        supervisor = Supervisor(config)  # derives the stage graph: a stage that cannot be placed is a config error too
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
-    return Supervisor(config).run()
+    return supervisor.run()
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ def stage_processes(root: int) -> dict[str, int]:
             args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except (OSError, ValueError, IndexError):
             continue
-        if "-m" in args and "--worker" in args:
-            name = args[args.index("-m") + 1].rsplit(".", 1)[-1]
-            worker = args[args.index("--worker") + 1]
-            found[f"{name}.{worker}" if name in ("detect", "classify") else name] = int(entry.name)
-    return found
+        if "--stage" in args and "--worker" in args:
+            name, worker = args[args.index("--stage") + 1], args[args.index("--worker") + 1]
+            found[f"{name}.{worker}"] = int(entry.name)
+    several = {key.rsplit(".", 1)[0] for key in found if not key.endswith(".0")}
+    # the keys the stages report under: NAME.K where several processes of NAME run, else NAME
+    return {key if key.rsplit(".", 1)[0] in several else key.rsplit(".", 1)[0]: pid for key, pid in found.items()}

@@ -26,7 +26,8 @@ TOPIC_EOS = b"eos"
 @dataclass(frozen=True)
 class FaceResult:
     """One face: box [x1, y1, x2, y2] in pixels, detector confidence, P(real), label, threshold;
-    in videos also the face's track id and this frame's own score (score is then time-averaged)."""
+    in videos also the face's track id and this frame's own score (score is then time-averaged);
+    `attributes` what added stages measured, by stage name: `face.attributes["face_size"]["side_px"]`."""
 
     box: tuple[int, int, int, int]
     det_conf: float
@@ -35,6 +36,7 @@ class FaceResult:
     threshold: float
     track: int | None = None
     frame_score: float | None = None
+    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Result:
     def from_record(cls, record: dict[str, Any]) -> "Result":
         faces = [
             FaceResult(tuple(f["box"]), f["det_conf"], f.get("score", 0.0), f.get("label", "fake"), f.get("threshold", 0.0),
-                       f.get("track"), f.get("frame_score"))
+                       f.get("track"), f.get("frame_score"), f.get("attributes", {}))
             for f in record["faces"]
         ]
         size = tuple(record["size"]) if record.get("size") else None

@@ -1,357 +1,175 @@
-"""The one config schema: YAML in, typed dataclasses out, or a one-line error.
-
-Every field of the pipeline lives here with its default. `load_config` validates types, known
-keys, endpoint syntax and file existence before any process starts; a problem raises
-`ConfigError`, whose text is the single line a user sees (file, field path, what is wrong).
+"""The one config schema: every field of the pipeline, declared once with its type, range,
+default and description (pydantic models, unknown fields refused). The README's config table is
+checked against it (tests/test_config.py); pipeline/config_file.py reads YAML into it.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-POLICIES = ("auto", "live", "lossless")
-DETECTOR_BACKENDS = ("res10", "blazeface", "blazeface_short")
-DETECTOR_RUNTIMES = ("auto", "onnxruntime", "opencv")  # BlazeFace only; res10 always runs on cv2.dnn
-_ENDPOINT = re.compile(r"^(auto|tcp://(\*|[\w.\-]+|\[[0-9a-fA-F:]+\]):\d{1,5}|ipc://.+)$")
+_ENDPOINT = re.compile(r"^(auto|tcp://(\*|[\w.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})|ipc://.+)$")
 
 
 class ConfigError(ValueError):
-    """A config problem; str() is one line naming the file and the field path."""
+    """A config problem; str() is one line naming the file (or --set) and the field path."""
 
 
-@dataclass
-class SourceConfig:
-    uri: str = "0"  # camera index, video file, rtsp:// or http(s):// URL, or image folder
-    id: str = "source0"
-    policy: str = "auto"  # live: drop the oldest frame when busy; lossless: every frame, with backpressure
-    pace: bool = False  # play files at their native frame rate
-    loop: bool = False  # restart a file at its end (soak runs)
-    max_frames: int | None = None
-    max_in_flight: int = 0  # live only: frames between capture and result; 0 = one per worker of the larger pool (a second frame per detector would only wait in its queue)
-    width: int | None = None  # camera capture size request
-    height: int | None = None
+def _endpoint(value: str) -> str:
+    match = _ENDPOINT.match(value)
+    if not match:
+        raise ValueError(f"malformed endpoint {value!r} (expected auto, tcp://HOST:PORT or ipc:///path)")
+    if match.group(3) and not 0 < int(match.group(3)) < 65536:
+        raise ValueError(f"port out of range in {value!r}")
+    return value
 
 
-@dataclass
-class DetectConfig:
-    backend: str = "res10"
-    workers: int = 1
-    confidence: float = 0.5
-    min_size: int = 20
-    runtime: str = "auto"  # BlazeFace: onnxruntime (converted at setup, ~2x faster) where present, else opencv
+def _host(value: str) -> str:
+    if not re.match(r"^[\w.\-:]+$", value):
+        raise ValueError(f"must be a host name or address, got {value!r}")
+    return value
 
 
-@dataclass
-class ClassifyConfig:
-    model: str = "models/liveness.onnx"
-    threshold: float | None = None  # None: the model's own calibrated threshold
-    debug_delay_ms: float = 0.0  # test knob: slow the classifier down artificially
-    workers: int = 1  # classification processes; above 1, a dispatch and a collect step order the results
-    smoothing_s: float = 0.5  # videos and cameras: each face's score is averaged over about this many seconds (0: every frame alone)
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
+Host = Annotated[str, AfterValidator(_host)]
+Port = Annotated[int | None, Field(ge=0, le=65535)]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
-@dataclass
-class DisplayConfig:
-    enabled: bool = True
-    window: str = "auto"  # auto: a window where a display exists; on; off
-    video: str | None = None  # annotated video file, always written when set
-    headless_video: str | None = None  # written instead of the window where no display exists
-    title: str = "liveness"
-    web_port: int | None = None  # serve the annotated stream and a live page over HTTP; null or 0 = off
-    web_host: str = "127.0.0.1"  # loopback unless told otherwise
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-@dataclass
-class RecordConfig:
-    jsonl: str | None = None  # one JSON line per source frame
+class SourceConfig(Section):
+    uri: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
+                   Field(min_length=1)] = Field("0", description="camera index, video file, `rtsp://`/`http(s)://` URL, or image folder")
+    id: str = Field("source0", description="name carried in every result")
+    policy: Literal["auto", "live", "lossless"] = Field("auto", description="`live`, `lossless`, or `auto` (cameras/streams live, files/folders lossless)")
+    pace: bool = Field(False, description="play files at their native frame rate")
+    loop: bool = Field(False, description="start a file again at its end")
+    max_frames: int | None = Field(None, ge=1, description="stop after this many frames")
+    max_in_flight: int = Field(0, ge=0, description="live: frames allowed between capture and result (0 = one per worker of the largest pool)")
+    width: int | None = Field(None, ge=1, description="camera capture width request")
+    height: int | None = Field(None, ge=1, description="camera capture height request")
 
 
-@dataclass
-class EndpointsConfig:
-    """ZeroMQ endpoints; "auto" = an ipc socket in the run's private temp folder."""
-
-    frames: str = "auto"  # capture (PUSH, bind) -> detect workers (PULL)
-    detections: str = "auto"  # detect workers (PUSH) -> classify (PULL, bind)
-    results: str = "tcp://127.0.0.1:5556"  # classify (PUB, bind) -> any consumer (SUB)
-    annotated: str = "auto"  # classify (PUSH, bind) -> display (PULL)
-    classify_in: str = "auto"  # classify.workers > 1: dispatch (PUSH, bind) -> classifiers (PULL)
-    classify_out: str = "auto"  # classify.workers > 1: classifiers (PUSH) -> collect (PULL, bind)
-    control: str = "auto"  # every stage (DEALER) -> run_pipeline.py (ROUTER, bind)
+class DetectConfig(Section):
+    backend: Literal["res10", "blazeface", "blazeface_short"] = Field("res10", description="`res10`, `blazeface` (full range) or `blazeface_short`")
+    workers: int = Field(1, ge=1, le=32, description="detection processes sharing the frames")
+    confidence: float = Field(0.5, gt=0, le=1, description="minimum detector confidence")
+    min_size: int = Field(20, ge=1, description="minimum face box side in pixels")
+    runtime: Literal["auto", "onnxruntime", "opencv"] = Field("auto", description="BlazeFace only: `onnxruntime` (the conversion `make setup` makes, ~2x faster), `opencv`, `auto` (onnxruntime where the conversion exists)")
 
 
-@dataclass
-class TransportConfig:
-    live_hwm: int = 2  # queue length on live paths: small, or latency grows
-    lossless_hwm: int = 8
-    results_hwm: int = 100000  # results are small; a lossless recorder must not lose any
-    ready_timeout_s: float = 60.0
+class ClassifyConfig(Section):
+    model: str = Field("models/liveness.onnx", description="ONNX liveness model with its metadata")
+    threshold: float | None = Field(None, ge=0, le=1, description="override the model's calibrated threshold")
+    debug_delay_ms: float = Field(0.0, ge=0, description="slow the classifier down (tests)")
+    workers: int = Field(1, ge=1, le=32, description="classification processes; above 1 a dispatch step spreads frames over them")
+    smoothing_s: float = Field(0.5, ge=0, le=10, description="videos and streams: time constant (s) of each face's score average over its frames (the smooth stage); 0 = every frame alone")
 
 
-RESTART_POLICIES = ("never", "on-failure")
-RESTARTABLE_STAGES = ("capture", "detect", "classify", "display", "record")
+class DisplayConfig(Section):
+    enabled: bool = Field(True, description="run the display stage")
+    window: Annotated[Literal["auto", "on", "off"], BeforeValidator(lambda v: ("on" if v else "off") if isinstance(v, bool) else v)] = Field(
+        "auto", description="`auto` (a window where a display exists), `on`, `off`")
+    video: str | None = Field(None, description="write the annotated video here (`.mp4` mp4v, else MJPG)")
+    headless_video: str | None = Field(None, description="written instead of the window where no display exists")
+    title: str = Field("liveness", description="window and web page title")
+    web_port: Port = Field(None, description="serve the live page and MJPEG stream on this port (null or 0 = off)")
+    web_host: Host = Field("127.0.0.1", description="address the live page binds")
+    attributes: list[str] = Field([], description="per-face attributes drawn under each box, as `namespace.key` (docs/result_schema.md)")
 
 
-@dataclass
-class StageRestartConfig:
-    """One stage's restart policy; null fields take the value of the `restart` section."""
-
-    policy: str | None = None
-    max_restarts: int | None = None
-    backoff_s: float | None = None
+class RecordConfig(Section):
+    jsonl: str | None = Field(None, description="one JSON line per source frame")
 
 
-@dataclass
-class RestartConfig:
-    """What run_pipeline.py does when a stage process dies."""
+class EndpointsConfig(Section):
+    """ZeroMQ endpoints: one per edge of the stage graph, named after its upstream stage's output."""
 
-    policy: str = "never"  # never: a dead stage stops the run (exit 1); on-failure: start it again
-    max_restarts: int = 5  # per stage, over the whole run; one more failure stops the run
-    backoff_s: float = 0.5  # wait before the first restart; doubles with each restart of that stage
-    max_backoff_s: float = 30.0
-    window: int = 32  # lossless: frames capture keeps (and resends after a restart) until the sinks acknowledge them
-    capture: StageRestartConfig = field(default_factory=StageRestartConfig)
-    detect: StageRestartConfig = field(default_factory=StageRestartConfig)
-    classify: StageRestartConfig = field(default_factory=StageRestartConfig)
-    display: StageRestartConfig = field(default_factory=StageRestartConfig)
-    record: StageRestartConfig = field(default_factory=StageRestartConfig)
+    model_config = ConfigDict(extra="allow", strict=True)
+    __pydantic_extra__: dict[str, Endpoint]
+    results: Endpoint = Field("tcp://127.0.0.1:5556", description="where consumers subscribe")
+    annotated: Endpoint = Field("auto", description="the publisher's frames to the display; every other edge (`frames`, `detections`, `classify_in`, `classify_out`, `control`, `NAME_out` of an added stage) is `auto` too: an ipc socket in the run's private temp folder")
+
+
+class TransportConfig(Section):
+    live_hwm: int = Field(2, ge=1, description="queue length (messages) on live paths")
+    lossless_hwm: int = Field(8, ge=1, description="queue length on lossless paths")
+    results_hwm: int = Field(100000, ge=1, description="queue length of the result stream")
+    ready_timeout_s: float = Field(60.0, gt=0, description="how long to wait for every stage to be ready")
+
+
+class StageRestartConfig(Section):
+    policy: Literal["never", "on-failure"] | None = Field(None, description="per-stage override; null = the section's value")
+    max_restarts: int | None = Field(None, ge=0, description="per-stage override")
+    backoff_s: float | None = Field(None, ge=0, description="per-stage override")
+
+
+class RestartConfig(Section):
+    """What run_pipeline.py does when a stage process dies; `restart.STAGE` overrides it for one stage."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    __pydantic_extra__: dict[str, StageRestartConfig]
+    policy: Literal["never", "on-failure"] = Field("never", description="`never` (a dead stage stops the run, exit 1) or `on-failure` (start it again)")
+    max_restarts: int = Field(5, ge=0, description="restarts allowed per stage over the run; one more failure stops the run")
+    backoff_s: float = Field(0.5, ge=0, description="wait before a restart; doubles with each restart of that stage")
+    max_backoff_s: float = Field(30.0, ge=0, description="the longest wait before a restart")
+    window: int = Field(32, ge=1, description="lossless: frames capture keeps until the sinks acknowledge them (resent after a restart)")
 
     def for_stage(self, name: str) -> tuple[str, int, float]:
         """(policy, max_restarts, backoff_s) for a stage name, per-stage fields first."""
-        own = getattr(self, name, None) or StageRestartConfig()
-        return (own.policy or self.policy,
-                self.max_restarts if own.max_restarts is None else own.max_restarts,
+        own = (self.model_extra or {}).get(name) or StageRestartConfig()
+        return (own.policy or self.policy, self.max_restarts if own.max_restarts is None else own.max_restarts,
                 self.backoff_s if own.backoff_s is None else own.backoff_s)
 
 
-@dataclass
-class CurveConfig:
-    """CurveZMQ on tcp:// endpoints (key files made by `python -m pipeline.keys DIR NAME`); all null = plain."""
-
-    server_secret_key: str | None = None  # binding side: its secret key file (NAME.key_secret)
-    allowed_clients: str | None = None  # binding side: folder of accepted client public keys (*.key)
-    client_secret_key: str | None = None  # connecting side: its secret key file
-    server_public_key: str | None = None  # connecting side: the server's public key file (NAME.key)
+class CurveConfig(Section):
+    server_secret_key: str | None = Field(None, description="CurveZMQ on binding `tcp://` sockets: this side's secret key file")
+    allowed_clients: str | None = Field(None, description="CurveZMQ on binding sockets: the folder of accepted client public keys")
+    client_secret_key: str | None = Field(None, description="CurveZMQ on connecting `tcp://` sockets: this side's secret key file")
+    server_public_key: str | None = Field(None, description="CurveZMQ on connecting sockets: the server's public key file")
 
 
-@dataclass
-class MetricsConfig:
-    prometheus_port: int | None = None  # the supervisor serves /metrics here; null or 0 = off
-    prometheus_host: str = "127.0.0.1"
+class MetricsConfig(Section):
+    prometheus_port: Port = Field(None, description="`run_pipeline.py` serves Prometheus metrics on `http://HOST:PORT/metrics` (null or 0 = off)")
+    prometheus_host: Host = Field("127.0.0.1", description="address the Prometheus endpoint binds")
 
 
-@dataclass
-class PipelineConfig:
-    source: SourceConfig = field(default_factory=SourceConfig)
-    detect: DetectConfig = field(default_factory=DetectConfig)
-    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
-    display: DisplayConfig = field(default_factory=DisplayConfig)
-    record: RecordConfig = field(default_factory=RecordConfig)
-    endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
-    transport: TransportConfig = field(default_factory=TransportConfig)
-    restart: RestartConfig = field(default_factory=RestartConfig)
-    curve: CurveConfig = field(default_factory=CurveConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    metrics_interval_s: float = 5.0
-    config_path: str = ""  # where it was loaded from (set by the loader, not in YAML)
+class StageEntry(Section):
+    """A stage added to the shipped graph (pipeline/graph.py): its module holds one Stage class."""
+
+    name: Name = Field(description="its name (metrics, restart section, attribute namespace)")
+    module: str = Field(pattern=r"^[A-Za-z_][\w.]*$", description="importable module holding the Stage class")
+    after: str | None = Field(None, description="the stage it follows")
+    before: str | None = Field(None, description="the stage it precedes (instead of after)")
+    workers: int = Field(1, ge=1, le=32, description="processes of it")
+    settings: dict[str, Any] = Field({}, description="its own settings, checked against the class's `Settings` model")
+
+
+class PipelineConfig(Section):
+    source: SourceConfig = SourceConfig()
+    detect: DetectConfig = DetectConfig()
+    classify: ClassifyConfig = ClassifyConfig()
+    display: DisplayConfig = DisplayConfig()
+    record: RecordConfig = RecordConfig()
+    stages: list[StageEntry] = Field([], description="stages added to the shipped graph: `{name, module, after or before, workers, settings}`")
+    endpoints: EndpointsConfig = EndpointsConfig()
+    transport: TransportConfig = TransportConfig()
+    restart: RestartConfig = RestartConfig()
+    curve: CurveConfig = CurveConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    metrics_interval_s: float = Field(5.0, gt=0, description="how often `run_pipeline.py` prints its one-line summary")
 
     def policy(self) -> str:
         """The effective delivery policy: cameras and streams are live, files and folders lossless."""
-        if self.source.policy != "auto":
-            return self.source.policy
-        return "live" if source_is_live(self.source.uri) else "lossless"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data.pop("config_path")
-        return data
+        return self.source.policy if self.source.policy != "auto" else "live" if source_is_live(self.source.uri) else "lossless"
 
 
 def source_is_live(uri: str) -> bool:
     """Camera indices and network streams are live; files and folders are not."""
     return uri.isdigit() or re.match(r"^[a-z]+://", uri) is not None
-
-
-def _type_name(hint: Any) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if args:
-        return " or ".join(_type_name(a) for a in args) + " (or null)"
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def _convert(value: Any, hint: Any, path: str) -> Any:
-    """Check `value` against a type hint; dataclass hints recurse."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(hint):
-            return None
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _convert(value, inner[0], path)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return _build(hint, value, path + ".")
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and path.endswith("uri"):
-            return str(value)  # `uri: 0` means camera 0
-        if isinstance(value, bool) and path.endswith("display.window"):
-            return "on" if value else "off"  # YAML 1.1 reads an unquoted on/off as true/false
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{path}: unsupported type {hint}")
-
-
-def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls) if f.name != "config_path"}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"{prefix}{key}: unknown field (known: {', '.join(sorted(known))})")
-    values = {key: _convert(value, hints[key], prefix + key) for key, value in raw.items()}
-    return cls(**values)
-
-
-def _check(config: PipelineConfig, check_files: bool = True) -> None:
-    """Value checks beyond types; `check_files` also checks that the model and source exist."""
-    def need(ok: bool, path: str, problem: str) -> None:
-        if not ok:
-            raise ConfigError(f"{path}: {problem}")
-
-    need(config.source.policy in POLICIES, "source.policy", f"must be one of {', '.join(POLICIES)}, got {config.source.policy!r}")
-    need(bool(config.source.uri), "source.uri", "must not be empty")
-    need(config.source.max_frames is None or config.source.max_frames > 0, "source.max_frames", "must be positive")
-    need(config.source.max_in_flight >= 0, "source.max_in_flight", "must be 0 (auto) or positive")
-    need(config.detect.backend in DETECTOR_BACKENDS, "detect.backend", f"must be one of {', '.join(DETECTOR_BACKENDS)}, got {config.detect.backend!r}")
-    need(1 <= config.detect.workers <= 32, "detect.workers", f"must be between 1 and 32, got {config.detect.workers}")
-    need(0.0 < config.detect.confidence <= 1.0, "detect.confidence", f"must be in (0, 1], got {config.detect.confidence}")
-    need(config.detect.min_size >= 1, "detect.min_size", "must be at least 1")
-    need(config.detect.runtime in DETECTOR_RUNTIMES, "detect.runtime", f"must be one of {', '.join(DETECTOR_RUNTIMES)}, got {config.detect.runtime!r}")
-    need(config.detect.runtime != "onnxruntime" or config.detect.backend != "res10", "detect.runtime",
-         "onnxruntime runs the BlazeFace backends only; res10 runs on cv2.dnn")
-    threshold = config.classify.threshold
-    need(threshold is None or 0.0 <= threshold <= 1.0, "classify.threshold", f"must be in [0, 1], got {threshold}")
-    need(config.classify.debug_delay_ms >= 0, "classify.debug_delay_ms", "must not be negative")
-    need(1 <= config.classify.workers <= 32, "classify.workers", f"must be between 1 and 32, got {config.classify.workers}")
-    need(0.0 <= config.classify.smoothing_s <= 10.0, "classify.smoothing_s", f"must be between 0 and 10 seconds, got {config.classify.smoothing_s}")
-    for path, port in (("display.web_port", config.display.web_port), ("metrics.prometheus_port", config.metrics.prometheus_port)):
-        need(port is None or 0 <= port < 65536, path, f"must be a TCP port (1-65535), or 0 or null for off, got {port}")
-    for path, host in (("display.web_host", config.display.web_host), ("metrics.prometheus_host", config.metrics.prometheus_host)):
-        need(bool(re.match(r"^[\w.\-:]+$", host)), path, f"must be a host name or address, got {host!r}")
-    need(config.display.window in ("auto", "on", "off"), "display.window", f"must be auto, on or off, got {config.display.window!r}")
-    for name in ("live_hwm", "lossless_hwm", "results_hwm"):
-        need(getattr(config.transport, name) >= 1, f"transport.{name}", "must be at least 1")
-    need(config.metrics_interval_s > 0, "metrics_interval_s", "must be positive")
-    for name in ("", *RESTARTABLE_STAGES):
-        section = getattr(config.restart, name) if name else config.restart
-        where = f"restart.{name + '.' if name else ''}"
-        need(section.policy is None or section.policy in RESTART_POLICIES, where + "policy",
-             f"must be one of {', '.join(RESTART_POLICIES)}, got {section.policy!r}")
-        need(section.max_restarts is None or section.max_restarts >= 0, where + "max_restarts", "must not be negative")
-        need(section.backoff_s is None or section.backoff_s >= 0, where + "backoff_s", "must not be negative")
-    need(config.restart.window >= 1, "restart.window", "must be at least 1")
-    need(config.restart.max_backoff_s >= 0, "restart.max_backoff_s", "must not be negative")
-    curve = config.curve
-    need((curve.server_secret_key is None) == (curve.allowed_clients is None), "curve.allowed_clients",
-         "curve.server_secret_key and curve.allowed_clients go together")
-    need((curve.client_secret_key is None) == (curve.server_public_key is None), "curve.server_public_key",
-         "curve.client_secret_key and curve.server_public_key go together")
-    if check_files:
-        for name in ("server_secret_key", "client_secret_key", "server_public_key"):
-            key = getattr(curve, name)
-            need(key is None or resolve_path(key).is_file(), f"curve.{name}", f"key file not found: {key}")
-        need(curve.allowed_clients is None or resolve_path(curve.allowed_clients).is_dir(), "curve.allowed_clients",
-             f"folder not found: {curve.allowed_clients}")
-    for name, endpoint in dataclasses.asdict(config.endpoints).items():
-        need(bool(_ENDPOINT.match(endpoint)), f"endpoints.{name}",
-             f"malformed endpoint {endpoint!r} (expected auto, tcp://HOST:PORT or ipc:///path)")
-        port = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else ""
-        need(not port or 0 < int(port) < 65536, f"endpoints.{name}", f"port out of range in {endpoint!r}")
-    if check_files:
-        need(resolve_path(config.classify.model).is_file(), "classify.model", f"model file not found: {config.classify.model}")
-        uri = config.source.uri
-        if not source_is_live(uri):
-            need(resolve_path(uri).exists(), "source.uri", f"no such file or folder: {uri}")
-
-
-def resolve_path(path: str) -> Path:
-    """Relative paths are relative to the working directory, falling back to the repository root."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    in_repo = REPO_ROOT / candidate
-    return in_repo if in_repo.exists() else candidate
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b=value` -> (["a", "b"], value parsed as a YAML scalar)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected dotted.key=value")
-    key, _, raw = text.partition("=")
-    try:
-        value = yaml.safe_load(raw) if raw != "" else None
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
-
-
-def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
-    """Set raw[k1][k2]... = value, creating mappings on the way."""
-    node = raw
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {'.'.join(keys)}: {key} is not a mapping")
-        node = child
-    node[keys[-1]] = value
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None, check_files: bool = True) -> PipelineConfig:
-    """Load, override (`dotted.key=value`), validate. Raises ConfigError with a one-line message."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections")
-    try:
-        for override in overrides or []:
-            apply_override(raw, *parse_override(override))
-        config = _build(PipelineConfig, raw)
-        _check(config, check_files)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
-    config.config_path = str(path)
-    return config
-
-
-def dump_config(config: PipelineConfig, path: Path) -> None:
-    """Write a resolved config (used to hand the exact same settings to every stage process)."""
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,22 +1,18 @@
-"""Dispatch: with `classify.workers` > 1, spread detected frames over the classifiers (PUSH/PULL).
+"""Dispatch: spread frames over the workers of a stage that runs several processes (PUSH/PULL).
 
-A framework step, not a stage anyone writes: it passes every message on untouched. It binds the
-`detections` endpoint the detect workers already push to, and `classify_in`, which every
-classifier connects to, so classifiers can start on any host.
+A framework step, not a stage anyone writes: the graph (pipeline/graph.py) puts one between two
+stages that both run several processes. It passes every message on untouched; it binds the
+upstream stage's output endpoint, which the upstream workers push to, and `NAME_in`, which every
+downstream worker connects to, so workers on both sides only connect and can start on any host.
 
-    python -m pipeline.dispatch --config my.yaml
+    python -m pipeline.runner --stage dispatch --config my.yaml
 """
 from __future__ import annotations
 
-from pipeline.runner import main
 from pipeline.stage import Stage
 
 
 class Dispatch(Stage):
-    """Passes frames from the detect workers on to whichever classifier is free."""
+    """Passes frames from the upstream workers on to whichever downstream worker is free."""
 
     name = "dispatch"
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(Dispatch))

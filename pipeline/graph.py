@@ -1,22 +1,42 @@
-r"""The stage graph: which stages run, and how each one's sockets attach.
+r"""The stage graph: which stages run, and how each one's sockets attach, derived from declarations.
 
- capture --frames--> detect (xN) --detections--> classify --results--> record, any consumer
-  PUSH bind          PULL / PUSH                 PULL bind  PUB bind
-                                                        \--annotated--> display
-                                                         PUSH bind       PULL
+The shipped chain (`SHIPPED`) plus the config's `stages` entries (each inserted `after` or `before`
+a named stage) form a line: one source, filters, the one filter that publishes, then sinks. Every
+stage class declares its role (pipeline/stage.py); from those declarations alone this module
+derives the processes, each socket's endpoint and bind/connect side, the dispatch steps, who
+acknowledges, who publishes and how many frames may be in flight:
 
-With classify.workers > 1, ordering and publishing move behind the classifiers:
+ capture --frames--> detect (xN) --detections--> classify --classify_out--> smooth --results (PUB)--> record ...
+  source, binds      its output name             binds its input            reorders, publishes  \--annotated--> display
 
- detect (xN) --detections--> dispatch --classify_in--> classify (xN) --classify_out--> collect --results/annotated-->
-             PUSH            PULL bind  PUSH bind      PULL / PUSH                     PULL bind, reorders, PUB / PUSH
+Between two stages the endpoint is named after the upstream stage's output. A source binds its
+output; otherwise a single downstream process binds its input; when both sides run several
+processes a dispatch step (pipeline/dispatch.py) binds both (`NAME_in` towards the workers), so
+workers only connect and can run on any host. The publisher binds `results` and, when a sink
+takes frames, `annotated`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+import json
+from dataclasses import asdict, dataclass, field
 from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from pipeline.config import PipelineConfig
-from pipeline.transport import Role
+from pipeline.config_file import ConfigError, _problem
+from pipeline.stage import Feed, Role, Stage
+from pipeline.transport import Role as Side
+
+# the shipped graph, upstream first: (name, module)
+SHIPPED = (("capture", "stages.capture"), ("detect", "stages.detect"), ("classify", "stages.classify"),
+           ("smooth", "stages.smooth"), ("display", "stages.display"), ("record", "stages.record"))
+DISPATCH_MODULE = "pipeline.dispatch"
+CONTROL = "control"  # the supervisor's endpoint
+RESULTS, ANNOTATED = "results", "annotated"  # the publisher's endpoints
 
 
 class Format(Enum):
@@ -28,97 +48,225 @@ class Format(Enum):
 
 @dataclass(frozen=True)
 class Port:
-    endpoint: str  # field name in EndpointsConfig
+    endpoint: str  # endpoint name (config `endpoints.NAME`)
     socket: str  # push | pull | pub | sub
-    role: Role
+    side: Side
     format: Format = Format.FRAME
     live_drops: bool = False  # in live mode, drop (and count) instead of waiting for a slow peer
 
 
 @dataclass(frozen=True)
-class StageSpec:
+class Node:
+    """One stage of the graph with its wiring; `workers` processes run it."""
+
     name: str
-    module: str  # `python -m MODULE` runs it
-    input: Port | None
+    module: str
+    class_name: str
+    role: Role
+    workers: int = 1
+    reorders: bool = False
+    publishes: bool = False
+    acknowledges: bool = False
+    input: Port | None = None
     outputs: tuple[Port, ...] = ()
-    ordered: bool = False  # put frames back in capture order before `process`
-    sink: bool = False  # the run is over when every sink has seen end of stream
+    settings: dict[str, Any] = field(default_factory=dict)
 
-
-CAPTURE = StageSpec("capture", "stages.capture", None, (Port("frames", "push", Role.BIND),))
-DETECT = StageSpec("detect", "stages.detect", Port("frames", "pull", Role.CONNECT), (Port("detections", "push", Role.CONNECT),))
-CLASSIFY = StageSpec(
-    "classify",
-    "stages.classify",
-    Port("detections", "pull", Role.BIND),
-    (Port("results", "pub", Role.BIND, Format.RESULT), Port("annotated", "push", Role.BIND, live_drops=True)),
-    ordered=True,
-)
-DISPLAY = StageSpec("display", "stages.display", Port("annotated", "pull", Role.CONNECT), sink=True)
-RECORD = StageSpec("record", "stages.record", Port("results", "sub", Role.CONNECT, Format.RESULT), sink=True)
-# classification scaled out: a pass-through dispatch spreads frames over the classifiers, which
-# connect on both sides (so they can run anywhere); collect reorders and publishes like classify
-DISPATCH = StageSpec("dispatch", "pipeline.dispatch", Port("detections", "pull", Role.BIND), (Port("classify_in", "push", Role.BIND),))
-CLASSIFY_WORKER = StageSpec("classify", "stages.classify", Port("classify_in", "pull", Role.CONNECT),
-                            (Port("classify_out", "push", Role.CONNECT),))
-COLLECT = StageSpec(
-    "collect",
-    "pipeline.collect",
-    Port("classify_out", "pull", Role.BIND),
-    (Port("results", "pub", Role.BIND, Format.RESULT), Port("annotated", "push", Role.BIND, live_drops=True)),
-    ordered=True,
-)
-SPECS = {spec.name: spec for spec in (CAPTURE, DETECT, CLASSIFY, DISPLAY, RECORD, DISPATCH, COLLECT)}
+    def key(self, worker: int) -> str:
+        """The name a process reports under (control, metrics, stamps): NAME.K when several run, else NAME."""
+        return f"{self.name}.{worker}" if self.workers > 1 else self.name
 
 
 @dataclass(frozen=True)
 class StageInstance:
-    spec: StageSpec
+    node: Node
     worker: int
-    several: bool = False  # one of several workers of its kind: the key carries the worker index
 
     @property
     def key(self) -> str:
-        return f"{self.spec.name}.{self.worker}" if self.spec.name == "detect" or self.several else self.spec.name
+        return self.node.key(self.worker)
 
 
-def spec_for(name: str, config: PipelineConfig) -> StageSpec:
-    """The spec a stage process runs with: classifiers are wired differently when there are several."""
-    if name == "classify" and config.classify.workers > 1:
-        return CLASSIFY_WORKER
-    return SPECS[name]
+@dataclass(frozen=True)
+class Graph:
+    nodes: tuple[Node, ...]
+
+    @property
+    def source(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def publisher(self) -> Node:
+        return next(node for node in self.nodes if node.publishes)
+
+    def node(self, name: str) -> Node:
+        """The node called `name`; ConfigError when the graph has none."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise ConfigError(f"no stage named {name!r} in this graph ({', '.join(n.name for n in self.nodes)})")
+
+    def instances(self) -> list[StageInstance]:
+        """Every stage process, upstream first."""
+        return [StageInstance(node, worker) for node in self.nodes for worker in range(node.workers)]
+
+    def acknowledging(self) -> list[Node]:
+        """Lossless: the stages whose acknowledgements set capture's floor (the publisher when no sink writes)."""
+        return [node for node in self.nodes if node.acknowledges] or [self.publisher]
+
+    def endpoints(self) -> set[str]:
+        """Every endpoint name the graph uses, and the supervisor's."""
+        ports = [port for node in self.nodes for port in (node.input, *node.outputs) if port is not None]
+        return {port.endpoint for port in ports} | {CONTROL}
+
+    def result_subscribers(self, config: PipelineConfig) -> int:
+        """Subscribers the publisher waits for before it is ready: sinks on the result stream, and capture's flow limiter when live."""
+        taking = sum(node.input is not None and node.input.format is Format.RESULT for node in self.nodes)
+        return taking + int(config.policy() == "live")
+
+    def max_in_flight(self, config: PipelineConfig) -> int:
+        """Live: frames let in between capture and result (`source.max_in_flight`, else one per worker of the largest pool)."""
+        return config.source.max_in_flight or max(node.workers for node in self.nodes)
+
+    def save(self, path: Path) -> None:
+        """Write the graph as JSON (the supervisor hands it to every stage process)."""
+        path.write_text(json.dumps([asdict(node) for node in self.nodes], default=lambda v: v.value))
+
+    @classmethod
+    def load(cls, path: Path) -> "Graph":
+        def port(raw: dict[str, Any] | None) -> Port | None:
+            return None if raw is None else Port(raw["endpoint"], raw["socket"], Side(raw["side"]), Format(raw["format"]), raw["live_drops"])
+
+        nodes = [Node(**{**raw, "role": Role(raw["role"]), "input": port(raw["input"]), "outputs": tuple(port(p) for p in raw["outputs"])})
+                 for raw in json.loads(path.read_text())]
+        return cls(tuple(nodes))
 
 
-def stage_key(name: str, worker: int, config: PipelineConfig) -> str:
-    """The name a stage process reports under (control channel, metrics, stamps): "detect.1", "classify"."""
-    several = name == "classify" and config.classify.workers > 1
-    return StageInstance(SPECS[name], worker, several).key
+def stage_class(module: str, class_name: str = "") -> type[Stage]:
+    """The Stage class a module defines (the one named `class_name`, or its only one)."""
+    loaded = importlib.import_module(module)
+    found = [obj for obj in vars(loaded).values() if isinstance(obj, type) and issubclass(obj, Stage)
+             and obj.__module__ == loaded.__name__ and (not class_name or obj.__qualname__ == class_name)]
+    if len(found) != 1:
+        raise ImportError(f"{module} defines {len(found)} Stage classes{' named ' + class_name if class_name else ''}, not one")
+    return found[0]
+
+
+def _field(config: PipelineConfig, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _entries(config: PipelineConfig) -> list[tuple[str, str, int | None, dict[str, Any], str]]:
+    """(name, module, workers, settings, config path) of every stage, the config's inserted where they ask."""
+    entries: list[tuple[str, str, int | None, dict[str, Any], str]] = [(n, m, None, {}, "") for n, m in SHIPPED]
+    for index, entry in enumerate(config.stages):
+        where = f"stages.{index}"
+        names = [name for name, *_ in entries]
+        if entry.name in names:
+            raise ConfigError(f"{where}.name: a stage named {entry.name!r} already exists")
+        anchor = entry.after or entry.before
+        if not anchor or (entry.after and entry.before):
+            raise ConfigError(f"{where}: give exactly one of after or before")
+        if anchor not in names:
+            raise ConfigError(f"{where}.{'after' if entry.after else 'before'}: no stage named {anchor!r} ({', '.join(names)})")
+        entries.insert(names.index(anchor) + bool(entry.after), (entry.name, entry.module, entry.workers, entry.settings, where))
+    return entries
+
+
+def build_graph(config: PipelineConfig) -> Graph:
+    """The graph this config runs; ConfigError (one line) for a graph that cannot be wired."""
+    chain: list[Node] = []
+    sinks: list[tuple[Node, type[Stage]]] = []
+    for name, module, workers, settings, where in _entries(config):
+        try:
+            cls = stage_class(module)
+        except Exception as error:  # an added stage's module: any import failure is the user's to fix
+            raise ConfigError(f"{where or name}.module: cannot load {module!r} ({type(error).__name__}: {error})") from None
+        if cls.enabled_field and not _field(config, cls.enabled_field):
+            continue
+        if cls.Settings is not None:
+            try:
+                settings = cls.Settings.model_validate(settings).model_dump(mode="json")
+            except ValidationError as error:
+                path, problem = _problem(error.errors()[0])
+                raise ConfigError(f"{where}.settings.{path}: {problem}") from None
+        count = _field(config, cls.workers_field) if cls.workers_field else workers or 1
+        node = Node(name, module, cls.__qualname__, cls.role, count, cls.reorders, cls.publishes, cls.acknowledges, settings=settings)
+        if count > 1 and (cls.reorders or cls.publishes or cls.role is not Role.FILTER):
+            raise ConfigError(f"{where or name}: {name} runs as one process (it is a {cls.role.value} or keeps frame order), not {count}")
+        if cls.role is Role.SINK:
+            sinks.append((node, cls))
+        elif chain and cls.role is Role.SOURCE or not chain and cls.role is not Role.SOURCE:
+            raise ConfigError(f"{where or name}: the graph starts with its one source; {name} is a {cls.role.value}")
+        elif chain and chain[-1].publishes:
+            raise ConfigError(f"{where or name}: {name} comes after {chain[-1].name}, which publishes; only sinks may")
+        else:
+            chain.append(node)
+    if not chain[-1].publishes:
+        raise ConfigError(f"stages: the last filter ({chain[-1].name}) does not publish results")
+    nodes = _wire(chain, sinks, config)
+    known = {port for node in nodes for port in _possible_endpoints(node)} | {CONTROL, RESULTS, ANNOTATED}
+    for name in config.endpoints.model_extra or {}:
+        if name not in known:
+            raise ConfigError(f"endpoints.{name}: no such edge in this graph (known: {', '.join(sorted(known))})")
+    names = {name for name, *_ in _entries(config)} | {node.name for node in nodes}
+    for name in config.restart.model_extra or {}:
+        if name not in names:
+            raise ConfigError(f"restart.{name}: unknown field (a stage name: {', '.join(sorted(names))})")
+    return Graph(tuple(nodes))
+
+
+def _possible_endpoints(node: Node) -> list[str]:
+    return [port.endpoint for port in (node.input, *node.outputs) if port is not None] + [f"{node.name}_in"]
+
+
+def _output_name(node: Node) -> str:
+    return stage_class(node.module, node.class_name).output or f"{node.name}_out"
+
+
+def _wire(chain: list[Node], sinks: list[tuple[Node, type[Stage]]], config: PipelineConfig) -> list[Node]:
+    """Give every node its ports: the chain's edges, dispatch steps where needed, the publisher's outputs."""
+    wired: list[Node] = []
+    inputs: dict[str, Port] = {}
+    outputs: dict[str, list[Port]] = {node.name: [] for node in chain}
+    dispatch: list[Node] = []
+    for upstream, downstream in zip(chain, chain[1:]):
+        endpoint = _output_name(upstream)
+        if upstream.role is Role.SOURCE:
+            outputs[upstream.name].append(Port(endpoint, "push", Side.BIND))
+            inputs[downstream.name] = Port(endpoint, "pull", Side.CONNECT)
+        elif downstream.workers == 1:
+            outputs[upstream.name].append(Port(endpoint, "push", Side.CONNECT))
+            inputs[downstream.name] = Port(endpoint, "pull", Side.BIND)
+        else:  # several on both sides: a dispatch step binds both, the workers connect
+            outputs[upstream.name].append(Port(endpoint, "push", Side.CONNECT))
+            spread = f"{downstream.name}_in"
+            name = "dispatch" if not dispatch else f"dispatch_{downstream.name}"
+            dispatch.append(Node(name, DISPATCH_MODULE, "Dispatch", Role.FILTER, input=Port(endpoint, "pull", Side.BIND),
+                                 outputs=(Port(spread, "push", Side.BIND),)))
+            inputs[downstream.name] = Port(spread, "pull", Side.CONNECT)
+    frame_sinks = [node for node, cls in sinks if cls.feed is Feed.FRAMES]
+    if len(frame_sinks) > 1:
+        raise ConfigError(f"stages: one sink at most takes frames ({', '.join(n.name for n in frame_sinks)} do)")
+    publisher = chain[-1]
+    outputs[publisher.name].append(Port(RESULTS, "pub", Side.BIND, Format.RESULT))
+    if frame_sinks:
+        outputs[publisher.name].append(Port(ANNOTATED, "push", Side.BIND, live_drops=True))
+    for node in chain:
+        wired.append(_with_ports(node, inputs.get(node.name), tuple(outputs[node.name])))
+        wired += [d for d in dispatch if d.outputs[0].endpoint == f"{chain[chain.index(node) + 1].name}_in"] if node is not publisher else []
+    for node, cls in sinks:
+        port = Port(ANNOTATED, "pull", Side.CONNECT) if cls.feed is Feed.FRAMES else Port(RESULTS, "sub", Side.CONNECT, Format.RESULT)
+        wired.append(_with_ports(node, port, ()))
+    return wired
+
+
+def _with_ports(node: Node, input: Port | None, outputs: tuple[Port, ...]) -> Node:
+    return Node(**{**node.__dict__, "input": input, "outputs": outputs})
 
 
 def plan(config: PipelineConfig) -> list[StageInstance]:
     """Every stage process this config runs, upstream first."""
-    stages = [StageInstance(CAPTURE, 0)]
-    stages += [StageInstance(DETECT, i) for i in range(config.detect.workers)]
-    if config.classify.workers == 1:
-        stages.append(StageInstance(CLASSIFY, 0))
-    else:
-        stages.append(StageInstance(DISPATCH, 0))
-        stages += [StageInstance(CLASSIFY_WORKER, i, several=True) for i in range(config.classify.workers)]
-        stages.append(StageInstance(COLLECT, 0))
-    if config.display.enabled:
-        stages.append(StageInstance(DISPLAY, 0))
-    if config.record.jsonl:
-        stages.append(StageInstance(RECORD, 0))
-    return stages
-
-
-def required_result_subscribers(config: PipelineConfig) -> int:
-    """Subscribers the result publisher (classify, or collect) waits for before it is ready: the recorder, and capture's flow limiter in live mode."""
-    return int(bool(config.record.jsonl)) + int(config.policy() == "live")
-
-
-def outputs_for(spec: StageSpec, config: PipelineConfig) -> tuple[Port, ...]:
-    """Ports actually used: the result publisher feeds the display only when there is one."""
-    if not config.display.enabled:
-        return tuple(p for p in spec.outputs if p.endpoint != "annotated")
-    return spec.outputs
+    return build_graph(config).instances()

@@ -57,16 +57,11 @@ class StageMetrics:
         }
 
 
-def publisher_key(stages: Any) -> str:
-    """The stage that publishes results: "collect" when classification is scaled out, else "classify"."""
-    return "collect" if "collect" in stages else "classify"
-
-
-def summary_line(snapshots: dict[str, dict[str, Any]]) -> str:
-    """One line for the terminal: end-to-end fps and latency, drops, per-stage processing time."""
-    classify = snapshots.get(publisher_key(snapshots), {})
-    latency = classify.get("latency_ms", {})
-    parts = [f"fps {classify.get('fps', 0):.1f}"]
+def summary_line(snapshots: dict[str, dict[str, Any]], publisher: str) -> str:
+    """One line for the terminal: end-to-end fps and latency (at the `publisher`), drops, per-stage processing time."""
+    published = snapshots.get(publisher, {})
+    latency = published.get("latency_ms", {})
+    parts = [f"fps {published.get('fps', 0):.1f}"]
     if latency:
         parts.append(f"latency p50 {latency['p50']:.1f} ms p99 {latency['p99']:.1f} ms")
     drops = {f"{name}:{reason}": n for name, snap in snapshots.items() for reason, n in snap.get("dropped", {}).items() if n}

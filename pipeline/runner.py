@@ -1,9 +1,11 @@
 """Runs one stage as an OS process: sockets, decoding, ordering, delivery policy, metrics, shutdown.
 
     python -m stages.detect --config configs/file.yaml [--worker 1] [--control ipc://...]
+    python -m pipeline.runner --stage NAME --config ... [--graph run/graph.json]
 
-Started by run_pipeline.py (which passes --control) or by hand on another host (no control:
-the stage starts at once and exits after end of stream).
+Started by run_pipeline.py (which passes --stage, --graph and --control) or by hand on another
+host (no control: the stage starts at once and exits after end of stream). Its ports come from
+the stage graph (pipeline/graph.py).
 """
 from __future__ import annotations
 
@@ -21,15 +23,16 @@ from typing import Any
 
 import zmq
 
-from pipeline.config import ConfigError, PipelineConfig, load_config
+from pipeline.config import PipelineConfig
+from pipeline.config_file import ConfigError, load_config
 from pipeline.control import DONE, ERROR, METRICS, QUIT, READY, START, STOP, StageControl
-from pipeline.graph import Format, Port, StageSpec, outputs_for, required_result_subscribers, spec_for, stage_key
+from pipeline.graph import RESULTS, Format, Graph, Node, Port, build_graph, stage_class
 from pipeline.metrics import StageMetrics
 from pipeline.recovery import ACK, RESEND, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
-from pipeline.stage import SourceStage, Stage, StageError, StopPipeline
-from pipeline.transport import Role, open_socket, stop_authenticator
-from pipeline.wire import TOPIC_RESULT, TOPIC_STATUS, Message, WireError, decode, encode
+from pipeline.stage import Role, SourceStage, Stage, StageError, StopPipeline
+from pipeline.transport import Role as Side, open_socket, stop_authenticator
+from pipeline.wire import TOPIC_RESULT, TOPIC_STATUS, Message, WireError, check_attributes, decode, encode
 
 _SOCKET_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.XPUB, "sub": zmq.SUB}
 _TOPIC_EOS = b"eos"
@@ -39,10 +42,14 @@ _LIVE_REORDER_WAIT_S = 1.0  # live mode: a frame lost in flight stops holding th
 _LIVE_CREDIT_EXPIRY_S = 2.0  # live mode: a frame whose result never came stops counting as in flight
 
 
-def main(stage_class: type[Stage], argv: list[str] | None = None) -> int:
-    """Entry point of `python -m stages.NAME`."""
-    parser = argparse.ArgumentParser(prog=f"python -m stages.{stage_class.name}", description=stage_class.__doc__)
+def main(cls: type[Stage] | None = None, argv: list[str] | None = None) -> int:
+    """Entry point of `python -m stages.NAME` (cls given) and of `python -m pipeline.runner --stage NAME`."""
+    parser = argparse.ArgumentParser(prog=f"python -m {cls.__module__ if cls else 'pipeline.runner'}",
+                                     description=cls.__doc__ if cls else __doc__)
     parser.add_argument("--config", required=True, help="pipeline YAML config")
+    parser.add_argument("--stage", default=cls.name if cls else None, required=cls is None, help="its name in the graph")
+    parser.add_argument("--module", default=None, help="its module (set by run_pipeline.py, for ps; the graph says the same)")
+    parser.add_argument("--graph", default=None, help="the run's graph (set by run_pipeline.py; else derived from the config)")
     parser.add_argument("--worker", type=int, default=0, help="worker index when several run")
     parser.add_argument("--control", default=None, help="supervisor control endpoint (set by run_pipeline.py)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
@@ -53,21 +60,25 @@ def main(stage_class: type[Stage], argv: list[str] | None = None) -> int:
     faulthandler.enable()
     try:
         config = load_config(args.config, args.set)
+        graph = Graph.load(Path(args.graph)) if args.graph else build_graph(config)
+        node = graph.node(args.stage)
+        stage_type = cls or stage_class(node.module, node.class_name)
+        stage = stage_type(args.worker)
+        stage.name = node.name  # its name in this graph: the namespace of the attributes it adds
+        stage.settings = stage_type.Settings.model_validate(node.settings) if stage_type.Settings else node.settings
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
-    stage = stage_class(args.worker)
     stage.attempt = args.attempt
-    runner = StageRunner(stage, spec_for(stage_class.name, config), config, args.control)
-    return runner.run()
+    return StageRunner(stage, node, graph, config, args.control).run()
 
 
 class StageRunner:
     """The loop around one stage."""
 
-    def __init__(self, stage: Stage, spec: StageSpec, config: PipelineConfig, control_endpoint: str | None) -> None:
-        self.stage, self.spec, self.config = stage, spec, config
-        self.key = stage_key(spec.name, stage.worker, config)
+    def __init__(self, stage: Stage, node: Node, graph: Graph, config: PipelineConfig, control_endpoint: str | None) -> None:
+        self.stage, self.node, self.graph, self.config = stage, node, graph, config
+        self.key = node.key(stage.worker)
         self.live = config.policy() == "live"
         self.metrics = StageMetrics(self.key)
         self.control_endpoint = control_endpoint
@@ -82,10 +93,9 @@ class StageRunner:
         self._idle_since = 0  # when this stage last finished a message: what arrives earlier waits in our queue
         # lossless under a supervisor: acknowledgements and resends (pipeline/recovery.py)
         self.recovering = not self.live and control_endpoint is not None
-        has_sinks = config.display.enabled or bool(config.record.jsonl)
-        self.acks = self.recovering and (spec.sink or (spec.ordered and not has_sinks))
+        self.acks = self.recovering and node.name in {n.name for n in graph.acknowledging()}
         self.sink_gate: SinkGate | None = None
-        self.epoch_gate = EpochGate() if self.recovering and spec.ordered else None
+        self.epoch_gate = EpochGate() if self.recovering and node.reorders else None
         self.started = False  # capture: the supervisor said start
         self.epoch, self.floor, self.resend = 0, -1, False  # capture: from the supervisor
         self.last_handled, self._ack_sent, self._ack_time = -1, -1, 0.0
@@ -101,7 +111,7 @@ class StageRunner:
             # the garbage collector's full passes, which would otherwise pause the loop for milliseconds.
             gc.collect()
             gc.freeze()
-            if self.recovering and self.spec.sink:
+            if self.recovering and self.node.role is Role.SINK:
                 self.last_handled = self._ack_sent = self.stage.resume_point()  # a restarted sink skips what it has
                 self.sink_gate = SinkGate(self.last_handled)
             self._open_sockets()
@@ -181,7 +191,7 @@ class StageRunner:
 
     # ---- sockets ---------------------------------------------------------------------------
     def _endpoint(self, port: Port) -> str:
-        endpoint = getattr(self.config.endpoints, port.endpoint)
+        endpoint = getattr(self.config.endpoints, port.endpoint, None) or (self.config.endpoints.model_extra or {}).get(port.endpoint, "auto")
         if endpoint == "auto":
             raise StageError(
                 f"endpoints.{port.endpoint} is 'auto', which only run_pipeline.py can resolve; "
@@ -196,24 +206,24 @@ class StageRunner:
 
     def _open(self, port: Port) -> zmq.Socket:
         subscribe = b"" if port.socket == "sub" else None
-        sock = open_socket(self.context, _SOCKET_TYPES[port.socket], self._endpoint(port), port.role, self._hwm(port), subscribe,
+        sock = open_socket(self.context, _SOCKET_TYPES[port.socket], self._endpoint(port), port.side, self._hwm(port), subscribe,
                            curve=self.config.curve)
         if port.socket == "pub" and not self.live:
             sock.setsockopt(zmq.XPUB_NODROP, 1)  # lossless: a slow recorder slows us down instead of losing results
         return sock
 
     def _open_sockets(self) -> None:
-        if self.spec.input is not None:
-            self.input = self._open(self.spec.input)
-        self.outputs = [(port, self._open(port)) for port in outputs_for(self.spec, self.config)]
+        if self.node.input is not None:
+            self.input = self._open(self.node.input)
+        self.outputs = [(port, self._open(port)) for port in self.node.outputs]
         if isinstance(self.stage, SourceStage) and self.live:
             # the live flow limiter counts finished frames on the result stream; subscribe before
             # reporting ready, because classify waits for this subscription
-            self.results = open_socket(self.context, zmq.SUB, self.config.endpoints.results, Role.CONNECT,
+            self.results = open_socket(self.context, zmq.SUB, self._endpoint(Port(RESULTS, "sub", Side.CONNECT)), Side.CONNECT,
                                        self.config.transport.results_hwm, subscribe=TOPIC_RESULT, curve=self.config.curve)
         for port, sock in self.outputs:
             if port.socket == "pub":
-                self._wait_for_subscribers(sock, required_result_subscribers(self.config))
+                self._wait_for_subscribers(sock, self.graph.result_subscribers(self.config))
 
     def _wait_for_subscribers(self, sock: zmq.Socket, required: int) -> None:
         """Block until the pipeline's own result subscribers have joined (no slow-joiner loss)."""
@@ -270,7 +280,7 @@ class StageRunner:
         assert self.input is not None
         parts = self.input.recv_multipart(flags=zmq.NOBLOCK, copy=False)
         received = time.monotonic_ns()
-        if self.spec.input is not None and self.spec.input.format is Format.RESULT:
+        if self.node.input is not None and self.node.input.format is Format.RESULT:
             parts = parts[1:]  # drop the topic
         try:
             message = decode(parts)
@@ -294,7 +304,7 @@ class StageRunner:
         for port, sock in self.outputs:
             if port.socket == "pub":
                 poller.register(sock, zmq.POLLIN)  # subscription notices: read so they never pile up
-        reorder = Reorderer() if self.spec.ordered else None
+        reorder = Reorderer() if self.node.reorders else None
         eos: Message | None = None
         while not self._should_stop():
             events = dict(poller.poll(_POLL_MS))
@@ -338,7 +348,7 @@ class StageRunner:
                     self._handle(ready)
             if eos is not None and (reorder is None or reorder.complete(eos.info.get("last_seq", -1))):
                 self._finish(eos)
-                if self.spec.sink or self.control.socket is None:
+                if self.node.role is Role.SINK or self.control.socket is None:
                     return
                 eos = None  # stay up (quietly) until the supervisor says stop
 
@@ -347,10 +357,15 @@ class StageRunner:
         received = message.stamps.get(self.key)
         if received:  # time spent waiting in this stage (reorder buffer, a drained burst) before processing
             self.metrics.queue_ms.append((started - received[0]) / 1e6)
-        if message.frame is None and self.spec.input is not None and self.spec.input.format is Format.FRAME:
+        if message.frame is None and self.node.input is not None and self.node.input.format is Format.FRAME:
             outputs = [message]  # a frame the source could not read: pass its error on untouched
         else:
             outputs = self.stage.process(message)
+            try:
+                for out in outputs:
+                    check_attributes(out, self.key)  # what a stage wrote is checked once, here, before it is sent
+            except WireError as error:
+                raise StageError(str(error)) from None
         done = time.monotonic_ns()
         self.metrics.process_ms.append((done - started) / 1e6)
         for out in outputs:
@@ -402,7 +417,7 @@ class StageRunner:
         previous = -1
         for message in frames:
             message.prev_seq = previous
-            message.stamps["capture"] = [message.t_capture_ns, time.monotonic_ns()]
+            message.stamps[self.key] = [message.t_capture_ns, time.monotonic_ns()]
             if not self._send(port, sock, encode(message)):
                 break
             previous = message.seq
@@ -457,7 +472,7 @@ class StageRunner:
                 self.metrics.frames_in += 1
                 _count_source_event(self.metrics, message)
                 message.prev_seq = previous
-                message.stamps["capture"] = [message.t_capture_ns, time.monotonic_ns()]
+                message.stamps[self.key] = [message.t_capture_ns, time.monotonic_ns()]
                 window.add(message)
                 if not self._send(port, sock, encode(stamp(message, self.epoch, window.floor))):
                     return
@@ -494,7 +509,7 @@ class _LiveEntrance:
     def __init__(self, runner: StageRunner, source: SourceStage) -> None:
         self.runner = runner
         config = runner.config
-        self.max_in_flight = config.source.max_in_flight or max(config.detect.workers, config.classify.workers)
+        self.max_in_flight = runner.graph.max_in_flight(config)
         self.slot: Message | None = None
         self.lock = threading.Lock()
         self.finished = threading.Event()
@@ -572,3 +587,7 @@ class _LiveEntrance:
                     return
         finally:
             self.wake_pull.close(0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

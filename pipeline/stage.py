@@ -3,14 +3,25 @@
 A stage never touches ZeroMQ; `pipeline.runner` owns sockets, decoding, ordering, policy,
 metrics and shutdown around it.
 
-    class Detect(Stage):
-        name = "detect"
-        def setup(self, config): self.detector = create_detector(config.detect.backend)
-        def process(self, message): ...; return [message]
+    class FaceSize(Stage):
+        name = "face_size"
+        def setup(self, config): ...
+        def process(self, message):
+            for face in message.faces:
+                face.set_attribute(self.name, "side_px", face.box[2] - face.box[0])
+            return [message]
+
+A stage class also declares its place in the graph (its role, whether it needs frames in capture
+order, publishes the results, acknowledges what it wrote, how many processes of it run);
+`pipeline.graph` derives the wiring from these declarations, never from stage names.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel
 
 from pipeline.config import PipelineConfig
 from pipeline.wire import Message
@@ -24,15 +35,40 @@ class StopPipeline(Exception):
     """Raised by a stage when the user asks to end the whole run (q in the display window)."""
 
 
+class Role(Enum):
+    """A stage's place in the chain."""
+
+    SOURCE = "source"  # makes frames (the first stage)
+    FILTER = "filter"  # frames in, frames out
+    SINK = "sink"  # frames in, nothing out (the last stages)
+
+
+class Feed(Enum):
+    """What a sink takes from the publisher."""
+
+    FRAMES = "frames"  # the published frames with their pixels
+    RESULTS = "results"  # the result stream (no pixels), like any consumer
+
+
 class Stage:
     """A processing step: `setup` once, `process` per message, `teardown` at the end."""
 
-    name = "stage"
+    name = "stage"  # its default name in the graph (a config entry may name it otherwise)
+    role = Role.FILTER
+    reorders = False  # frames reach `process` in capture order (the framework reorders them); runs as one process
+    publishes = False  # what it sends on goes to the result stream and to the sinks that take frames
+    acknowledges = False  # lossless: reports the frames it has durably handled (capture keeps the rest)
+    feed = Feed.FRAMES  # sinks: what they take
+    output = ""  # the endpoint name of the edge it sends on ("" = NAME_out)
+    workers_field = ""  # dotted config field holding its process count ("" = the stage entry's `workers`)
+    enabled_field = ""  # dotted config field that must be set for it to run ("" = always)
+    Settings: type[BaseModel] | None = None  # an added stage's own settings (its entry's `settings`)
     ack_lag = 0  # lossless sinks: how many handled frames may still sit in a buffer a crash would lose
 
     def __init__(self, worker: int = 0) -> None:
         self.worker = worker
         self.attempt = 0  # how many times run_pipeline.py restarted this stage before this process
+        self.settings: Any = None  # the validated `Settings` of its entry (set before `setup`)
 
     def setup(self, config: PipelineConfig) -> None:
         """Load models, open files. Raise StageError for anything the user must fix."""
@@ -58,7 +94,15 @@ class Stage:
 class SourceStage(Stage):
     """A stage that produces frames instead of receiving them."""
 
+    role = Role.SOURCE
+
     def frames(self, start: int = 0) -> Iterator[Message]:
         """Yield frame messages with kind, source, seq, capture times, pixels and info filled in,
         from frame `start` on (a restarted lossless capture resumes after the acknowledged frames)."""
         raise NotImplementedError
+
+
+class SinkStage(Stage):
+    """A stage at the end of the chain: it consumes frames and sends nothing on."""
+
+    role = Role.SINK

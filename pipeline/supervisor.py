@@ -6,7 +6,6 @@ then terminated, then killed; exit 130). The private run folder with its ipc soc
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import signal
@@ -21,13 +20,15 @@ from typing import Any
 import msgpack
 import zmq
 
-from pipeline.config import REPO_ROOT, PipelineConfig, dump_config
+from pipeline.config import REPO_ROOT, EndpointsConfig, PipelineConfig
+from pipeline.config_file import dump_config
 from pipeline.control import DONE, ERROR, METRICS, QUIT, READY, START, STOP
 from pipeline.recovery import ACK, RESEND
-from pipeline.graph import StageInstance, plan
-from pipeline.metrics import publisher_key, summary_line
+from pipeline.graph import CONTROL, Graph, StageInstance, build_graph
+from pipeline.metrics import summary_line
+from pipeline.stage import Role
 from pipeline.prometheus import PrometheusExporter
-from pipeline.transport import Role, open_socket
+from pipeline.transport import Role as Side, open_socket
 
 EXIT_OK, EXIT_STAGE_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 _STOP_GRACE_S = 3.0
@@ -54,8 +55,10 @@ class Running:
 class Supervisor:
     """One pipeline run."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, graph: Graph | None = None) -> None:
+        """`graph` defaults to the one the config describes (build_graph raises ConfigError for a bad one)."""
         self.config = config
+        self.graph = graph or build_graph(config)
         self.run_dir = Path(tempfile.mkdtemp(prefix="liveness-run-"))
         self.stages: dict[str, Running] = {}
         self.interrupted = False
@@ -78,12 +81,11 @@ class Supervisor:
         return True
 
     def resolve_endpoints(self) -> PipelineConfig:
-        """Replace every "auto" endpoint with an ipc socket in this run's private folder."""
-        endpoints = {
-            name: (f"ipc://{self.run_dir / name}.sock" if value == "auto" else value)
-            for name, value in dataclasses.asdict(self.config.endpoints).items()
-        }
-        return dataclasses.replace(self.config, endpoints=type(self.config.endpoints)(**endpoints))
+        """Replace every "auto" endpoint of the graph with an ipc socket in this run's private folder."""
+        given = self.config.endpoints.model_dump()
+        endpoints = {name: given.get(name, "auto") for name in self.graph.endpoints()}
+        endpoints = {name: f"ipc://{self.run_dir / name}.sock" if value == "auto" else value for name, value in endpoints.items()}
+        return self.config.model_copy(update={"endpoints": EndpointsConfig.model_validate(endpoints)})
 
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -92,8 +94,10 @@ class Supervisor:
             resolved = self.resolve_endpoints()
             config_path = self.run_dir / "config.yaml"
             dump_config(resolved, config_path)
+            self.graph.save(self.run_dir / "graph.json")
+            control_endpoint = resolved.endpoints.model_dump()[CONTROL]
             try:
-                control = open_socket(self.context, zmq.ROUTER, resolved.endpoints.control, Role.BIND, 1000)
+                control = open_socket(self.context, zmq.ROUTER, control_endpoint, Side.BIND, 1000)
                 control.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted stage reuses its identity at once
             except zmq.ZMQError as error:
                 log(f"error: endpoints.control: {error}")
@@ -101,8 +105,8 @@ class Supervisor:
             if not self._start_exporter():
                 return EXIT_STAGE_FAILED
             log(f"{resolved.policy()} run of {resolved.source.uri!r}; results on {resolved.endpoints.results}")
-            for instance in plan(resolved):
-                self._start(instance, config_path, resolved.endpoints.control)
+            for instance in self.graph.instances():
+                self._start(instance, config_path, control_endpoint)
             code = self._supervise(control)
             return code
         finally:
@@ -124,7 +128,8 @@ class Supervisor:
 
     def _start(self, instance: StageInstance, config_path: Path, control: str, attempt: int = 0) -> None:
         self._launch = (config_path, control)
-        command = [sys.executable, "-m", instance.spec.module, "--config", str(config_path),
+        command = [sys.executable, "-m", "pipeline.runner", "--stage", instance.node.name, "--module", instance.node.module,
+                   "--graph", str(self.run_dir / "graph.json"), "--config", str(config_path),
                    "--worker", str(instance.worker), "--control", control, "--attempt", str(attempt)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
@@ -158,7 +163,7 @@ class Supervisor:
             self._restart_due(control)
             if not started:
                 if all(s.ready for s in self.stages.values()):
-                    control.send_multipart([b"capture", msgpack.packb({"type": START, "epoch": 0, "floor": -1})])
+                    control.send_multipart([self._source_key, msgpack.packb({"type": START, "epoch": 0, "floor": -1})])
                     started = True
                     log(f"all {len(self.stages)} stages ready: {', '.join(self.stages)}")
                 elif time.monotonic() > ready_deadline:
@@ -213,24 +218,27 @@ class Supervisor:
             if control.poll(20):
                 self._on_control(control)
 
+    @property
+    def _source_key(self) -> bytes:
+        return self.graph.source.key(0).encode()
+
     def _floor(self) -> int:
-        """Lossless: the last seq every sink (or, without sinks, the publisher) has acknowledged."""
-        acking = [s for s in self.stages.values() if s.instance.spec.sink]
-        acking = acking or [s for s in self.stages.values() if s.instance.spec.ordered]
-        return min((s.acked for s in acking), default=-1)
+        """Lossless: the last seq every acknowledging stage (the sinks, or else the publisher) has acknowledged."""
+        names = {node.name for node in self.graph.acknowledging()}
+        return min((s.acked for s in self.stages.values() if s.instance.node.name in names), default=-1)
 
     def _relay_floor(self, control: zmq.Socket) -> None:
         floor = self._floor()
         if floor > getattr(self, "_floor_sent", -1):
             self._floor_sent = floor
-            control.send_multipart([b"capture", msgpack.packb({"type": ACK, "seq": floor})])
+            control.send_multipart([self._source_key, msgpack.packb({"type": ACK, "seq": floor})])
 
     def _schedule_restart(self, stage: Running) -> bool:
         """Apply the stage's restart policy to a dead stage: True when it will be started again.
 
         A stage that never became ready is not restarted: its error (a missing camera, a bad
         model) is one the user has to fix."""
-        policy, limit, backoff = self.config.restart.for_stage(stage.instance.spec.name)
+        policy, limit, backoff = self.config.restart.for_stage(stage.instance.node.name)
         if policy != "on-failure" or not stage.ready:
             return False
         key = stage.instance.key
@@ -258,8 +266,8 @@ class Supervisor:
                 # starts after the acknowledged ones); see pipeline/recovery.py
                 stage.resumed = True
                 self._epoch = getattr(self, "_epoch", 0) + 1
-                kind = START if stage.instance.spec.name == "capture" else RESEND
-                control.send_multipart([b"capture", msgpack.packb({"type": kind, "epoch": self._epoch, "floor": self._floor()})])
+                kind = START if stage.instance.node.role is Role.SOURCE else RESEND
+                control.send_multipart([self._source_key, msgpack.packb({"type": kind, "epoch": self._epoch, "floor": self._floor()})])
 
     def _failed_stage(self) -> Running | None:
         for stage in self.stages.values():
@@ -274,7 +282,7 @@ class Supervisor:
                 code = stage.process.poll()
             if code is not None and (code != 0 or stage.error is not None):
                 return stage
-            if code == 0 and not stage.done and stage.instance.spec.name != "capture":
+            if code == 0 and not stage.done and stage.instance.node.role is not Role.SOURCE:
                 return stage  # a stage that exits 0 before end of stream has failed too
         return None
 
@@ -287,16 +295,16 @@ class Supervisor:
         return EXIT_STAGE_FAILED
 
     def _finished(self) -> bool:
-        sinks = [s for s in self.stages.values() if s.instance.spec.sink]
+        sinks = [s for s in self.stages.values() if s.instance.node.role is Role.SINK]
         if sinks:
             return all(s.done and s.process.poll() == 0 for s in sinks)
-        publisher = self.stages.get(publisher_key(self.stages))
+        publisher = self.stages.get(self.graph.publisher.key(0))
         return publisher is not None and publisher.done
 
     def _print_summary(self) -> None:
         snapshots = {key: s.snapshot for key, s in self.stages.items() if s.snapshot}
         if snapshots:
-            log(summary_line(snapshots))
+            log(summary_line(snapshots, self.graph.publisher.key(0)))
 
     def _stop_all(self, control: zmq.Socket | None) -> None:
         """Ask politely, then terminate, then kill: no process outlives the run."""

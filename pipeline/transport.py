@@ -12,7 +12,8 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
-from pipeline.config import CurveConfig, resolve_path
+from pipeline.config import CurveConfig
+from pipeline.config_file import resolve_path
 
 _AUTHENTICATORS: dict[zmq.Context, ThreadAuthenticator] = {}
 

@@ -19,7 +19,8 @@ Header fields (version 1), also documented for users in docs/result_schema.md:
   shape        list   [height, width, channels] of the pixels part, or absent
   faces        list   maps: box [x1,y1,x2,y2] px, det_conf; after classify also score = P(real),
                       label "real"/"fake", threshold; in videos also track (int) and frame_score
-                      (this frame's own score; score is then the face's time-averaged one)
+                      (this frame's own score; score is then the face's time-averaged one); attributes,
+                      when a stage added any: {namespace (the stage's name): {key: JSON value}}
   info         map    kind-specific extras: eos {last_seq, frames_read, dropped}; frame {fps, size,
                       still (an image of a folder: not part of a video), error}
 """
@@ -37,12 +38,17 @@ KINDS = ("frame", "eos", "status")
 MAX_HEADER_BYTES = 1 << 20
 MAX_FRAME_BYTES = 8192 * 8192 * 3
 MAX_FACES = 256
+# per-face attributes: plain JSON values, bounded so that no stage (or peer) can bloat a message
+MAX_NAMESPACES, MAX_KEYS, MAX_DEPTH, MAX_TEXT, MAX_ITEMS, MAX_NODES = 16, 32, 4, 256, 64, 512
 TOPIC_RESULT = b"result"
 TOPIC_STATUS = b"status"
 
 
 class WireError(ValueError):
     """A message that does not follow the wire format."""
+
+
+Attributes = dict[str, dict[str, Any]]  # namespace (a stage's name) -> key -> JSON value
 
 
 @dataclass
@@ -57,6 +63,11 @@ class Face:
     threshold: float | None = None
     frame_score: float | None = None
     track: int | None = None
+    attributes: Attributes = field(default_factory=dict)  # what other stages add, by stage name (docs/result_schema.md)
+
+    def set_attribute(self, namespace: str, key: str, value: Any) -> None:
+        """Add one attribute under a stage's namespace: `face.set_attribute(self.name, "side_px", 120)`."""
+        self.attributes.setdefault(namespace, {})[key] = value
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"box": self.box, "det_conf": round(self.det_conf, 5)}
@@ -64,6 +75,8 @@ class Face:
             data.update(score=round(self.score, 5), label=self.label, threshold=self.threshold)
         if self.track is not None and self.frame_score is not None:
             data.update(track=self.track, frame_score=round(self.frame_score, 5))
+        if self.attributes:
+            data["attributes"] = self.attributes
         return data
 
 
@@ -193,7 +206,56 @@ def _face(raw: Any) -> Face:
             not isinstance(track, int) or isinstance(track, bool) or not _finite(frame_score) or score is None):
         raise WireError("a face track/frame_score is malformed")
     return Face(box=box, det_conf=float(det_conf), score=score, label=label, threshold=threshold,
-                frame_score=frame_score, track=track)
+                frame_score=frame_score, track=track, attributes=_attributes(raw.get("attributes", {})))
+
+
+def _attributes(raw: Any) -> Attributes:
+    """Per-face attributes: {namespace: {key: JSON value}}, within the size and depth bounds."""
+    if not isinstance(raw, dict) or len(raw) > MAX_NAMESPACES:
+        raise WireError(f"a face's attributes are not a map of at most {MAX_NAMESPACES} namespaces")
+    budget = [MAX_NODES]
+
+    def check(value: Any, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > MAX_DEPTH:
+            raise WireError(f"a face's attributes exceed {MAX_NODES} values or depth {MAX_DEPTH}")
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT:
+                raise WireError(f"an attribute text is longer than {MAX_TEXT} characters")
+        elif isinstance(value, list):
+            if len(value) > MAX_ITEMS:
+                raise WireError(f"an attribute list is longer than {MAX_ITEMS}")
+            for item in value:
+                check(item, depth + 1)
+        elif isinstance(value, dict):
+            if len(value) > MAX_KEYS or not all(isinstance(k, str) and 0 < len(k) <= MAX_TEXT for k in value):
+                raise WireError(f"an attribute map has more than {MAX_KEYS} keys, or a key that is not text")
+            for item in value.values():
+                check(item, depth + 1)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise WireError("an attribute number is not finite")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) >= 1 << 53:
+                raise WireError("an attribute integer is too large for JSON")
+        elif value is not None and not isinstance(value, bool):
+            raise WireError(f"an attribute value is not plain JSON ({type(value).__name__})")
+
+    for namespace, values in raw.items():
+        if not isinstance(namespace, str) or not isinstance(values, dict):
+            raise WireError("a face's attribute namespace is not a map")
+        check({namespace: values}, 0)
+    return raw
+
+
+def check_attributes(message: Message, stage: str) -> None:
+    """Check the attributes a stage left on a message's faces; WireError naming the stage otherwise."""
+    for face in message.faces:
+        if face.attributes:
+            try:
+                _attributes(face.attributes)
+            except WireError as error:
+                raise WireError(f"{stage}: {error}") from None
 
 
 def _finite(value: Any) -> bool:
@@ -243,9 +305,9 @@ def result_record(message: Message) -> dict[str, Any]:
     }
     if message.info.get("fps"):
         record["fps"] = message.info["fps"]  # seq / fps is the frame's media time (what score averaging runs on)
-    classified = message.stamps.get("collect") or message.stamps.get("classify")  # collect publishes when classify is scaled out
-    if classified and message.t_capture_ns:
-        record["latency_ms"] = round((classified[-1] - message.t_capture_ns) / 1e6, 3)
+    published = max((times[-1] for times in message.stamps.values() if len(times) >= 2), default=0)
+    if published and message.t_capture_ns:  # the latest send so far: the publisher's (a sink has only received)
+        record["latency_ms"] = round((published - message.t_capture_ns) / 1e6, 3)
     if "error" in message.info:
         record["error"] = message.info["error"]
     return record

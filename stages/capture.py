@@ -8,7 +8,8 @@ from pathlib import Path
 
 import cv2
 
-from pipeline.config import PipelineConfig, resolve_path
+from pipeline.config import PipelineConfig
+from pipeline.config_file import resolve_path
 from pipeline.runner import main
 from pipeline.stage import SourceStage, StageError
 from pipeline.wire import Message
@@ -27,6 +28,7 @@ class Capture(SourceStage):
     """Frames from `source.uri`, each with its index, capture times and size."""
 
     name = "capture"
+    output = "frames"
 
     def setup(self, config: PipelineConfig) -> None:
         self.config = config.source

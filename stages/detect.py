@@ -12,6 +12,8 @@ class Detect(Stage):
     """Adds a box and detector confidence for each face above the confidence and size limits."""
 
     name = "detect"
+    output = "detections"
+    workers_field = "detect.workers"
 
     def setup(self, config: PipelineConfig) -> None:
         settings = config.detect

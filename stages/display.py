@@ -5,6 +5,7 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -12,8 +13,8 @@ import numpy as np
 
 from pipeline.config import PipelineConfig
 from pipeline.runner import main
-from pipeline.stage import Stage, StageError, StopPipeline
-from pipeline.webview import WebView, frame_stats
+from pipeline.stage import SinkStage, StageError, StopPipeline
+from stages.webview import WebView, frame_stats
 from pipeline.wire import Message
 
 GREEN, RED, WHITE = (0, 200, 0), (0, 0, 230), (255, 255, 255)
@@ -27,8 +28,18 @@ def display_available() -> bool:
     return True
 
 
-def annotate(frame: np.ndarray, message: Message, fps: float, latency_ms: float) -> np.ndarray:
-    """A copy of `frame` with every face boxed (green real, red fake) and an FPS/latency overlay."""
+def attribute_text(attributes: dict, name: str) -> str | None:
+    """`namespace.key` of a face's attributes as a short label ("side_px 120"), None when absent."""
+    namespace, _, key = name.partition(".")
+    value = attributes.get(namespace, {}).get(key)
+    if value is None:
+        return None
+    return f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"[:40]
+
+
+def annotate(frame: np.ndarray, message: Message, fps: float, latency_ms: float, attributes: Sequence[str] = ()) -> np.ndarray:
+    """A copy of `frame` with every face boxed (green real, red fake), the named attributes under
+    each box (`namespace.key`), and an FPS/latency overlay."""
     canvas = frame.copy()
     for face in message.faces:
         x1, y1, x2, y2 = face.box
@@ -36,20 +47,26 @@ def annotate(frame: np.ndarray, message: Message, fps: float, latency_ms: float)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
         text = f"{face.label} {face.score:.2f}" if face.score is not None else f"face {face.det_conf:.2f}"
         cv2.putText(canvas, text, (x1, max(y1 - 8, 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.55, colour, 2)
+        lines = [line for line in (attribute_text(face.attributes, name) for name in attributes) if line]
+        for row, line in enumerate(lines):
+            cv2.putText(canvas, line, (x1, y2 + 18 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
     overlay = f"{fps:5.1f} fps  {latency_ms:6.1f} ms  #{message.seq}"
     cv2.putText(canvas, overlay, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3)
     cv2.putText(canvas, overlay, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, WHITE, 1)
     return canvas
 
 
-class Display(Stage):
+class Display(SinkStage):
     """Shows each annotated frame in a window where a display exists, and writes the video file if asked."""
 
     name = "display"
+    acknowledges = True
+    enabled_field = "display.enabled"
 
     def setup(self, config: PipelineConfig) -> None:
         settings = config.display
         self.title = settings.title
+        self.attributes = tuple(settings.attributes)
         wants_window = settings.window == "on" or (settings.window == "auto" and display_available())
         self.window = wants_window and display_available()
         video = settings.video
@@ -85,7 +102,7 @@ class Display(Stage):
         self.arrivals.append(now)
         fps = (len(self.arrivals) - 1) / (self.arrivals[-1] - self.arrivals[0]) if len(self.arrivals) > 1 else 0.0
         latency_ms = (time.monotonic_ns() - message.t_capture_ns) / 1e6
-        canvas = annotate(message.frame, message, fps, latency_ms)
+        canvas = annotate(message.frame, message, fps, latency_ms, self.attributes)
         if self.web is not None:
             self.web.publish(canvas, {"fps": round(fps, 1), "latency": round(latency_ms, 1), "seq": message.seq,
                                       "faces": len(message.faces), "stages": frame_stats(message.stamps)})

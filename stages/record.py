@@ -6,14 +6,17 @@ from pathlib import Path
 
 from pipeline.config import PipelineConfig
 from pipeline.runner import main
-from pipeline.stage import Stage, StageError
+from pipeline.stage import Feed, SinkStage, StageError
 from pipeline.wire import Message, result_record
 
 
-class Record(Stage):
+class Record(SinkStage):
     """A consumer of the result stream like any other; it just writes what it receives."""
 
     name = "record"
+    feed = Feed.RESULTS
+    acknowledges = True
+    enabled_field = "record.jsonl"
 
     def setup(self, config: PipelineConfig) -> None:
         assert config.record.jsonl

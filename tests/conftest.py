@@ -26,6 +26,18 @@ needs_weights = pytest.mark.skipif(not (REPO / "face_detector" / "weights" / "de
                                    reason="res10 weights absent: run python -m face_detector.fetch_weights res10")
 
 
+# Test modules of the training side that train or evaluate models: the slow tier with the whole
+# pipelines (marked in their own files); `pytest -m "not slow"` runs the rest in a few minutes.
+_SLOW_MODULES = {"test_training", "test_augment", "test_agreement", "test_evaluate_calibrate", "test_evaluate_videos",
+                 "test_shared_videos"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__ in _SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def astronaut_bgr() -> np.ndarray:
     from skimage import data
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 import zmq
 import zmq.auth
@@ -51,6 +52,7 @@ def test_keys_command_refuses_to_overwrite(tmp_path: Path) -> None:
 
 
 @needs_model
+@pytest.mark.slow
 def test_only_listed_clients_get_results_or_inject_frames(tmp_path: Path) -> None:
     keys, allowed = tmp_path / "keys", tmp_path / "allowed"
     server_public, server_secret = _keys(keys, "server")
@@ -58,15 +60,15 @@ def test_only_listed_clients_get_results_or_inject_frames(tmp_path: Path) -> Non
     _, stranger_secret = _keys(keys, "stranger")
     allowed.mkdir()
     shutil.copy(friend_public, allowed)
-    detections, results = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    detections, results = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"  # smooth's input and output
     config = make_config(tmp_path, display={"enabled": False})
     raw = yaml.safe_load(config.read_text())
-    raw["endpoints"].update(detections=detections, results=results)
+    raw["endpoints"].update(classify_out=detections, results=results)
     raw["curve"] = {"server_secret_key": str(server_secret), "allowed_clients": str(allowed)}
     config.write_text(yaml.safe_dump(raw))
     context = zmq.Context()
-    # the classifier alone, as on its own host: it binds both endpoints, so it is the CURVE server
-    stage = subprocess.Popen([sys.executable, "-m", "stages.classify", "--config", str(config)], cwd=REPO,
+    # the publisher (smooth) alone, as on its own host: it binds both endpoints, so it is the CURVE server
+    stage = subprocess.Popen([sys.executable, "-m", "stages.smooth", "--config", str(config)], cwd=REPO,
                              stderr=subprocess.PIPE, text=True)
     sockets = []
     try:
@@ -80,7 +82,7 @@ def test_only_listed_clients_get_results_or_inject_frames(tmp_path: Path) -> Non
         friend_listener = _client(context, zmq.SUB, results, friend_secret, server_public)
         friend_sender = _client(context, zmq.PUSH, detections, friend_secret, server_public)
         sockets += [friend_listener, friend_sender]
-        # the classifier starts once the one subscriber it waits for (the recorder's place) has joined
+        # the publisher starts once the one subscriber it waits for (the recorder's place) has joined
         friend_sender.send_multipart(_frame(0, "friend"))
         friend_sender.send_multipart(encode(Message(kind="eos", source="s", seq=1, prev_seq=0, info={"last_seq": 0})))
         seen = []

@@ -14,7 +14,7 @@ from conftest import (count_video_frames, make_config, needs_model, read_jsonl, 
                       start_pipeline)
 from pipeline.client import subscribe
 
-pytestmark = needs_model
+pytestmark = [needs_model, pytest.mark.slow]  # whole pipelines as processes
 
 
 def test_video_through_every_stage(tmp_path: Path, face_video: Path) -> None:
@@ -89,7 +89,7 @@ def test_consumer_attached_mid_run_and_ctrl_c(tmp_path: Path, face_video: Path) 
     config = make_config(tmp_path, source={"pace": True, "loop": True})
     process = start_pipeline("--config", str(config), "--source", str(face_video))
     try:
-        wait_for_line(process, "all 5 stages ready")
+        wait_for_line(process, "all 6 stages ready")
         time.sleep(1.0)  # the run is well under way when the consumer attaches
         endpoint = __import__("yaml").safe_load(config.read_text())["endpoints"]["results"]
         results = []
@@ -103,7 +103,7 @@ def test_consumer_attached_mid_run_and_ctrl_c(tmp_path: Path, face_video: Path) 
         assert all(len(r.faces) == 1 for r in results)
         marker = f"--worker"  # every stage process carries it
         pids_before = [pid for pid in stage_processes(marker) if os.getpgid(pid) == process.pid]
-        assert len(pids_before) == 5  # capture, detect, classify, display, record
+        assert len(pids_before) == 6  # capture, detect, classify, smooth, display, record
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         process.wait(timeout=20)
         assert process.returncode == 130
@@ -122,7 +122,7 @@ def test_sigterm_to_the_supervisor_stops_every_stage(tmp_path: Path, face_video:
     config = make_config(tmp_path, source={"pace": True, "loop": True})
     process = start_pipeline("--config", str(config), "--source", str(face_video))
     try:
-        lines = wait_for_line(process, "all 5 stages ready")
+        lines = wait_for_line(process, "all 6 stages ready")
         children = [pid for pid in stage_processes("--worker") if os.getpgid(pid) == process.pid]
         run_dirs = {arg for pid in children for arg in Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
                     if arg.endswith("config.yaml")}
@@ -142,12 +142,12 @@ def test_a_dead_stage_stops_the_run_naming_it(tmp_path: Path, face_video: Path) 
     config = make_config(tmp_path, source={"pace": True, "loop": True})
     process = start_pipeline("--config", str(config), "--source", str(face_video))
     try:
-        wait_for_line(process, "all 5 stages ready")
+        wait_for_line(process, "all 6 stages ready")
         detect = [pid for pid in stage_processes("stages.detect") if os.getpgid(pid) == process.pid]
         os.kill(detect[0], signal.SIGKILL)
         _, stderr = process.communicate(timeout=20)
         assert process.returncode == 1
-        assert "stage detect.0 stopped (killed by signal 9)" in stderr
+        assert "stage detect stopped (killed by signal 9)" in stderr
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

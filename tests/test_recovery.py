@@ -11,7 +11,7 @@ import pytest
 
 from conftest import result_subscriber, count_video_frames, make_config, needs_model, stage_processes, start_pipeline, write_face_video
 
-pytestmark = needs_model
+pytestmark = [needs_model, pytest.mark.slow]  # whole pipelines as processes
 FRAMES = 90
 
 
@@ -30,7 +30,7 @@ def _stage_pid(module: str, group: int) -> int:
     return pids[0]
 
 
-@pytest.mark.parametrize("stage", ["capture", "detect", "classify", "record", "display"])
+@pytest.mark.parametrize("stage", ["capture", "detect", "classify", "smooth", "record", "display"])
 def test_kill_9_mid_run_loses_nothing(tmp_path: Path, long_video: Path, stage: str) -> None:
     config = make_config(tmp_path, source={"pace": True},
                          restart={"policy": "on-failure", "backoff_s": 0.1, "max_restarts": 2})
@@ -48,7 +48,7 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path, long_video: Path, stage: s
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == 0, stderr
-    key = "detect.0" if stage == "detect" else stage
+    key = stage
     assert f"stage {key} stopped (killed by signal 9); restart 1 of 2" in stderr
     assert f"restarts {key}=1" in stderr  # counted in the metrics summary
     import json

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
+import pytest
 import numpy as np
 import yaml
 import zmq
@@ -17,7 +18,7 @@ import zmq
 from conftest import result_subscriber, astronaut_bgr, free_port, make_config, needs_model, read_jsonl, run_pipeline, start_pipeline, write_face_video
 from pipeline.wire import decode
 
-pytestmark = needs_model
+pytestmark = [needs_model, pytest.mark.slow]  # whole pipelines as processes
 
 
 class MJPEGServer:

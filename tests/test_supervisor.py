@@ -15,7 +15,7 @@ import msgpack
 import zmq
 
 from conftest import make_config
-from pipeline.config import load_config
+from pipeline.config_file import load_config
 from pipeline.control import ERROR
 from pipeline.graph import plan
 from pipeline.supervisor import EXIT_INTERRUPTED, EXIT_STAGE_FAILED, Running, Supervisor
@@ -75,7 +75,7 @@ class _Poll:
 
 def _run_with_a_stage_that_exited_0(tmp_path: Path, interrupt: bool) -> int:
     supervisor = Supervisor(load_config(make_config(tmp_path), check_files=False))
-    detect = next(i for i in plan(supervisor.config) if i.spec.name == "detect")
+    detect = next(i for i in supervisor.graph.instances() if i.node.name == "detect")
     exited = subprocess.Popen([sys.executable, "-c", "pass"])  # as a stage does once Ctrl-C stopped it
     exited.wait()
     supervisor.stages[detect.key] = Running(detect, exited, ready=True)

@@ -166,7 +166,7 @@ def test_shipped_models_score_a_face(name: str, architecture: str, version: str,
     from skimage import data
 
     from face_detector import create_detector
-    from pipeline.config import load_config
+    from pipeline.config_file import load_config
 
     path = REPO / "models" / name
     assert path.stat().st_size < 5_000_000

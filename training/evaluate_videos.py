@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evaluate_videos: {error}", file=sys.stderr)
         return 2
     from liveness import LivenessModel, ModelError
-    from pipeline.config import ConfigError, load_config
+    from pipeline.config_file import ConfigError, load_config
 
     threshold = None
     if args.threshold_of is not None:

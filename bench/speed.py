@@ -2,7 +2,7 @@
 the cost of cutting its crops from a 640x480 frame with each crop resize (liveness.crop), and of
 averaging scores over a video's frames (liveness.tracking) per frame.
 
-    python -m training.speed --model models/liveness.onnx
+    python -m bench.speed --model models/liveness.onnx
 """
 from __future__ import annotations
 
