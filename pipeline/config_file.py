@@ -21,7 +21,7 @@ _PROBLEMS = {"extra_forbidden": "unknown field", "int_type": "expected an intege
              "string_too_short": "must not be empty", "string_pattern_mismatch": "must match {pattern}"}
 
 
-def _problem(error: dict[str, Any]) -> tuple[str, str]:
+def describe_error(error: dict[str, Any]) -> tuple[str, str]:
     """(field path, problem) of pydantic's first error, in this project's words."""
     path = ".".join(str(part) for part in error["loc"])
     template = _PROBLEMS.get(error["type"])
@@ -112,7 +112,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
         config = PipelineConfig.model_validate(raw)
         _check(config, check_files)
     except ValidationError as error:
-        field, problem = _problem(error.errors()[0])
+        field, problem = describe_error(error.errors()[0])
         raise ConfigError(f"{blame(field)}: {field}: {problem}") from None
     except ConfigError as error:
         raise ConfigError(f"{blame(str(error).split(':')[0])}: {error}") from None

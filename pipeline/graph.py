@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.config import PipelineConfig
-from pipeline.config_file import ConfigError, _problem
+from pipeline.config_file import ConfigError, describe_error
 from pipeline.stage import Feed, Role, Stage
 from pipeline.transport import Role as Side
 
@@ -190,7 +190,7 @@ def build_graph(config: PipelineConfig) -> Graph:
             try:
                 settings = cls.Settings.model_validate(settings).model_dump(mode="json")
             except ValidationError as error:
-                path, problem = _problem(error.errors()[0])
+                path, problem = describe_error(error.errors()[0])
                 raise ConfigError(f"{where}.settings.{path}: {problem}") from None
         count = _field(config, cls.workers_field) if cls.workers_field else workers or 1
         node = Node(name, module, cls.__qualname__, cls.role, count, cls.reorders, cls.publishes, cls.acknowledges, settings=settings)

@@ -104,3 +104,52 @@ def test_random_bytes_never_crash() -> None:
             decode([blob])
         except WireError:
             pass
+
+
+def test_attributes_round_trip_into_the_json_lines_and_the_client() -> None:
+    from pipeline.client import Result
+
+    message = _frame_message()
+    message.faces[0].set_attribute("face_size", "side_px", 38)
+    message.faces[0].set_attribute("face_size", "hist", [0.5, {"bins": 4}, None, True, "x"])
+    decoded = decode(_bytes(encode(message)))
+    assert decoded.faces[0].attributes == {"face_size": {"side_px": 38, "hist": [0.5, {"bins": 4}, None, True, "x"]}}
+    record = result_record(decoded)
+    assert record["faces"][0]["attributes"]["face_size"]["side_px"] == 38
+    assert Result.from_record(record).faces[0].attributes["face_size"]["hist"][1] == {"bins": 4}
+    assert "attributes" not in result_record(_frame_message())["faces"][0]  # absent when no stage added any
+
+
+@pytest.mark.parametrize("attributes", [
+    {"ns": {"x": float("nan")}},
+    {"ns": {"x": 1 << 60}},
+    {"ns": {"x": "t" * 300}},
+    {"ns": {"x": [[[[[1]]]]]}},
+    {"ns": {"x": list(range(100))}},
+    {"ns": {f"k{i}": i for i in range(40)}},
+    {f"ns{i}": {"x": 1} for i in range(20)},
+    {"ns": 3},
+    {"ns": {"x": b"bytes"}},
+])
+def test_attributes_out_of_bounds_are_refused(attributes: dict) -> None:
+    from pipeline.wire import check_attributes
+
+    message = _frame_message()
+    message.faces[0].attributes = attributes
+    with pytest.raises(WireError, match="face_size: "):
+        check_attributes(message, "face_size")  # what the runner checks after a stage returns
+    if not any(isinstance(v, dict) and any(isinstance(x, bytes) for x in v.values()) for v in attributes.values()):
+        header = msgpack.unpackb(encode(message, with_pixels=False)[0])
+        with pytest.raises(WireError):
+            decode([msgpack.packb(header)])  # and what every receiver checks when decoding
+
+
+def test_display_draws_the_attributes_it_is_asked_for() -> None:
+    from stages.display import annotate
+
+    message = _frame_message()
+    message.frame = np.zeros((120, 160, 3), np.uint8)
+    message.faces = [Face([10, 10, 60, 50], 0.9, 0.8, "real", 0.5, attributes={"face_size": {"side_px": 40}})]
+    plain = annotate(message.frame, message, 30.0, 10.0)
+    drawn = annotate(message.frame, message, 30.0, 10.0, ["face_size.side_px", "face_size.absent"])
+    assert (drawn[55:80] != plain[55:80]).any()  # a line of text under the box
