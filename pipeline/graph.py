@@ -133,6 +133,7 @@ class Graph:
 
     @classmethod
     def load(cls, path: Path) -> "Graph":
+        """Read a graph written by `save`."""
         def port(raw: dict[str, Any] | None) -> Port | None:
             return None if raw is None else Port(raw["endpoint"], raw["socket"], Side(raw["side"]), Format(raw["format"]), raw["live_drops"])
 
@@ -158,12 +159,23 @@ def _field(config: PipelineConfig, dotted: str) -> Any:
     return value
 
 
-def _entries(config: PipelineConfig) -> list[tuple[str, str, int | None, dict[str, Any], str]]:
-    """(name, module, workers, settings, config path) of every stage, the config's inserted where they ask."""
-    entries: list[tuple[str, str, int | None, dict[str, Any], str]] = [(n, m, None, {}, "") for n, m in SHIPPED]
+@dataclass(frozen=True)
+class _Entry:
+    """One stage as the config asks for it, before its class is read."""
+
+    name: str
+    module: str
+    workers: int | None = None  # an added stage's `workers`; shipped stages name a config field instead
+    settings: dict[str, Any] = field(default_factory=dict)
+    where: str = ""  # its config path, for errors ("stages.0"); "" for a shipped stage
+
+
+def _entries(config: PipelineConfig) -> list[_Entry]:
+    """Every stage, upstream first: the shipped ones, the config's inserted where they ask."""
+    entries = [_Entry(name, module) for name, module in SHIPPED]
     for index, entry in enumerate(config.stages):
         where = f"stages.{index}"
-        names = [name for name, *_ in entries]
+        names = [e.name for e in entries]
         if entry.name in names:
             raise ConfigError(f"{where}.name: a stage named {entry.name!r} already exists")
         anchor = entry.after or entry.before
@@ -171,69 +183,70 @@ def _entries(config: PipelineConfig) -> list[tuple[str, str, int | None, dict[st
             raise ConfigError(f"{where}: give exactly one of after or before")
         if anchor not in names:
             raise ConfigError(f"{where}.{'after' if entry.after else 'before'}: no stage named {anchor!r} ({', '.join(names)})")
-        entries.insert(names.index(anchor) + bool(entry.after), (entry.name, entry.module, entry.workers, entry.settings, where))
+        entries.insert(names.index(anchor) + bool(entry.after), _Entry(entry.name, entry.module, entry.workers, entry.settings, where))
     return entries
+
+
+def _node(entry: _Entry, cls: type[Stage], config: PipelineConfig) -> Node:
+    """The node of one entry, its settings checked against the class's `Settings`."""
+    where = entry.where or entry.name
+    settings = entry.settings
+    if cls.Settings is not None:
+        try:
+            settings = cls.Settings.model_validate(settings).model_dump(mode="json")
+        except ValidationError as error:
+            path, problem = describe_error(error.errors()[0])
+            raise ConfigError(f"{where}.settings.{path}: {problem}") from None
+    workers = _field(config, cls.workers_field) if cls.workers_field else entry.workers or 1
+    if workers > 1 and (cls.reorders or cls.publishes or cls.role is not Role.FILTER):
+        raise ConfigError(f"{where}: {entry.name} runs as one process (it is a {cls.role.value} or keeps frame order), not {workers}")
+    return Node(entry.name, entry.module, cls.__qualname__, cls.role, workers, cls.reorders, cls.publishes, cls.acknowledges,
+                settings=settings)
 
 
 def build_graph(config: PipelineConfig) -> Graph:
     """The graph this config runs; ConfigError (one line) for a graph that cannot be wired."""
-    chain: list[Node] = []
+    chain: list[tuple[Node, type[Stage]]] = []  # the source, the filters, the publisher
     sinks: list[tuple[Node, type[Stage]]] = []
-    for name, module, workers, settings, where in _entries(config):
+    entries = _entries(config)
+    for entry in entries:
         try:
-            cls = stage_class(module)
+            cls = stage_class(entry.module)
         except Exception as error:  # an added stage's module: any import failure is the user's to fix
-            raise ConfigError(f"{where or name}.module: cannot load {module!r} ({type(error).__name__}: {error})") from None
+            raise ConfigError(f"{entry.where or entry.name}.module: cannot load {entry.module!r} ({type(error).__name__}: {error})") from None
         if cls.enabled_field and not _field(config, cls.enabled_field):
             continue
-        if cls.Settings is not None:
-            try:
-                settings = cls.Settings.model_validate(settings).model_dump(mode="json")
-            except ValidationError as error:
-                path, problem = describe_error(error.errors()[0])
-                raise ConfigError(f"{where}.settings.{path}: {problem}") from None
-        count = _field(config, cls.workers_field) if cls.workers_field else workers or 1
-        node = Node(name, module, cls.__qualname__, cls.role, count, cls.reorders, cls.publishes, cls.acknowledges, settings=settings)
-        if count > 1 and (cls.reorders or cls.publishes or cls.role is not Role.FILTER):
-            raise ConfigError(f"{where or name}: {name} runs as one process (it is a {cls.role.value} or keeps frame order), not {count}")
+        node, where = _node(entry, cls, config), entry.where or entry.name
         if cls.role is Role.SINK:
             sinks.append((node, cls))
-        elif chain and cls.role is Role.SOURCE or not chain and cls.role is not Role.SOURCE:
-            raise ConfigError(f"{where or name}: the graph starts with its one source; {name} is a {cls.role.value}")
-        elif chain and chain[-1].publishes:
-            raise ConfigError(f"{where or name}: {name} comes after {chain[-1].name}, which publishes; only sinks may")
+        elif (cls.role is Role.SOURCE) != (not chain):
+            raise ConfigError(f"{where}: the graph starts with its one source; {entry.name} is a {cls.role.value}")
+        elif chain and chain[-1][0].publishes:
+            raise ConfigError(f"{where}: {entry.name} comes after {chain[-1][0].name}, which publishes; only sinks may")
         else:
-            chain.append(node)
-    if not chain[-1].publishes:
-        raise ConfigError(f"stages: the last filter ({chain[-1].name}) does not publish results")
-    nodes = _wire(chain, sinks, config)
-    known = {port for node in nodes for port in _possible_endpoints(node)} | {CONTROL, RESULTS, ANNOTATED}
+            chain.append((node, cls))
+    if not chain or not chain[-1][0].publishes:
+        raise ConfigError("stages: the chain does not end in a stage that publishes results")
+    nodes = _wire(chain, sinks)
+    known = {f"{node.name}_in" for node in nodes} | {CONTROL, RESULTS, ANNOTATED}
+    known |= {port.endpoint for node in nodes for port in (node.input, *node.outputs) if port is not None}
     for name in config.endpoints.model_extra or {}:
         if name not in known:
             raise ConfigError(f"endpoints.{name}: no such edge in this graph (known: {', '.join(sorted(known))})")
-    names = {name for name, *_ in _entries(config)} | {node.name for node in nodes}
+    names = {entry.name for entry in entries} | {node.name for node in nodes}  # a disabled stage may keep its section
     for name in config.restart.model_extra or {}:
         if name not in names:
             raise ConfigError(f"restart.{name}: unknown field (a stage name: {', '.join(sorted(names))})")
     return Graph(tuple(nodes))
 
 
-def _possible_endpoints(node: Node) -> list[str]:
-    return [port.endpoint for port in (node.input, *node.outputs) if port is not None] + [f"{node.name}_in"]
-
-
-def _output_name(node: Node) -> str:
-    return stage_class(node.module, node.class_name).output or f"{node.name}_out"
-
-
-def _wire(chain: list[Node], sinks: list[tuple[Node, type[Stage]]], config: PipelineConfig) -> list[Node]:
+def _wire(chain: list[tuple[Node, type[Stage]]], sinks: list[tuple[Node, type[Stage]]]) -> list[Node]:
     """Give every node its ports: the chain's edges, dispatch steps where needed, the publisher's outputs."""
-    wired: list[Node] = []
     inputs: dict[str, Port] = {}
-    outputs: dict[str, list[Port]] = {node.name: [] for node in chain}
-    dispatch: list[Node] = []
-    for upstream, downstream in zip(chain, chain[1:]):
-        endpoint = _output_name(upstream)
+    outputs: dict[str, list[Port]] = {node.name: [] for node, _ in chain}
+    dispatch_before: dict[str, Node] = {}  # downstream stage name -> the dispatch step in front of it
+    for (upstream, upstream_class), (downstream, _) in zip(chain, chain[1:]):
+        endpoint = upstream_class.output or f"{upstream.name}_out"
         if upstream.role is Role.SOURCE:
             outputs[upstream.name].append(Port(endpoint, "push", Side.BIND))
             inputs[downstream.name] = Port(endpoint, "pull", Side.CONNECT)
@@ -243,20 +256,22 @@ def _wire(chain: list[Node], sinks: list[tuple[Node, type[Stage]]], config: Pipe
         else:  # several on both sides: a dispatch step binds both, the workers connect
             outputs[upstream.name].append(Port(endpoint, "push", Side.CONNECT))
             spread = f"{downstream.name}_in"
-            name = "dispatch" if not dispatch else f"dispatch_{downstream.name}"
-            dispatch.append(Node(name, DISPATCH_MODULE, "Dispatch", Role.FILTER, input=Port(endpoint, "pull", Side.BIND),
-                                 outputs=(Port(spread, "push", Side.BIND),)))
+            name = "dispatch" if not dispatch_before else f"dispatch_{downstream.name}"
+            dispatch_before[downstream.name] = Node(name, DISPATCH_MODULE, "Dispatch", Role.FILTER,
+                                                    input=Port(endpoint, "pull", Side.BIND), outputs=(Port(spread, "push", Side.BIND),))
             inputs[downstream.name] = Port(spread, "pull", Side.CONNECT)
-    frame_sinks = [node for node, cls in sinks if cls.feed is Feed.FRAMES]
+    frame_sinks = [node.name for node, cls in sinks if cls.feed is Feed.FRAMES]
     if len(frame_sinks) > 1:
-        raise ConfigError(f"stages: one sink at most takes frames ({', '.join(n.name for n in frame_sinks)} do)")
-    publisher = chain[-1]
+        raise ConfigError(f"stages: one sink at most takes frames ({', '.join(frame_sinks)} do)")
+    publisher = chain[-1][0]
     outputs[publisher.name].append(Port(RESULTS, "pub", Side.BIND, Format.RESULT))
     if frame_sinks:
         outputs[publisher.name].append(Port(ANNOTATED, "push", Side.BIND, live_drops=True))
-    for node in chain:
+    wired: list[Node] = []
+    for node, _ in chain:
+        if node.name in dispatch_before:
+            wired.append(dispatch_before[node.name])
         wired.append(_with_ports(node, inputs.get(node.name), tuple(outputs[node.name])))
-        wired += [d for d in dispatch if d.outputs[0].endpoint == f"{chain[chain.index(node) + 1].name}_in"] if node is not publisher else []
     for node, cls in sinks:
         port = Port(ANNOTATED, "pull", Side.CONNECT) if cls.feed is Feed.FRAMES else Port(RESULTS, "sub", Side.CONNECT, Format.RESULT)
         wired.append(_with_ports(node, port, ()))

@@ -62,15 +62,22 @@ def main(cls: type[Stage] | None = None, argv: list[str] | None = None) -> int:
         config = load_config(args.config, args.set)
         graph = Graph.load(Path(args.graph)) if args.graph else build_graph(config)
         node = graph.node(args.stage)
-        stage_type = cls or stage_class(node.module, node.class_name)
-        stage = stage_type(args.worker)
-        stage.name = node.name  # its name in this graph: the namespace of the attributes it adds
-        stage.settings = stage_type.Settings.model_validate(node.settings) if stage_type.Settings else node.settings
-    except ConfigError as error:
+        stage = make_stage(node, args.worker, cls)
+    except (ConfigError, ImportError) as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
     stage.attempt = args.attempt
     return StageRunner(stage, node, graph, config, args.control).run()
+
+
+def make_stage(node: Node, worker: int = 0, cls: type[Stage] | None = None) -> Stage:
+    """The stage object of one process of `node`: named as in the graph (the namespace of the
+    attributes it adds), with its entry's settings checked against its class's `Settings`."""
+    stage_type = cls or stage_class(node.module, node.class_name)
+    stage = stage_type(worker)
+    stage.name = node.name
+    stage.settings = stage_type.Settings.model_validate(node.settings) if stage_type.Settings else node.settings
+    return stage
 
 
 class StageRunner:

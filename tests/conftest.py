@@ -57,6 +57,34 @@ def write_face_video(path: Path, frames: int = 24, fps: float = 30.0) -> Path:
     return path
 
 
+@pytest.fixture
+def loopback():
+    """Open ZeroMQ sockets for one test, the way pyzmq's own tests do: one context, binds on loopback
+    at a random port, linger 0, everything closed at the end (a hung peer fails the test, not CI).
+
+        pull, endpoint = loopback(zmq.PULL)             # bound: its endpoint comes back
+        push, _ = loopback(zmq.PUSH, connect=endpoint)  # connected to a given endpoint
+    """
+    import zmq
+
+    context = zmq.Context()
+    opened: list = []
+
+    def open_socket(kind: int, connect: str | None = None) -> tuple:
+        sock = context.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        opened.append(sock)
+        if connect is not None:
+            sock.connect(connect)
+            return sock, connect
+        return sock, f"tcp://127.0.0.1:{sock.bind_to_random_port('tcp://127.0.0.1')}"
+
+    yield open_socket
+    for sock in opened:
+        sock.close(0)
+    context.term()
+
+
 @pytest.fixture(scope="session")
 def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_face_video(tmp_path_factory.mktemp("video") / "astronaut.avi")

@@ -3,10 +3,10 @@ entry, tested in-process over real loopback sockets, and once in a whole pipelin
 from __future__ import annotations
 
 import re
-import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -15,8 +15,8 @@ import zmq
 from conftest import REPO, astronaut_bgr, free_port, make_config, needs_model, read_jsonl, run_pipeline
 from pipeline.client import Result
 from pipeline.config_file import ConfigError, load_config
-from pipeline.graph import Graph, build_graph, stage_class
-from pipeline.runner import StageRunner
+from pipeline.graph import Graph, build_graph
+from pipeline.runner import StageRunner, make_stage
 from pipeline.wire import Face, Message, decode, encode, result_record
 
 FACE_SIZE = {"name": "face_size", "module": "examples.face_size", "after": "classify", "settings": {"sharpness": True}}
@@ -91,18 +91,11 @@ def test_graph_survives_its_json_hand_over(tmp_path: Path) -> None:
     assert Graph.load(tmp_path / "graph.json") == graph
 
 
-def _serve(runner: StageRunner) -> threading.Thread:
-    return threading.Thread(target=runner.run, daemon=True)
-
-
 def _runner(config, name: str) -> StageRunner:
+    """One stage's runner in this process, as `python -m pipeline.runner --stage NAME` builds it (no supervisor)."""
     graph = build_graph(config)
     node = graph.node(name)
-    cls = stage_class(node.module, node.class_name)
-    stage = cls(0)
-    stage.name = node.name
-    stage.settings = cls.Settings.model_validate(node.settings) if cls.Settings else node.settings
-    return StageRunner(stage, node, graph, config, None)
+    return StageRunner(make_stage(node), node, graph, config, None)
 
 
 def _frame(seq: int, prev_seq: int, image: np.ndarray, score: float = 0.8) -> list:
@@ -111,30 +104,17 @@ def _frame(seq: int, prev_seq: int, image: np.ndarray, score: float = 0.8) -> li
                           t_wall=time.time(), faces=[face], info={"fps": 30.0, "size": [640, 480]}, frame=image))
 
 
-def test_added_stage_in_process_over_loopback(tmp_path: Path) -> None:
+def test_added_stage_in_process_over_loopback(tmp_path: Path, loopback) -> None:
     """The example stage in a real StageRunner: frames in on its input, attributes out on its output."""
-    into, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    config = _config(tmp_path, stages=[FACE_SIZE], endpoints={"classify_out": into, "face_size_out": out,
-                                                               "results": f"tcp://127.0.0.1:{free_port()}"})
-    context = zmq.Context()
-    pull = context.socket(zmq.PULL)
-    pull.setsockopt(zmq.LINGER, 0)
-    pull.bind(out)
-    push = context.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    push.connect(into)
-    try:
-        image = np.ascontiguousarray(cv2_resize(astronaut_bgr()))
-        sharp, blurred = image, np.ascontiguousarray(cv2_blur(image))
-        push.send_multipart(_frame(0, -1, sharp))
-        push.send_multipart(_frame(1, 0, blurred))
-        push.send_multipart(encode(Message(kind="eos", source="s", seq=2, prev_seq=1, info={"last_seq": 1})))
-        assert _runner(config, "face_size").run() == 0  # alone (no supervisor) it ends after end of stream
-        got = [decode(pull.recv_multipart()) for _ in range(3)]
-    finally:
-        push.close()
-        pull.close()
-        context.term()
+    pull, out = loopback(zmq.PULL)  # where smooth would be
+    push, into = loopback(zmq.PUSH, connect=f"tcp://127.0.0.1:{free_port()}")  # classify's place; the stage binds
+    config = _config(tmp_path, stages=[FACE_SIZE], endpoints={"classify_out": into, "face_size_out": out})
+    image = cv2_resize(astronaut_bgr())
+    push.send_multipart(_frame(0, -1, image))
+    push.send_multipart(_frame(1, 0, np.ascontiguousarray(cv2_blur(image))))
+    push.send_multipart(encode(Message(kind="eos", source="s", seq=2, prev_seq=1, info={"last_seq": 1})))
+    assert _runner(config, "face_size").run() == 0  # alone (no supervisor) it ends after end of stream
+    got = [decode(pull.recv_multipart()) for _ in range(3)]
     assert [m.kind for m in got] == ["frame", "frame", "eos"]
     first, second = (m.faces[0].attributes["face_size"] for m in got[:2])
     assert first["side_px"] == 150 and second["side_px"] == 150
@@ -144,31 +124,20 @@ def test_added_stage_in_process_over_loopback(tmp_path: Path) -> None:
     assert Result.from_record(record).faces[0].attributes["face_size"]["side_px"] == 150
 
 
-def test_smooth_publishes_in_capture_order_whatever_the_arrival_order(tmp_path: Path) -> None:
-    into, results = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    config = _config(tmp_path, endpoints={"classify_out": into, "results": results}, display={"enabled": False})
-    context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
+def test_smooth_publishes_in_capture_order_whatever_the_arrival_order(tmp_path: Path, loopback) -> None:
+    sub, results = loopback(zmq.SUB, connect=f"tcp://127.0.0.1:{free_port()}")  # the recorder's place: it waits for it
     sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(results)  # the one subscriber (the recorder's place) it waits for
-    push = context.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    push.connect(into)
+    push, into = loopback(zmq.PUSH, connect=f"tcp://127.0.0.1:{free_port()}")
+    config = _config(tmp_path, endpoints={"classify_out": into, "results": results}, display={"enabled": False})
     image = np.zeros((480, 640, 3), np.uint8)
-    try:
-        for seq, prev, score in ((2, 1, 0.2), (0, -1, 0.9), (1, 0, 0.9)):
-            push.send_multipart(_frame(seq, prev, image, score))
-        push.send_multipart(encode(Message(kind="eos", source="s", seq=3, prev_seq=2, info={"last_seq": 2})))
-        assert _runner(config, "smooth").run() == 0
-        published = []
-        while sub.poll(2000):
-            topic, *parts = sub.recv_multipart()
-            published.append((topic, decode(parts)))
-    finally:
-        push.close()
-        sub.close()
-        context.term()
+    for seq, prev, score in ((2, 1, 0.2), (0, -1, 0.9), (1, 0, 0.9)):  # as two classifiers might finish them
+        push.send_multipart(_frame(seq, prev, image, score))
+    push.send_multipart(encode(Message(kind="eos", source="s", seq=3, prev_seq=2, info={"last_seq": 2})))
+    assert _runner(config, "smooth").run() == 0
+    published = []
+    while sub.poll(2000):
+        topic, *parts = sub.recv_multipart()
+        published.append((topic, decode(parts)))
     frames = [m for topic, m in published if topic == b"result"]
     assert [m.seq for m in frames] == [0, 1, 2] and published[-1][0] == b"eos"
     last = frames[-1].faces[0]
@@ -176,16 +145,13 @@ def test_smooth_publishes_in_capture_order_whatever_the_arrival_order(tmp_path: 
 
 
 def cv2_resize(image: np.ndarray) -> np.ndarray:
-    import cv2
-
+    """The photo on a 640x480 canvas, its face near (180, 100)-(330, 290)."""
     canvas = np.full((480, 640, 3), 40, np.uint8)
     canvas[60:380, 40:360] = cv2.resize(image, (320, 320))
     return canvas
 
 
 def cv2_blur(image: np.ndarray) -> np.ndarray:
-    import cv2
-
     return cv2.GaussianBlur(image, (0, 0), 6)
 
 
