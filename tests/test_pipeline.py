@@ -152,25 +152,3 @@ def test_a_dead_stage_stops_the_run_naming_it(tmp_path: Path, face_video: Path) 
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-
-
-def test_bad_sources_fail_with_one_line(tmp_path: Path) -> None:
-    not_video = tmp_path / "notes.mp4"
-    not_video.write_text("this is text")
-    result = run_pipeline("--config", str(make_config(tmp_path)), "--source", str(not_video))
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if "error" in line]
-    assert errors == [f"run_pipeline: error: capture: source.uri {str(not_video)!r}: cannot open video file (unreadable, unsupported or unreachable)"]
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    result = run_pipeline("--config", str(make_config(tmp_path)), "--source", str(empty))
-    assert result.returncode == 1 and "folder holds no images" in result.stderr
-
-
-def test_missing_camera_says_how_to_use_a_file(tmp_path: Path) -> None:
-    if Path("/dev/video0").exists():
-        pytest.skip("this machine has a camera")
-    result = run_pipeline("--config", str(make_config(tmp_path)), "--source", "0")
-    assert result.returncode == 1
-    assert "no camera at index 0" in result.stderr and "--source" in result.stderr
-    assert "Traceback" not in result.stderr
