@@ -8,8 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 from pipeline.config_file import ConfigError, load_config
+from pipeline.graph import derive_in_child
 from pipeline.supervisor import Supervisor
 
 
@@ -28,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"record.jsonl={json.dumps(args.jsonl)}")
     try:
         config = load_config(args.config, overrides)
-        supervisor = Supervisor(config)  # derives the stage graph: a stage that cannot be placed is a config error too
+        with tempfile.TemporaryDirectory(prefix="liveness-graph-") as folder:  # a stage that cannot be placed is a config error too
+            supervisor = Supervisor(config, derive_in_child(args.config, overrides, Path(folder) / "graph.json"))
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2

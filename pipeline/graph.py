@@ -17,8 +17,12 @@ takes frames, `annotated`.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
+import os
+import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -26,8 +30,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.config import PipelineConfig
-from pipeline.config_file import ConfigError, describe_error
+from pipeline.config import REPO_ROOT, PipelineConfig
+from pipeline.config_file import ConfigError, describe_error, load_config
 from pipeline.stage import Feed, Role, Stage
 from pipeline.transport import Role as Side
 
@@ -285,3 +289,42 @@ def _with_ports(node: Node, input: Port | None, outputs: tuple[Port, ...]) -> No
 def plan(config: PipelineConfig) -> list[StageInstance]:
     """Every stage process this config runs, upstream first."""
     return build_graph(config).instances()
+
+
+def derive_in_child(config_path: str, overrides: list[str], out: Path) -> Graph:
+    """The graph of this config, derived by a short-lived `python -m pipeline.graph` and read back.
+
+    Reading the declarations imports every stage module (OpenCV, onnxruntime: ~80 MB); the
+    supervisor asks a child for the graph so that it keeps none of them. ConfigError carries the
+    child's one line."""
+    command = [sys.executable, "-m", "pipeline.graph", "--config", config_path, "--out", str(out)]
+    command += [arg for override in overrides for arg in ("--set", override)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"deriving the stage graph failed (exit status {result.returncode})"]
+        raise ConfigError(lines[-1].removeprefix("config error: "))
+    return Graph.load(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipeline.graph --config my.yaml [--out graph.json]`: check and write (or print) the graph."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.graph", description=main.__doc__)
+    parser.add_argument("--config", required=True, help="pipeline YAML config")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    parser.add_argument("--out", default=None, help="write the graph here as JSON (default: print its processes)")
+    args = parser.parse_args(argv)
+    try:
+        graph = build_graph(load_config(args.config, args.set))
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    if args.out:
+        graph.save(Path(args.out))
+    else:
+        print(" ".join(instance.key for instance in graph.instances()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
