@@ -106,10 +106,12 @@ def test_overrides_and_defaults(tmp_path: Path) -> None:
     assert isinstance(restart.model_extra["record"], StageRestartConfig)
 
 
-def test_shipped_configs_validate() -> None:
+def test_shipped_configs_validate_and_wire() -> None:
+    from pipeline.graph import build_graph
+
     for path in sorted((REPO / "configs").glob("*.yaml")):
         assert isinstance(yaml.safe_load(path.read_text()), dict)
-        load_config(path, check_files=False)
+        assert build_graph(load_config(path, check_files=False)).publisher.name == "smooth"
 
 
 def test_unquoted_on_off_window(tmp_path: Path) -> None:
