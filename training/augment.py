@@ -37,31 +37,21 @@ def damage_by_label(labels: np.ndarray, degrade_p: tuple[float, float] = DEGRADE
     return np.asarray(degrade_p, dtype=np.float64)[labels]
 
 
-def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator, erase_p: float = 0.0,
-                  scales: Sequence[float] = (), **drawing_p: float | np.ndarray) -> np.ndarray:
+def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator, scales: Sequence[float] = (),
+                  mask_p: float = 0.0) -> np.ndarray:
     """Randomly augmented float32 copies (pixel values 0..255) of a batch of uint8 crop stacks.
 
-    `damage_p`: each sample's probability of quality damage (`damage_by_label`, or
-    `training.train.damage_rates` per source).
-    `erase_p`: probability that a sample gets one rectangle of noise in each tile (random erasing).
-    `drawing_p`: per drawing of DRAWINGS (edge_p: frame edges near the face, mask_p: a surgical
-    mask, screen_p: a dark screen in the background, bystander_p: another sample's face beside the
-    face, tone_p: another camera's tone curve, light_p: dimmer light from one side, backlight_p: the face
-    darker before a brighter scene), the probability that a sample gets it (one number,
-    or one per sample); all need the tiles' crop `scales`.
+    `damage_p`: each sample's probability of quality damage (`damage_by_label`). `mask_p`: the
+    probability of a drawn surgical mask (surgical_masks, both labels alike; needs the tiles'
+    crop `scales`). Then mirror, colour, gamma, grey and noise jitter.
     """
-    unknown = set(drawing_p) - set(DRAWINGS)
-    if unknown:
-        raise TypeError(f"augment_batch: unknown drawing {', '.join(sorted(unknown))} (known: {', '.join(DRAWINGS)})")
     n, size, _, channels = x.shape
     tiles = channels // 3
     x = x.copy()
     flip = rng.random(n) < 0.5
     x[flip] = x[flip][:, :, ::-1]
-    for name, draw in DRAWINGS.items():
-        p = np.asarray(drawing_p.get(name, 0.0))
-        if np.any(p > 0):  # only when asked, so the draws below stay those of the recipes without it
-            draw(x, np.nonzero(rng.random(n) < p)[0], scales, rng)
+    if mask_p > 0:
+        surgical_masks(x, np.nonzero(rng.random(n) < mask_p)[0], scales, rng)
     degrade = rng.random(n) < damage_p
     for i in np.nonzero(degrade)[0]:
         kind, amount, quality = int(rng.integers(0, 3)), float(rng.random()), int(rng.integers(25, 90))
@@ -87,61 +77,9 @@ def augment_batch(x: np.ndarray, damage_p: np.ndarray, rng: np.random.Generator,
     if noisy.size:
         sigma = rng.uniform(2, 8, (noisy.size, 1, 1, 1)).astype(np.float32)
         out[noisy] += rng.standard_normal(out[noisy].shape, dtype=np.float32) * sigma
-    if erase_p > 0:  # last, and only when asked, so the draws above stay those of the recipes without it
-        erase_rectangles(out, np.nonzero(rng.random(n) < erase_p)[0], rng)
     return np.clip(out, 0, 255)
 
 
-def frame_edges(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
-    """Black out, in place, what lies beyond one to four simulated frame edges near the face of `samples`.
-
-    Where the face nearly fills the frame (a selfie, a phone held close), the context tiles reach
-    past the frame and are padded with black. In the training data that happens far more often to
-    attacks (Replay-Attack's close-up replays) than to real faces, so a model can learn "black
-    border = attack" and call every close real face fake. Edges are drawn for both labels alike,
-    each side with probability 1/2 (at least one), at 0.5 to 1.35 face widths from the box
-    centre, at the same place in every tile (tile j spans scales[j] face widths).
-    """
-    size = x.shape[1]
-    for i in samples:
-        sides = rng.random(4) < 0.5
-        if not sides.any():
-            sides[int(rng.integers(0, 4))] = True
-        distances = rng.uniform(0.5, 1.35, 4)
-        for j, scale in enumerate(scales):
-            if scale <= 0:
-                continue  # a native-pixel tile (liveness.crop.NATIVE) has no face-relative extent
-            cut = [int(round(size / 2 + d / scale * size)) for d in distances]  # pixels from the tile's near edge
-            tile = x[i, :, :, 3 * j : 3 * j + 3]
-            if sides[0]:
-                tile[:, min(cut[0], size):] = 0  # right
-            if sides[1]:
-                tile[:, : max(size - cut[1], 0)] = 0  # left
-            if sides[2]:
-                tile[min(cut[2], size):] = 0  # bottom
-            if sides[3]:
-                tile[: max(size - cut[3], 0)] = 0  # top
-
-
-def erase_rectangles(out: np.ndarray, samples: np.ndarray, rng: np.random.Generator) -> None:
-    """Fill one rectangle (5-25% of the tile, aspect 1:2 to 2:1) of every tile of `samples` with noise, in place.
-
-    Hiding a random part of the face and its surroundings keeps the model from resting on one region
-    (a phone's bezel, a background, a person's features) that a new capture setup will not have.
-    """
-    size = out.shape[1]
-    for i in samples:
-        for j in range(out.shape[3] // 3):
-            area = rng.uniform(0.05, 0.25) * size * size
-            aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
-            height = min(size, max(1, int(round(np.sqrt(area * aspect)))))
-            width = min(size, max(1, int(round(np.sqrt(area / aspect)))))
-            top, left = int(rng.integers(0, size - height + 1)), int(rng.integers(0, size - width + 1))
-            out[i, top : top + height, left : left + width, 3 * j : 3 * j + 3] = rng.uniform(0, 255, (height, width, 3))
-
-
-# A surgical mask's outline in face units (the detector box's larger side), from the box centre:
-# top edge over the nose, sides past the cheeks, a rounded bottom under the chin.
 _MASK_OUTLINE = np.array([(-0.42, -0.04), (-0.2, -0.1), (0.0, -0.13), (0.2, -0.1), (0.42, -0.04), (0.46, 0.22),
                           (0.3, 0.42), (0.0, 0.5), (-0.3, 0.42), (-0.46, 0.22)], dtype=np.float64)
 _MASK_COLOURS = np.array([(150, 195, 225), (120, 170, 210), (235, 235, 238), (60, 60, 70)], dtype=np.float64)  # RGB
@@ -262,122 +200,3 @@ def background_people(x: np.ndarray, samples: np.ndarray, scales: Sequence[float
             region = tile[ty0:ty1, tx0:tx1].astype(np.float32)
             a, f = alpha[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0], face[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0]
             tile[ty0:ty1, tx0:tx1] = np.clip(a * f + (1.0 - a) * region + 0.5, 0, 255).astype(np.uint8)
-
-
-def _display_tone(rng: np.random.Generator):
-    """One random tone curve of a display or camera: float RGB tile in [0, 1] (times a grating) -> pixel values (narrower range, colour, gamma)."""
-    black, white = rng.uniform(8, 50), rng.uniform(185, 245)
-    gains = rng.uniform(0.88, 1.12, 3)
-    saturation, gamma = rng.uniform(0.6, 1.25), rng.uniform(0.8, 1.25)
-
-    def tone(tile: np.ndarray, grating: np.ndarray | float = 1.0) -> np.ndarray:
-        grey = tile @ np.array([0.299, 0.587, 0.114], np.float32)
-        tile = np.clip(grey[..., None] + saturation * (tile - grey[..., None]), 0.0, 1.0) ** gamma
-        return black + (white - black) * tile * gains * grating
-
-    return tone
-
-
-def _redraw_tiles(x: np.ndarray, i: int, scales: Sequence[float], draw) -> None:
-    """Replace, in place, every tile of sample `i` by draw(tile in [0, 1], u, v) (face units from the box centre); black padding stays black."""
-    size = x.shape[1]
-    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    for j, scale in enumerate(scales):
-        if scale <= 0:
-            continue  # a native-pixel tile has no face-relative extent
-        unit = size / scale  # pixels a face width in this tile
-        padding = ~x[i, :, :, 3 * j : 3 * j + 3].any(axis=-1)  # beyond the frame: the crop's black, added after the camera
-        shown = draw(x[i, :, :, 3 * j : 3 * j + 3].astype(np.float32) / 255.0, (cols - size / 2.0) / unit, (rows - size / 2.0) / unit)
-        shown[padding] = 0.0
-        x[i, :, :, 3 * j : 3 * j + 3] = np.clip(shown + 0.5, 0, 255).astype(np.uint8)
-
-
-def camera_tones(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
-    """Give, in place, `samples` another camera's tone curve: black level, peak white, colour gains, saturation, gamma.
-
-    Simulated recaptures with these changes (and a moire grating) made real faces of a camera never
-    seen look like attacks (docs/training.md): the network reads a camera's tone as a label cue.
-    Drawn on both labels alike, the same curve in every tile, black padding kept.
-    """
-    for i in samples:
-        tone = _display_tone(rng)
-        _redraw_tiles(x, i, scales, lambda tile, u, v: tone(tile))
-
-
-def side_lighting(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
-    """Relight, in place, `samples` with one smooth light field: a dimmer exposure and light falling from one side.
-
-    With Replay-Attack left out whole, its real faces under "adverse" light (lamps off, a window to
-    one side) score below its attacks, whose screens light themselves (docs/training.md): the
-    network reads a dim, side-lit face as an attack. The field is linear in face units
-    (exposure x (1 + slope x distance along a random direction), 0.25-1.6), so every tile gets
-    the same light at the same point of the scene; both labels alike, black padding kept.
-    """
-    for i in samples:
-        exposure, slope, angle = rng.uniform(0.45, 1.0), rng.uniform(0.2, 0.8), rng.uniform(0, 2 * np.pi)
-
-        def relight(tile: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-            field = exposure * np.clip(1.0 + slope * (u * np.cos(angle) + v * np.sin(angle)), 0.25, 1.6)
-            return 255.0 * tile * field[..., None]
-
-        _redraw_tiles(x, i, scales, relight)
-
-
-def backlighting(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
-    """Relight, in place, `samples` as if lit from behind: the face darker, the scene around it brighter.
-
-    With Replay-Attack left out whole, its real faces in the adverse scene are the ones rejected, most of
-    all those before a bright window or poster (docs/training.md): few live faces of the training data
-    are backlit. A smooth radial field in face units, the face's gain (0.35-0.75) inside 0.55 face
-    widths of its centre rising to the scene's (1.1-1.6, clipped white) beyond 1.0, the same at the
-    same point of every tile; both labels alike, black padding kept.
-    """
-    for i in samples:
-        face, scene = rng.uniform(0.35, 0.75), rng.uniform(1.1, 1.6)
-
-        def relight(tile: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-            t = np.clip((np.hypot(u, v) - 0.55) / 0.45, 0.0, 1.0)
-            field = face + (scene - face) * t * t * (3.0 - 2.0 * t)  # smoothstep from the face to the scene
-            return np.minimum(255.0 * tile * field[..., None], 255.0)
-
-        _redraw_tiles(x, i, scales, relight)
-
-
-def screen_recaptures(x: np.ndarray, samples: np.ndarray, scales: Sequence[float], rng: np.random.Generator) -> None:
-    """Turn, in place, the crop stacks of `samples` into simulated close-up recaptures of themselves (the caller relabels them fake).
-
-    In most webcam sets the real class is one person and the attacks show other people, and a new
-    setup's faces land at their own score level (docs/training.md): a model can lean on who and
-    where instead of how the face was shown. A recapture of a real face keeps person, room and
-    camera and changes only what a screen or print does to it: the display's narrower tone range
-    and colour (black level, peak white, per-channel gains, saturation, gamma), a moire grating of
-    one or two beats (1.5-12 cycles a face width, the same face-relative pattern in every tile; it
-    aliases where a tile cannot hold it, as a camera does), and often a soft specular glare. The
-    whole tile is the screen, as in Replay-Attack's and MSU-MFSD's close-up attacks (black padding
-    beyond the frame stays black: the crop adds it after the camera). No blur:
-    "blurry = fake" must not be taught (augment_batch's damage keeps the real faces' rate).
-    """
-    for i in samples:
-        tone = _display_tone(rng)
-        beats = [(rng.uniform(1.5, 12.0), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi), rng.uniform(0.03, 0.12))
-                 for _ in range(int(rng.integers(1, 3)))]  # cycles a face width, angle, phase, amplitude
-        glare = rng.random() < 0.5
-        glare_at, glare_radius, glare_gain = rng.uniform(-0.8, 0.8, 2), rng.uniform(0.2, 0.6), rng.uniform(30, 110)
-
-        def recapture(tile: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-            pattern = np.ones(u.shape, np.float32)
-            for cycles, angle, phase, amplitude in beats:
-                pattern *= 1.0 + amplitude * np.sin(2 * np.pi * cycles * (u * np.cos(angle) + v * np.sin(angle)) + phase)
-            shown = tone(tile, pattern[..., None])
-            if glare:
-                shown += glare_gain * np.exp(-((u - glare_at[0]) ** 2 + (v - glare_at[1]) ** 2) / glare_radius ** 2)[..., None]
-            return shown
-
-        _redraw_tiles(x, i, scales, recapture)
-
-
-# The drawings augment_batch can add, by the name of their probability (TrainConfig fields and
-# --edge-p / --mask-p / --screen-p / --bystander-p / --tone-p / --light-p), in the order they are
-# drawn: both labels alike, all off by default.
-DRAWINGS = {"edge_p": frame_edges, "mask_p": surgical_masks, "screen_p": background_screens, "bystander_p": background_people,
-            "tone_p": camera_tones, "light_p": side_lighting, "backlight_p": backlighting}

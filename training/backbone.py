@@ -18,6 +18,7 @@ import io
 import pickle
 import struct
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,18 +171,21 @@ def block_settings() -> list[tuple[int, int, int, int, int]]:
 
 
 def efficientnet_lite0(size: int, blocks: int = TOTAL_BLOCKS, weights: dict[str, np.ndarray] | None = None,
-                       head: bool = False, name: str = "efficientnet_lite0"):
+                       head: bool = False, levels: Sequence[int] = (), name: str = "efficientnet_lite0"):
     """A Keras model: (size, size, 3) RGB scaled as (x - 127) / 128 -> the feature map after `blocks` MBConv blocks.
 
-    `head` adds the 1x1 1280-channel head (only with all 16 blocks). With `weights` (from
-    read_torch_checkpoint) every layer gets the ImageNet weights (conv OIHW -> HWIO, depthwise
-    C1HW -> HWC1); without, it is randomly initialised (tests).
+    `levels` (block counts, each at most `blocks`) makes it return the feature maps after each of
+    those blocks instead, in that order. `head` adds the 1x1 1280-channel head (only with all 16
+    blocks). With `weights` (from read_torch_checkpoint) every layer gets the ImageNet weights (conv
+    OIHW -> HWIO, depthwise C1HW -> HWC1); without, it is randomly initialised (tests).
     """
     import keras
     from keras import layers
 
     if not 1 <= blocks <= TOTAL_BLOCKS:
         raise ValueError(f"EfficientNet-Lite0 has 1 to {TOTAL_BLOCKS} blocks, got {blocks}")
+    if any(not 1 <= level <= blocks for level in levels):
+        raise ValueError(f"feature levels {list(levels)} must lie in 1..{blocks}")
     assigned: list[tuple[layers.Layer, list[np.ndarray]]] = []
 
     def conv(x, filters: int, kernel: int, stride: int, key: str):
@@ -204,6 +208,7 @@ def efficientnet_lite0(size: int, blocks: int = TOTAL_BLOCKS, weights: dict[str,
         return layers.ReLU(6.0)(x) if activate else x
 
     image = keras.Input((size, size, 3), name="image")
+    outputs: dict[int, Any] = {}
     x = norm(conv(image, 32, 3, 2, "_conv_stem"), "_bn0")
     for index, (expansion, kernel, stride, channels_in, channels_out) in enumerate(block_settings()[:blocks]):
         key = f"_blocks.{index}"
@@ -213,12 +218,13 @@ def efficientnet_lite0(size: int, blocks: int = TOTAL_BLOCKS, weights: dict[str,
         x = norm(depthwise(x, kernel, stride, f"{key}._depthwise_conv"), f"{key}._bn1")
         x = norm(conv(x, channels_out, 1, 1, f"{key}._project_conv"), f"{key}._bn2", activate=False)
         if stride == 1 and channels_in == channels_out:
-            x = layers.Add()([x, inputs])
+            x = layers.Add(name=f"{key.replace('.', '_')}_add")([x, inputs])
+        outputs[index + 1] = x
     if head:
         if blocks != TOTAL_BLOCKS:
             raise ValueError("the head follows all 16 blocks")
         x = norm(conv(x, 1280, 1, 1, "_conv_head"), "_bn1")
-    model = keras.Model(image, x, name=name)
+    model = keras.Model(image, [outputs[level] for level in levels] if levels else x, name=name)
     for layer, values in assigned:
         layer.set_weights([np.asarray(v, dtype=np.float32) for v in values])
     return model

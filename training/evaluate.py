@@ -1,16 +1,22 @@
-"""Evaluate a liveness model in the field's terms, or estimate it on unseen sources (LOSO).
+"""Evaluate a liveness model in the field's terms, or estimate a recipe on setups it never saw (LOSO).
 
-    python -m training.evaluate --model models/liveness.onnx --data ../shared/data --out runs/eval
-    python -m training.evaluate --loso --data ../shared/data --out runs/loso [--model models/liveness.onnx]
+    python -m training.evaluate --model models/liveness.onnx --data ../shared/data --out runs/eval [--stress]
+    python -m training.evaluate --loso --data ../shared/data --out runs/loso [--recipe configs/recipes/2.0.yaml]
 
-Plain mode scores every detector-box crop of the data with the ONNX model (through
-LivenessModel, as the classify stage does) and reports APCER per attack type, BPCER and ACER
-at the model's threshold, EER, ROC AUC and BPCER at APCER=5%, overall and per source, with
-ROC and score-histogram PNGs.
+Plain mode scores every detector-box crop of the data with the ONNX model (through LivenessModel,
+as the classify stage does) and reports APCER per attack type, BPCER and ACER at the model's
+threshold, EER, ROC AUC and BPCER at APCER=5%, overall and per source, with 95% intervals over
+people and ROC / histogram PNGs; `--stress` adds blurred, downscaled, JPEG-damaged and drawn
+face-mask copies.
 
-`--loso` trains the recipe the options describe (the model's own training config when --model is given)
-once per fold, leaving one source group out and scoring it, and reports per-source and
-pooled out-of-fold figures; the pooled scores go to `oof_scores.csv` for training.calibrate.
+`--loso` trains the recipe once per fold and scores the fold it left out. `--by setup` (default)
+leaves whole capture setups out (training.data.SETUP_FOLDS: all of NUAA, all of Replay-Attack,
+the webcam sets, the newest sources, ...), the honest stand-in for a camera never seen; `--by
+source` leaves one source group out at a time (new people, known setups). It prints each fold's
+AUC and ACER, the threshold each fold alone would want (their spread is what a new site can
+expect) and writes the out-of-fold scores to `oof_scores.csv` for training.calibrate. With a
+frozen backbone (the recipe's epochs: 0) the features are computed once and only the head is
+refitted per fold: minutes, not hours.
 """
 from __future__ import annotations
 
@@ -27,35 +33,8 @@ import numpy as np
 
 from training import metrics
 from training.augment import background_people, background_screens, surgical_masks
-from training.examples import Examples, load_dataset, person_of
-
-# Leave-one-source-out folds. Training once per fold costs minutes on two shared CPU cores, so
-# sources are left out in 10 groups rather than 30 one at a time (stricter, not easier: each
-# model trains on less): the 13 webcam sets (one person each, ~65 faces) in three groups of 4-5
-# people; the single-person screen/phone-replay crop sets in three groups; the tiny vendor demo
-# sets with roboflow's fake-only frames. The two sources that share the tutorial's person are
-# always in one group (otherwise that person leaks). Replay-Attack keeps its own protocol:
-# devel people and train people are separate folds. Figures are still reported per source.
-FOLDS: dict[str, list[str]] = {
-    "nuaa": ["nuaa"],
-    "replay_attack_devel": ["replay_attack_devel"],
-    "replay_attack_train": ["replay_attack_train"],
-    "roboflow_and_vendor_samples": ["roboflow_fas_raulsilva", "minivision_samples", "trueface_sample_apps"],
-    "webcam_a": ["webcam_afzal91004", "webcam_ahmedooode", "webcam_chamindu77", "webcam_dangthanhliem", "webcam_dracarys261"],
-    "webcam_b": ["webcam_pagolu_raghavendra", "webcam_ramkumarkh", "webcam_raulsilva_tech_own", "webcam_shravanshriram2007"],
-    "webcam_c": ["webcam_spp77", "webcam_srimuthukumar786", "webcam_sumanadhikari0625", "webcam_vicky2003rit"],
-    "crops_a": ["pyimagesearch_original", "jtboing", "tranvanluyt2203"],
-    "crops_b": ["krzysiek354", "aksultanmukhanbet", "vishalkrishnablaze"],
-    "crops_c": ["shubhamlala", "alexcamargoweb", "manikantha_m", "viguardieiro_own", "trickyf0x"],
-}
-
-
-def fold_of(group: str) -> str:
-    """The LOSO fold a source group belongs to (unknown groups form their own fold)."""
-    for fold, groups in FOLDS.items():
-        if group in groups:
-            return fold
-    return group
+from training.data import OTHER_FOLD, TARGET_FOLDS, setup_fold
+from training.examples import DatasetError, Examples, load_dataset, person_of
 
 
 def scores_from_model(model_path: Path, data: Examples) -> np.ndarray:
@@ -232,211 +211,161 @@ def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return labels, np.array([float(r["score"]) for r in rows]), np.array([r["attack"] for r in rows])
 
 
-def nuaa_subject_fold(origin: str) -> str:
-    """NUAA split by person: subjects 0001-0004 and 0005-0009 (file names start with the subject id)."""
-    subject = int(Path(origin).name.split("_")[0])
-    return "nuaa_subjects_1-4" if subject <= 4 else "nuaa_subjects_5-9"
+def sample_folds(data: Examples, by: str = "setup") -> np.ndarray:
+    """The LOSO fold of every sample: its setup fold (training.data.SETUP_FOLDS) or its source group."""
+    if by == "setup":
+        return np.array([setup_fold(source) for source in data.source])
+    return np.array([str(group) for group in data.group])
 
 
-# Leave-one-setup-out (`--by-setup`): every capture setup with more than one person is one fold,
-# so the model meets a database it has never seen, as it will meet MSU-MFSD or a new webcam.
-SETUP_FOLDS: dict[str, str] = {"replay_attack_devel": "replay_attack", "replay_attack_train": "replay_attack",
-                               **{source: "webcam" for source in FOLDS["webcam_a"] + FOLDS["webcam_b"] + FOLDS["webcam_c"]}}
-# The folds `--by-setup` leaves out whole: databases and setups never seen, the stand-in for MSU-MFSD.
-SETUP_TARGETS = ("nuaa", "replay_attack", "webcam")
+def loso(data: Examples, recipe, weights, by: str = "setup", folds: Sequence[str] | None = None,
+         log=lambda line: print(line, file=sys.stderr)) -> tuple[Examples, np.ndarray, np.ndarray]:
+    """(the scored faces, their out-of-fold P(real), their fold) for the recipe.
 
-
-def sample_folds(data: Examples, nuaa_by_subject: bool = False, by_setup: bool = False) -> np.ndarray:
-    """The LOSO fold of every sample; with nuaa_by_subject, NUAA is split into two groups of people.
-
-    The NUAA split answers a different question from leaving all of NUAA out: how well the
-    recipe does on *new people of a capture setup it was trained on* (the held-out prints are
-    other NUAA subjects). `by_setup` asks the other question for every setup: all of
-    Replay-Attack, all webcam sets and all of NUAA are one fold each (SETUP_FOLDS).
+    Every fold named (default all) is left out in turn: the recipe is trained on the rest (all box
+    jitter copies) and scores the fold's detector-box crops.
     """
-    if nuaa_by_subject and by_setup:
-        raise ValueError("--nuaa-by-subject splits NUAA by person and --by-setup keeps it whole: choose one")
-    folds = np.array([SETUP_FOLDS.get(g, fold_of(g)) if by_setup else fold_of(g) for g in data.group])
-    if nuaa_by_subject:
-        for i in np.nonzero(data.source == "nuaa")[0]:
-            folds[i] = nuaa_subject_fold(data.origin[i])
-    return folds
+    from training.logistic import sigmoid
+    from training.train import embed, fit, fit_head, masked_copies, new_model, predict, quiet_tensorflow
 
-
-def claim_for_recipe(out: Path, config) -> None:
-    """Record the recipe a LOSO folder's cached folds belong to; ValueError if it holds another recipe's.
-
-    Fields the stored recipe lacks (written before they existed) count as their defaults.
-    """
-    from training.train import TrainConfig
-
-    path = out / "config.json"
-    current = json.loads(json.dumps(dataclasses.asdict(config)))
-    if path.is_file():
-        known = set(TrainConfig.__dataclass_fields__)
-        stored = json.loads(json.dumps(dataclasses.asdict(
-            TrainConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in known}))))
-        differ = sorted(k for k in current if stored.get(k) != current[k])
-        if differ:
-            raise ValueError(f"{out} holds the folds of another recipe (it differs in {', '.join(differ)}): "
-                             "choose another --out or remove that folder")
-    path.write_text(json.dumps(current, indent=1))
-
-
-def fold_teachers(train: Examples, config, folder: Path, fold: str, held_x: np.ndarray) -> list:
-    """The distillation teachers of one LOSO fold, loaded from folder/FOLD.teacherSEED.keras or trained and kept there.
-
-    Each teacher's scores of the held-out crops go to FOLD.teacherSEED.csv: the teachers are the plain recipe
-    with their seeds, so these reproduce that recipe's own LOSO run (and their mean, the ensemble's).
-    """
-    import keras
-
-    from training.train import predict, teacher_config, train_model
-
-    teachers = []
-    for seed in config.distill_seeds:
-        path = folder / f"{fold}.teacher{seed}.keras"
-        if path.is_file():
-            teachers.append(keras.models.load_model(path))
-            continue
-        teacher, _ = train_model(train, teacher_config(config, seed), verbose=0)
-        teacher.save(path)
-        np.savetxt(path.with_suffix(".csv"), predict(teacher, held_x), delimiter=",", fmt="%.6f")
-        teachers.append(teacher)
-    return teachers
-
-
-def loso(data: Examples, config, out: Path, only: Sequence[str] = (), nuaa_by_subject: bool = False,
-         by_setup: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Train once per fold without it, score its detector-box crops; returns (fold per sample, scores).
-
-    Scores of finished folds are kept in out/folds/*.csv so an interrupted run resumes.
-    """
-    from training.train import predict, train_model
-
-    folds = sample_folds(data, nuaa_by_subject, by_setup)
-    known = list(dict.fromkeys(folds.tolist()))
-    unknown = [f for f in only if f not in known]
-    if unknown:
-        raise ValueError(f"--folds {' '.join(unknown)}: not a fold of this split (folds: {', '.join(known)})")
+    quiet_tensorflow()
+    fold_of = sample_folds(data, by)
+    chosen = list(folds) if folds else sorted(set(fold_of.tolist()))
+    scored = np.isin(fold_of, chosen) & (data.variant == 0)
     scores = np.full(len(data), np.nan)
-    test_mask = data.variant == 0
-    names = [f for f in known if not only or f in only]
-    (out / "folds").mkdir(parents=True, exist_ok=True)
-    claim_for_recipe(out, config)
-    for number, fold in enumerate(names, 1):
-        held = folds == fold
-        cached = out / "folds" / f"{fold}.csv"
-        if cached.is_file():
-            scores[held & test_mask] = np.loadtxt(cached, delimiter=",", ndmin=1)
-            print(f"[{number}/{len(names)}] {fold}: cached", file=sys.stderr)
-            continue
-        train = data.subset(~held)
-        print(f"[{number}/{len(names)}] {fold}: training on {len(train)} crops, testing {int((held & test_mask).sum())}",
-              file=sys.stderr, flush=True)
+    features = None
+    if recipe.epochs == 0:  # frozen backbone: the same features in every fold
         started = time.time()
-        teachers = fold_teachers(train, config, out / "folds", fold, data.x[held & test_mask]) if config.distill_seeds else None
-        model, _ = train_model(train, config, verbose=0, teachers=teachers)
-        print(f"    trained in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
-        fold_scores = predict(model, data.x[held & test_mask])
-        np.savetxt(cached, fold_scores, delimiter=",", fmt="%.6f")
-        # the same crops mirrored: material for judging test-time flip averaging without retraining
-        np.savetxt(cached.with_name(f"{fold}.flipped.csv"), predict(model, data.x[held & test_mask][:, :, ::-1]),
-                   delimiter=",", fmt="%.6f")
-        scores[held & test_mask] = fold_scores
-        import keras
+        model = new_model(recipe, weights)
+        features = embed(model, masked_copies(data, recipe.mask_p, np.random.default_rng(recipe.seed)))
+        log(f"features of {len(data)} crops ({time.time() - started:.0f} s)")
+    for fold in chosen:
+        train, test = fold_of != fold, scored & (fold_of == fold)
+        if len(set(data.y[train].tolist())) < 2 or not test.any():
+            log(f"fold {fold}: skipped (the rest lacks a label, or the fold has no face)")
+            continue
+        if features is not None:
+            fit_head(model, features[train], data.subset(train), recipe)
+            kernel, bias = model.get_layer("liveness").get_weights()
+            scores[test] = sigmoid(features[test] @ kernel[:, 1].astype(np.float64) + float(bias[1]))
+        else:
+            fold_model, _ = fit(data.subset(train), recipe, weights, log)
+            scores[test] = predict(fold_model, data.x[test])
+        log(f"fold {fold}: {int(test.sum())} faces, AUC {metrics.roc_auc(data.y[test], scores[test]):.3f}")
+    keep = scored & ~np.isnan(scores)
+    return data.subset(keep), scores[keep], fold_of[keep]
 
-        keras.backend.clear_session()
-    return folds, scores
+
+def fold_table(data: Examples, scores: np.ndarray, folds: np.ndarray, threshold: float) -> tuple[str, dict]:
+    """Per fold: faces, AUC, APCER / BPCER / ACER at `threshold`, and the fold's own lowest-ACER threshold."""
+    from training.calibrate import min_acer_threshold
+
+    lines = [f"{'fold':<16}{'real':>6}{'fake':>6}{'AUC':>7}{'APCER':>7}{'BPCER':>7}{'ACER':>7}{'own thr':>9}"]
+    figures: dict[str, dict] = {}
+    for fold in [*[f for f in TARGET_FOLDS if f in folds], *sorted(set(folds.tolist()) - set(TARGET_FOLDS)), "all"]:
+        mask = np.ones(len(folds), bool) if fold == "all" else folds == fold
+        y, s, a = data.y[mask], scores[mask], data.attack[mask]
+        both = len(set(y.tolist())) == 2
+        f = {"real": int(y.sum()), "fake": int((1 - y).sum()), "auc": metrics.roc_auc(y, s) if both else float("nan"),
+             "apcer": max(metrics.apcer_by_attack(y, s, a, threshold).values()) if both else float("nan"),
+             "bpcer": metrics.bpcer(y, s, threshold) if y.any() else float("nan"),
+             "acer": metrics.acer(y, s, threshold, a) if both else float("nan"),
+             "own_threshold": min_acer_threshold(y, s) if both else float("nan")}
+        figures[fold] = f
+        auc = "  n/a" if f["auc"] != f["auc"] else f"{f['auc']:.3f}"
+        own = "     n/a" if f["own_threshold"] != f["own_threshold"] else f"{f['own_threshold']:.4f}"
+        lines.append(f"{fold:<16}{f['real']:>6}{f['fake']:>6}{auc:>7}{_fmt(f['apcer']):>7}{_fmt(f['bpcer']):>7}{_fmt(f['acer']):>7}{own:>9}")
+    owns = [figures[f]["own_threshold"] for f in figures if f != "all" and figures[f]["own_threshold"] == figures[f]["own_threshold"]]
+    if owns:
+        lines.append(f"thresholds the folds would choose alone: {min(owns):.4f} to {max(owns):.4f} "
+                     f"(at {threshold:.4f}: APCER is the worst attack type's, figures in %)")
+    return "\n".join(lines), figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
-    from training.train import TrainConfig, add_recipe_arguments, recipe_from_args
+    from training.recipe import DEFAULT_RECIPE, RecipeError, load_recipe, recipe_from_dict
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-m", "--model", type=Path, default=None, help="ONNX model (plain mode: required)")
-    parser.add_argument("-d", "--data", required=True, type=Path, help="data set folder/manifest or gather_examples output")
-    parser.add_argument("-o", "--out", type=Path, default=Path("runs/eval"), help="folder for plots, scores and figures")
-    parser.add_argument("--loso", action="store_true", help="leave-one-source-out: train per fold, score the left-out source")
-    parser.add_argument("--folds", nargs="*", default=[], help="LOSO: run only these folds")
-    parser.add_argument("--nuaa-by-subject", action="store_true",
-                        help="LOSO: split NUAA into two folds of people instead of one fold (use with --folds nuaa_subjects_1-4 nuaa_subjects_5-9)")
-    parser.add_argument("--by-setup", action="store_true",
-                        help="LOSO: leave out whole capture setups (all of Replay-Attack, all webcam sets, all of NUAA: "
-                             "folds replay_attack, webcam, nuaa) to estimate a database never seen")
-    parser.add_argument("--groups", nargs="*", default=[],
-                        help="plain mode: score only these sources (e.g. replay_attack_devel)")
-    parser.add_argument("--threshold", type=float, default=None, help="threshold to report at (default: the model's)")
-    parser.add_argument("--stress", action="store_true", help="also score blurred / downscaled / JPEG-damaged / face-masked copies of every crop")
-    add_recipe_arguments(parser)
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-d", "--data", required=True, type=Path, help="data folder / manifest, real/ + fake/ folders, or gathered folder")
+    parser.add_argument("-m", "--model", type=Path, default=None, help="ONNX model to evaluate (plain mode)")
+    parser.add_argument("-o", "--out", type=Path, default=Path("runs/eval"), help="folder for report.txt, figures.json, PNGs, scores")
+    parser.add_argument("--groups", nargs="*", default=[], help="plain mode: only these source groups")
+    parser.add_argument("--stress", action="store_true", help="plain mode: also score damaged and face-masked copies")
+    parser.add_argument("--loso", action="store_true", help="leave folds out and train the recipe on the rest")
+    parser.add_argument("--by", choices=("setup", "source"), default="setup", help="--loso: leave out whole setups or single sources")
+    parser.add_argument("--recipe", type=Path, default=None, help="--loso: recipe YAML (default: the --model's own, else %s)" % DEFAULT_RECIPE.name)
+    parser.add_argument("--folds", nargs="*", default=[], help="--loso: only these folds (default all)")
+    parser.add_argument("--threshold", type=float, default=None, help="threshold for the figures (default: the model's, else the pooled lowest-ACER one)")
     args = parser.parse_args(argv)
-    try:
-        config = recipe_from_args(args)
-    except ValueError as error:
-        parser.error(str(error))
-    threshold = 0.5
-    if args.model is not None:
-        from liveness.model import LivenessModel
 
-        meta = LivenessModel(args.model).metadata
-        threshold = meta.threshold
-        known = set(TrainConfig.__dataclass_fields__)
-        config = TrainConfig(**{k: v for k, v in meta.training.get("config", {}).items() if k in known})
-        config.size, config.scales, config.crop_resize = meta.input_size, list(meta.crop_scales), meta.crop_resize
-        config.crop_border = meta.crop_border
-    elif not args.loso:
-        parser.error("--model is required unless --loso")
-    if args.threshold is not None:
-        threshold = args.threshold
-
-    try:  # a gathered folder of other crops, or a LOSO folder of another recipe: one line, exit 2
-        data = load_dataset(args.data, config.size, config.scales, include_jitter=args.loso, crop_resize=config.crop_resize,
-                            crop_border=config.crop_border)
-        if args.loso:
-            folds, scores = loso(data, config, args.out, args.folds, args.nuaa_by_subject, args.by_setup)
-    except ValueError as error:
-        print(f"evaluate: {error}", file=sys.stderr)
+    def fail(message: str) -> int:
+        print(f"evaluate: {message}", file=sys.stderr)
         return 2
+
+    if not args.loso and args.model is None:
+        return fail("give --model (evaluate a model) or --loso (estimate a recipe)")
+    try:
+        if args.model is not None:
+            from liveness.model import LivenessModel, ModelError
+
+            try:
+                meta = LivenessModel(args.model).metadata
+            except ModelError as error:
+                return fail(str(error))
+        if args.loso:
+            if args.recipe is not None or args.model is None:
+                recipe = load_recipe(args.recipe or DEFAULT_RECIPE)
+            else:
+                recipe = recipe_from_dict(meta.training.get("recipe", {}), f"{args.model} metadata")
+            size, scales, resize, border = recipe.size, recipe.scales, recipe.crop_resize, recipe.crop_border
+        else:
+            size, scales, resize, border = meta.input_size, list(meta.crop_scales), meta.crop_resize, meta.crop_border
+        data = load_dataset(args.data, size, scales, jitter=recipe.jitter if args.loso else 2, include_jitter=args.loso,
+                            crop_resize=resize, crop_border=border)
+    except (RecipeError, DatasetError) as error:
+        return fail(str(error))
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.loso:
-        done = ~np.isnan(scores)
-        test = data.subset(done)
-        write_scores(args.out / "oof_scores.csv", test, scores[done], folds[done])
-        scores = scores[done]
-        title = "LOSO out-of-fold"
+        from training.calibrate import min_acer_threshold
+        from training.train import load_backbone
+
+        known = sorted(set(sample_folds(data, args.by).tolist()))
+        unknown = sorted(set(args.folds) - set(known))
+        if unknown:
+            return fail(f"--folds {unknown[0]}: not a fold of --by {args.by} (folds: {', '.join(known)})")
+        try:
+            weights = load_backbone()
+        except FileNotFoundError as error:
+            return fail(str(error))
+        started = time.time()
+        test, scores, folds = loso(data, recipe, weights, args.by, args.folds)
+        threshold = args.threshold if args.threshold is not None else min_acer_threshold(test.y, scores)
+        table, figures = fold_table(test, scores, folds, threshold)
+        write_scores(args.out / "oof_scores.csv", test, scores, folds)
+        text = (f"leave-one-{args.by}-out, recipe {recipe.version} ({time.time() - started:.0f} s), threshold {threshold:.4f}"
+                f"{' (given)' if args.threshold is not None else ' (pooled lowest ACER)'}\n{table}\n\n"
+                + report(test, scores, threshold, "out-of-fold, per source")[0])
+        (args.out / "figures.json").write_text(json.dumps({"threshold": threshold, "folds": figures, "recipe": recipe.to_dict()}, indent=1))
     else:
-        test = data
+        test = data.subset(data.variant == 0)
         if args.groups:
             test = test.subset(np.isin(test.group, args.groups))
+        if len(test) == 0:
+            return fail(f"--groups {' '.join(args.groups)}: no faces")
+        threshold = args.threshold if args.threshold is not None else meta.threshold
         scores = scores_from_model(args.model, test)
+        text, figures = report(test, scores, threshold, f"{args.model.name} on {args.data.name}")
+        if args.stress:
+            text += "\n\n" + stress_report(args.model, test, threshold)
         write_scores(args.out / "scores.csv", test, scores)
-        done = np.ones(len(test), dtype=bool)
-        scores = scores[done]
-        title = f"{args.model.name} on {args.data.name}"
-
-    text, figures = report(test, scores, threshold, title)
-    extra = ""
-    if args.loso:
-        # Threshold chosen on the pooled out-of-fold scores themselves: optimistic for the
-        # threshold, honest for the ranking. Shown so the two can be compared.
-        pooled = metrics.threshold_at_apcer(test.y, scores, 0.05)
-        text2, figures2 = report(test, scores, pooled, "LOSO out-of-fold at the pooled APCER-5% threshold")
-        extra = "\n\n" + text2
-        figures = {"at_threshold": figures, "pooled_apcer5_threshold": pooled, "at_pooled_threshold": figures2}
-    if args.stress and not args.loso:
-        extra += "\n\n" + stress_report(args.model, test, threshold)
-    print(text + extra)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.txt").write_text(text + extra + "\n")
-    if args.loso:
-        markdown = markdown_table(figures["at_threshold"], threshold) + "\n\n" + markdown_table(
-            figures["at_pooled_threshold"], figures["pooled_apcer5_threshold"])
-    else:
-        markdown = markdown_table(figures, threshold)
-    (args.out / "report.md").write_text(markdown + "\n")
-    (args.out / "figures.json").write_text(json.dumps(figures, indent=1, default=float))
-    save_plots(test.y, scores, threshold, args.out, title)
-    print(f"plots, scores and figures in {args.out}", file=sys.stderr)
+        (args.out / "figures.json").write_text(json.dumps(figures, indent=1, default=str))
+        if len(set(test.y.tolist())) == 2:
+            save_plots(test.y, scores, threshold, args.out, f"{args.model.name} on {args.data.name}")
+            (args.out / "table.md").write_text(markdown_table(figures, threshold) + "\n")
+    (args.out / "report.txt").write_text(text + "\n")
+    print(text)
     return 0
 
 

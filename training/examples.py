@@ -125,32 +125,60 @@ def load_gathered(folder: Path, include_jitter: bool = True) -> Examples:
     )
 
 
+class DatasetError(ValueError):
+    """A data set that cannot be trained or evaluated on; the message names it and the fix."""
+
+
 def load_dataset(dataset: Path, size: int, scales: list[float], jitter: int = 2, include_jitter: bool = True,
                  crop_resize: str = "area", crop_border: str = "black") -> Examples:
-    """Examples from a gathered folder, or from a data set folder / manifest (gathered once into runs/cache).
+    """Examples from a gathered folder, a data set folder / manifest, or a folder of real/ and fake/
+    pictures (the tutorial's layout); the last two are gathered once into runs/cache.
 
-    ValueError when a gathered folder's crops are not the asked size, scales, crop resize and border.
+    DatasetError when the path is missing, holds no labelled face, or is a gathered folder of
+    other crops (size, scales, resize, border) than asked.
     """
+    dataset = Path(dataset)
+    if not dataset.exists():
+        raise DatasetError(f"{dataset}: not found")
     if (dataset / "gather.json").is_file():
         data = load_gathered(dataset, include_jitter)
         held = (data.size, data.scales, data.crop_resize, data.crop_border)
         if held != (size, [float(s) for s in scales], crop_resize, crop_border):
-            raise ValueError(f"{dataset} holds crops of size {data.size}, scales {data.scales}, crop resize {data.crop_resize}, "
-                             f"border {data.crop_border}; asked for size {size}, scales {list(scales)}, crop resize {crop_resize}, "
-                             f"border {crop_border}")
-        return data
+            raise DatasetError(f"{dataset} holds crops of size {data.size}, scales {data.scales}, crop resize {data.crop_resize}, "
+                               f"border {data.crop_border}; the recipe wants size {size}, scales {list(scales)}, crop resize "
+                               f"{crop_resize}, border {crop_border}: gather again with training.gather_examples --size {size} "
+                               f"--scales {' '.join(f'{s:g}' for s in scales)} --crop-border {crop_border}, or pass the "
+                               "original pictures")
+        return _checked(data, dataset)
     manifest = dataset if dataset.suffix == ".csv" else dataset / "manifest.csv"
-    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:10]
+    if manifest.is_file():
+        items, origin_root, digest = items_for(manifest), manifest.parent, hashlib.sha256(manifest.read_bytes()).hexdigest()[:10]
+    elif dataset.is_dir():
+        # The tutorial's layout: dataset/real/*.png, dataset/fake/*.png, tight face crops.
+        items = [item for item in items_for(dataset, kind="crop") if item.label]
+        origin_root = dataset
+        listing = "\n".join(f"{item.path}:{item.path.stat().st_mtime_ns}:{item.label}" for item in items)
+        digest = hashlib.sha256(f"{dataset.resolve()}\n{listing}".encode()).hexdigest()[:10]
+        if not items:
+            raise DatasetError(f"{dataset}: no labelled pictures (put face pictures in {dataset}/real and {dataset}/fake)")
+    else:
+        raise DatasetError(f"{dataset}: not a data folder, manifest or gathered folder")
     scale_tag = "-".join(f"{s:g}" for s in scales)
     resize_tag = "" if crop_resize == "area" else f"_{crop_resize}"  # "area" caches predate the field
     resize_tag += "" if crop_border == "black" else f"_{crop_border}"  # and "black" ones
     cache = CACHE_DIR / f"gathered_{digest}_{size}_{scale_tag}_j{jitter}{resize_tag}"
     with cache_lock(cache):  # LOSO runs in parallel processes would otherwise gather into one folder at once
         if not (cache / "gather.json").is_file():
-            print(f"gathering {manifest} into {cache} (once)", file=sys.stderr)
-            gather(items_for(manifest), cache, size, scales, jitter=jitter, origin_root=manifest.parent,
+            print(f"gathering {dataset} into {cache} (once)", file=sys.stderr)
+            gather(items, cache, size, scales, jitter=jitter, origin_root=origin_root,
                    crop_resize=crop_resize, crop_border=crop_border)
-    return load_gathered(cache, include_jitter)
+    return _checked(load_gathered(cache, include_jitter), dataset)
+
+
+def _checked(data: Examples, dataset: Path) -> Examples:
+    if len(data) == 0:
+        raise DatasetError(f"{dataset}: the face detector found no face in any labelled picture")
+    return data
 
 
 @contextmanager
