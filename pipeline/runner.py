@@ -367,10 +367,11 @@ class StageRunner:
         if message.frame is None and self.node.input is not None and self.node.input.format is Format.FRAME:
             outputs = [message]  # a frame the source could not read: pass its error on untouched
         else:
+            given = frozenset(namespace for face in message.faces for namespace in face.attributes)
             outputs = self.stage.process(message)
             try:
-                for out in outputs:
-                    check_attributes(out, self.key)  # what a stage wrote is checked once, here, before it is sent
+                for out in outputs:  # what a stage wrote is checked once, here, before it is sent
+                    check_attributes(out, self.key, self.stage.name, given)
             except WireError as error:
                 raise StageError(str(error)) from None
         done = time.monotonic_ns()

@@ -248,14 +248,18 @@ def _attributes(raw: Any) -> Attributes:
     return raw
 
 
-def check_attributes(message: Message, stage: str) -> None:
-    """Check the attributes a stage left on a message's faces; WireError naming the stage otherwise."""
+def check_attributes(message: Message, stage: str, namespace: str | None = None, given: frozenset[str] = frozenset()) -> None:
+    """Check the attributes a stage left on a message's faces (WireError naming the stage otherwise):
+    within bounds, and, with `namespace`, added under that namespace only (`given`: those it received)."""
     for face in message.faces:
         if face.attributes:
             try:
                 _attributes(face.attributes)
             except WireError as error:
                 raise WireError(f"{stage}: {error}") from None
+            foreign = set(face.attributes) - given - {namespace} if namespace is not None else set()
+            if foreign:
+                raise WireError(f"{stage}: added attributes under {', '.join(sorted(foreign))}; a stage writes under its own name, {namespace}")
 
 
 def _finite(value: Any) -> bool:

@@ -153,3 +153,14 @@ def test_display_draws_the_attributes_it_is_asked_for() -> None:
     plain = annotate(message.frame, message, 30.0, 10.0)
     drawn = annotate(message.frame, message, 30.0, 10.0, ["face_size.side_px", "face_size.absent"])
     assert (drawn[55:80] != plain[55:80]).any()  # a line of text under the box
+
+
+def test_a_stage_writes_attributes_under_its_own_name_only() -> None:
+    from pipeline.wire import check_attributes
+
+    message = _frame_message()
+    message.faces[0].attributes = {"upstream": {"x": 1}, "face_size": {"side_px": 3}}
+    check_attributes(message, "face_size", "face_size", frozenset({"upstream"}))  # kept from upstream, its own added
+    message.faces[0].set_attribute("classify", "x", 2)
+    with pytest.raises(WireError, match="face_size: added attributes under classify"):
+        check_attributes(message, "face_size", "face_size", frozenset({"upstream"}))
