@@ -14,6 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.client import subscribe  # noqa: E402
 
 
+def _attributes(attributes: dict) -> str:
+    """Added stages' per-face attributes, e.g. " face_size.side_px=212" (empty without any)."""
+    return "".join(f" {namespace}.{key}={value}" for namespace, values in attributes.items() for key, value in values.items())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5556", help="the pipeline's endpoints.results")
@@ -23,7 +28,8 @@ def main() -> int:
     seen = 0
     try:
         for result in subscribe(args.endpoint, timeout_s=args.timeout):
-            verdicts = ", ".join(f"{face.label} {face.score:.2f} at {list(face.box)}" for face in result.faces) or "no face"
+            verdicts = ", ".join(f"{face.label} {face.score:.2f} at {list(face.box)}{_attributes(face.attributes)}"
+                                 for face in result.faces) or "no face"
             print(f"#{result.seq} {verdicts} ({result.latency_ms} ms)", flush=True)
             seen += 1
             if args.count is not None and seen >= args.count:
