@@ -1,5 +1,5 @@
 # make run    : set up (.venv, pinned packages, detector weights) and run the pipeline
-# make test   : set up and run every test
+# make test   : set up and run every test;  make test-fast : the fast tier alone (pytest -m "not slow")
 # make fuzz   : fuzz the wire decoder (100,000 cases);  make soak : 10-minute memory and latency soak
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +9,7 @@ WEIGHTS := face_detector/weights/.fetched
 DATA ?= ../shared/data
 SOURCE ?=
 
-.PHONY: setup run demo test train train-fast evaluate evaluate-videos loso loso-setup calibrate bench fuzz soak clean
+.PHONY: setup run demo test test-fast train train-fast evaluate evaluate-videos loso loso-setup calibrate bench fuzz soak clean
 
 setup: $(STAMP) $(WEIGHTS)
 
@@ -40,6 +40,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The fast tier alone (no whole pipelines as processes, no training): under a minute.
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 # Throughput, live latency, memory, scaling (BENCHMARKS.md); the last line is one JSON object.
 # BENCH_ARGS="--live-seconds 60" shortens the 5-minute live run.
