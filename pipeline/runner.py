@@ -197,11 +197,12 @@ class StageRunner:
             self.control.send(METRICS, snapshot=self.metrics.snapshot())
 
     # ---- sockets ---------------------------------------------------------------------------
-    def _endpoint(self, port: Port) -> str:
-        endpoint = getattr(self.config.endpoints, port.endpoint, None) or (self.config.endpoints.model_extra or {}).get(port.endpoint, "auto")
+    def _endpoint(self, name: str) -> str:
+        """The address of endpoint `name` (config `endpoints.NAME`; the graph's edges default to "auto")."""
+        endpoint = self.config.endpoints.model_dump().get(name, "auto")
         if endpoint == "auto":
             raise StageError(
-                f"endpoints.{port.endpoint} is 'auto', which only run_pipeline.py can resolve; "
+                f"endpoints.{name} is 'auto', which only run_pipeline.py can resolve; "
                 "set a tcp:// or ipc:// endpoint to run a stage on its own"
             )
         return endpoint
@@ -213,7 +214,7 @@ class StageRunner:
 
     def _open(self, port: Port) -> zmq.Socket:
         subscribe = b"" if port.socket == "sub" else None
-        sock = open_socket(self.context, _SOCKET_TYPES[port.socket], self._endpoint(port), port.side, self._hwm(port), subscribe,
+        sock = open_socket(self.context, _SOCKET_TYPES[port.socket], self._endpoint(port.endpoint), port.side, self._hwm(port), subscribe,
                            curve=self.config.curve)
         if port.socket == "pub" and not self.live:
             sock.setsockopt(zmq.XPUB_NODROP, 1)  # lossless: a slow recorder slows us down instead of losing results
@@ -225,8 +226,8 @@ class StageRunner:
         self.outputs = [(port, self._open(port)) for port in self.node.outputs]
         if isinstance(self.stage, SourceStage) and self.live:
             # the live flow limiter counts finished frames on the result stream; subscribe before
-            # reporting ready, because classify waits for this subscription
-            self.results = open_socket(self.context, zmq.SUB, self._endpoint(Port(RESULTS, "sub", Side.CONNECT)), Side.CONNECT,
+            # reporting ready, because the publisher waits for this subscription
+            self.results = open_socket(self.context, zmq.SUB, self._endpoint(RESULTS), Side.CONNECT,
                                        self.config.transport.results_hwm, subscribe=TOPIC_RESULT, curve=self.config.curve)
         for port, sock in self.outputs:
             if port.socket == "pub":
