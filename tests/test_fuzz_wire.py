@@ -35,7 +35,8 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
 
 def _valid_header() -> dict:
     message = Message(kind="frame", source="s", seq=3, prev_seq=2, t_capture_ns=1, t_wall=1.0,
-                      faces=[Face(box=[1, 2, 3, 4], det_conf=0.9, score=0.5, label="real", threshold=0.5)],
+                      faces=[Face(box=[1, 2, 3, 4], det_conf=0.9, score=0.5, label="real", threshold=0.5,
+                                  attributes={"face_size": {"side_px": 2, "tags": ["a", 1.5]}})],
                       info={"size": [2, 2], "fps": 30.0}, frame=np.zeros((2, 2, 3), np.uint8))
     return msgpack.unpackb(encode(message)[0])
 
@@ -48,7 +49,9 @@ def _mutate(valid: dict, keys: list[str]) -> st.SearchStrategy[dict]:
 
 
 _HEADER = _valid_header()
-faces = _mutate(_HEADER["faces"][0], sorted(_HEADER["faces"][0]))
+faces = st.one_of(_mutate(_HEADER["faces"][0], sorted(_HEADER["faces"][0])),
+                  st.builds(lambda attributes: {**_HEADER["faces"][0], "attributes": attributes},
+                            st.dictionaries(st.text(max_size=8), st.dictionaries(st.text(max_size=8), values, max_size=4), max_size=3)))
 infos = _mutate(_HEADER["info"], ["size", "fps", "error", "last_seq", "epoch", "floor"])
 mutated = st.one_of(_mutate(_HEADER, sorted(_HEADER)),
                     st.builds(lambda face, info: {**_HEADER, "faces": [face], "info": info}, faces, infos))
@@ -66,7 +69,10 @@ def _check(raw_parts: list[bytes]) -> None:
         return
     finally:
         assert time.monotonic() - started < _SLOWEST_S
-    json.dumps(result_record(message), allow_nan=True)  # what record writes and consumers read
+    record = result_record(message)
+    json.dumps(record, allow_nan=True)  # what record writes and consumers read
+    for face in record["faces"]:  # attributes are plain, finite JSON within their bounds
+        json.dumps(face.get("attributes", {}), allow_nan=False)
 
 
 @_settings(max(EXAMPLES // 10, 100))
