@@ -15,6 +15,7 @@ import gc
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -26,7 +27,7 @@ import zmq
 from pipeline.config import PipelineConfig
 from pipeline.config_file import ConfigError, load_config
 from pipeline.control import DONE, ERROR, METRICS, QUIT, READY, START, STOP, StageControl
-from pipeline.graph import RESULTS, Format, Graph, Node, Port, build_graph, stage_class
+from pipeline.graph import RESULTS, Format, Graph, Node, Port, derive_in_child, stage_class
 from pipeline.metrics import StageMetrics
 from pipeline.recovery import ACK, RESEND, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
@@ -60,7 +61,11 @@ def main(cls: type[Stage] | None = None, argv: list[str] | None = None) -> int:
     faulthandler.enable()
     try:
         config = load_config(args.config, args.set)
-        graph = Graph.load(Path(args.graph)) if args.graph else build_graph(config)
+        if args.graph:
+            graph = Graph.load(Path(args.graph))
+        else:  # by hand: derived by a short-lived child, so that this process imports only its own stage's module
+            with tempfile.TemporaryDirectory(prefix="liveness-graph-") as folder:
+                graph = derive_in_child(args.config, args.set, Path(folder) / "graph.json")
         node = graph.node(args.stage)
         stage = make_stage(node, args.worker, cls)
     except (ConfigError, ImportError) as error:
