@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,6 +54,10 @@ def create_detector(backend: str, **params: Any) -> FaceDetector:
         from face_detector.res10 import Res10Detector
 
         return Res10Detector(**params)
+    if Path(backend).is_dir():  # the tutorial's `--detector face_detector`: a folder of res10 files
+        from face_detector.res10 import Res10Detector
+
+        return Res10Detector(folder=Path(backend), **params)
     if backend in ("blazeface", "blazeface_short"):
         from face_detector.blazeface import BlazeFaceDetector
 

@@ -1,6 +1,8 @@
 """The seed's ResNet-10 SSD face detector (Caffe weights) run with cv2.dnn."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -11,10 +13,24 @@ _INPUT_SIZE = (300, 300)
 _MEAN_BGR = (104.0, 177.0, 123.0)
 
 
-def load_res10_net() -> cv2.dnn.Net:
-    """The res10 SSD as cv2.dnn loads it (weights fetched by face_detector.fetch_weights)."""
-    return cv2.dnn.readNetFromCaffe(str(weight_path("deploy.prototxt")),
-                                    str(weight_path("res10_300x300_ssd_iter_140000.caffemodel")))
+def load_res10_net(folder: Path | None = None) -> cv2.dnn.Net:
+    """The res10 SSD as cv2.dnn loads it: weights fetched by face_detector.fetch_weights, or those
+    in `folder` (the tutorial's face_detector folder: deploy.prototxt and a .caffemodel)."""
+    if folder is None:
+        return cv2.dnn.readNetFromCaffe(str(weight_path("deploy.prototxt")),
+                                        str(weight_path("res10_300x300_ssd_iter_140000.caffemodel")))
+    prototxt, caffemodel = res10_files(folder)
+    return cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+
+
+def res10_files(folder: Path) -> tuple[Path, Path]:
+    """(deploy.prototxt, the .caffemodel) in `folder` or its weights/ sub-folder (FileNotFoundError naming both)."""
+    for place in (folder, folder / "weights"):
+        models = sorted(place.glob("*.caffemodel"))
+        if (place / "deploy.prototxt").is_file() and models:
+            return place / "deploy.prototxt", models[0]
+    raise FileNotFoundError(f"detector folder {folder}: no deploy.prototxt and .caffemodel in it "
+                            "(the tutorial's face_detector folder holds both; or run python -m face_detector.fetch_weights res10)")
 
 
 class Res10Detector:
@@ -26,14 +42,15 @@ class Res10Detector:
     a liveness decision anyway.
     """
 
-    def __init__(self, confidence: float = 0.5, min_size: int = 20, threads: int = 1, min_inside: float = 0.85) -> None:
+    def __init__(self, confidence: float = 0.5, min_size: int = 20, threads: int = 1, min_inside: float = 0.85,
+                 folder: Path | None = None) -> None:
         if not 0.0 < confidence <= 1.0:
             raise ValueError(f"res10 confidence must be in (0, 1], got {confidence}")
         self.confidence = confidence
         self.min_size = min_size
         self.min_inside = min_inside
         cv2.setNumThreads(threads)
-        self._net = load_res10_net()
+        self._net = load_res10_net(folder)
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """All faces in a BGR uint8 frame, most confident first."""

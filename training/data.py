@@ -67,16 +67,20 @@ def read_manifest(manifest: Path) -> list[Item]:
 
 
 def folder_items(folder: Path, source: str | None = None, kind: str = "frame") -> list[Item]:
-    """Images and videos under `folder`; a `real`/`fake` path component gives the label."""
+    """Images and videos under `folder`; a `real`/`fake` path component gives the label, and a first
+    folder that is neither (folder/alice/real/1.png) the source, else the folder's own name."""
     items = []
     for path in sorted(folder.rglob("*")):
         suffix = path.suffix.lower()
         if suffix not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
             continue
-        parts = {p.lower() for p in path.relative_to(folder).parts[:-1]}
+        folders = path.relative_to(folder).parts[:-1]
+        parts = {p.lower() for p in folders}
         label = "real" if "real" in parts else "fake" if "fake" in parts else ""
         item_kind = "video" if suffix in VIDEO_SUFFIXES else kind
-        items.append(Item(path, label, source or folder.name, item_kind, "none" if label == "real" else "unknown"))
+        # folder/alice/real/1.png: the person's folder is the source (what splits go by)
+        found = folders[0] if folders and folders[0].lower() not in ("real", "fake") else folder.name
+        items.append(Item(path, label, source or found, item_kind, "none" if label == "real" else "unknown"))
     return items
 
 

@@ -339,8 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             weights = load_backbone()
         except FileNotFoundError as error:
             return fail(str(error))
+        if len(known) < 2:
+            return fail(f"{args.data}: one {args.by} only ({known[0]}); leaving it out leaves nothing to train on")
         started = time.time()
         test, scores, folds = loso(data, recipe, weights, args.by, args.folds)
+        if len(test) == 0 or len(set(test.y.tolist())) < 2:
+            return fail(f"no fold could be scored with both labels (folds: {', '.join(known)})")
         threshold = args.threshold if args.threshold is not None else min_acer_threshold(test.y, scores)
         table, figures = fold_table(test, scores, folds, threshold)
         write_scores(args.out / "oof_scores.csv", test, scores, folds)

@@ -140,6 +140,10 @@ def load_dataset(dataset: Path, size: int, scales: list[float], jitter: int = 2,
     dataset = Path(dataset)
     if not dataset.exists():
         raise DatasetError(f"{dataset}: not found")
+    children = sorted(child for child in dataset.iterdir() if (child / "gather.json").is_file()) if dataset.is_dir() else []
+    if children and not (dataset / "gather.json").is_file():  # dataset/real, dataset/fake written by gather_examples
+        parts = [load_dataset(child, size, scales, jitter, include_jitter, crop_resize, crop_border) for child in children]
+        return _checked(concatenate(parts), dataset)
     if (dataset / "gather.json").is_file():
         data = load_gathered(dataset, include_jitter)
         held = (data.size, data.scales, data.crop_resize, data.crop_border)
@@ -173,6 +177,14 @@ def load_dataset(dataset: Path, size: int, scales: list[float], jitter: int = 2,
             gather(items, cache, size, scales, jitter=jitter, origin_root=origin_root,
                    crop_resize=crop_resize, crop_border=crop_border)
     return _checked(load_gathered(cache, include_jitter), dataset)
+
+
+def concatenate(parts: Sequence[Examples]) -> Examples:
+    """One Examples of several of the same crops (size, scales, resize, border)."""
+    first = parts[0]
+    join = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+    return Examples(join("x"), join("y"), join("source"), join("group"), join("attack"), join("kind"), join("origin"),
+                    join("variant"), first.size, first.scales, first.crop_resize, first.crop_border)
 
 
 def _checked(data: Examples, dataset: Path) -> Examples:

@@ -1,7 +1,12 @@
 """Cut face crops for training exactly as the pipeline will: res10 box of the largest face -> liveness.crop.
 
-    python -m training.gather_examples --input video.mp4 --output runs/faces/real --label real --skip 4
-    python -m training.gather_examples --input ../shared/data --output runs/gathered --size 64 --scales 1.5 2.7
+    python -m training.gather_examples --input videos/real.mov --output dataset/real --detector face_detector --skip 1
+    python -m training.gather_examples --input ../shared/data --output runs/gathered
+
+The tutorial's flags work as it types them: `--detector` also takes a folder holding res10's
+deploy.prototxt and .caffemodel, and an output folder named `real` or `fake` gives the label, so
+`python -m training.train --dataset dataset` then trains on dataset/real and dataset/fake.
+Crop size, scales and border default to the shipped recipe's (configs/recipes/2.0.yaml).
 
 Each sample is one PNG holding its crops side by side (one `size` x `size` tile per scale, BGR
 as OpenCV writes it); `manifest.csv` beside them says source, label, attack type, origin file,
@@ -201,38 +206,57 @@ def _relative(path: Path, root: Path | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from training.recipe import DEFAULT_RECIPE, load_recipe
+
+    shipped = load_recipe(DEFAULT_RECIPE)
+    parser = argparse.ArgumentParser(prog="python -m training.gather_examples", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-i", "--input", required=True, type=Path, nargs="+",
                         help="video, image, image folder (real/ fake/ sub-folders give labels), or data set folder / manifest.csv")
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for crops and manifest.csv")
-    parser.add_argument("-d", "--detector", default="res10", help="face detector backend (default res10, as the pipeline)")
+    parser.add_argument("-d", "--detector", default="res10",
+                        help="res10 (default, as the pipeline), blazeface, or a folder with res10's deploy.prototxt and .caffemodel")
     parser.add_argument("-c", "--confidence", type=float, default=0.5, help="minimum detector confidence")
     parser.add_argument("-s", "--skip", type=int, default=None,
                         help="keep every N-th video frame (default: about 120 frames per video)")
-    parser.add_argument("--label", choices=("real", "fake"), default="", help="label for inputs without real/fake folders")
+    parser.add_argument("--label", choices=("real", "fake"), default="",
+                        help="label for inputs without real/fake folders (default: the output folder's name when it is real or fake)")
     parser.add_argument("--source", default=None, help="source name for folder/video inputs (default: its name)")
     parser.add_argument("--crops", action="store_true",
                         help="image inputs are tight face crops (padded before detection; whole image if no face)")
-    parser.add_argument("--size", type=int, default=64, help="crop side in pixels (the model's input size)")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.7], help="crop scales (x face box; 0 = a size x size patch of native pixels)")
-    parser.add_argument("--crop-resize", choices=CROP_RESIZES, default="area",
+    parser.add_argument("--size", type=int, default=shipped.size, help="crop side in pixels, the model's input (default %(default)s)")
+    parser.add_argument("--scales", type=float, nargs="+", default=shipped.scales,
+                        help="crop scales (x face box; 0 = a size x size patch of native pixels; default %(default)s)")
+    parser.add_argument("--crop-resize", choices=CROP_RESIZES, default=shipped.crop_resize,
                         help="how crops are shrunk (liveness.crop; the model must be trained the same way)")
-    parser.add_argument("--crop-border", choices=CROP_BORDERS, default="black",
-                        help="black outside the frame, or crops fitted inside it (liveness.crop; the model must be trained the same way)")
+    parser.add_argument("--crop-border", choices=CROP_BORDERS, default=shipped.crop_border,
+                        help="black outside the frame, or crops fitted inside it (default %(default)s)")
     parser.add_argument("--min-size", type=int, default=20, help="smallest face side in pixels")
     parser.add_argument("--jitter", type=int, default=0, help="extra crops per face with a slightly moved box")
     args = parser.parse_args(argv)
+    label = args.label or (args.output.name.lower() if args.output.name.lower() in ("real", "fake") else "")
     items: list[Item] = []
     for path in args.input:
-        items.extend(items_for(path, args.source, args.label, "crop" if args.crops else "frame"))
+        if not path.exists():
+            parser.error(f"--input {path}: not found")
+        items.extend(items_for(path, args.source, label, "crop" if args.crops else "frame"))
+    if not items:
+        parser.error(f"--input {' '.join(map(str, args.input))}: no image or video found")
     first = args.input[0]
     root = first if first.is_dir() else first.parent if first.suffix.lower() == ".csv" else None
-    manifest = gather(items, args.output, args.size, args.scales, args.detector, args.confidence,
-                      args.min_size, args.skip, args.jitter, origin_root=root, crop_resize=args.crop_resize,
-                      crop_border=args.crop_border)
+    try:
+        manifest = gather(items, args.output, args.size, args.scales, args.detector, args.confidence,
+                          args.min_size, args.skip, args.jitter, origin_root=root, crop_resize=args.crop_resize,
+                          crop_border=args.crop_border)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"gather_examples: {error}", file=sys.stderr)
+        return 2
     with open(manifest, newline="") as handle:
-        count = sum(1 for row in csv.DictReader(handle) if row["variant"] == "0")
-    print(f"{count} faces from {len(items)} inputs -> {manifest}")
+        rows = [row for row in csv.DictReader(handle) if row["variant"] == "0"]
+    unlabelled = sum(1 for row in rows if row["label"] not in ("real", "fake"))
+    print(f"{len(rows)} faces from {len(items)} inputs -> {manifest}")
+    if unlabelled:
+        print(f"gather_examples: {unlabelled} faces have no label (give --label, or an output folder named real or fake)", file=sys.stderr)
     return 0
 
 
