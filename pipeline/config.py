@@ -115,7 +115,7 @@ class RestartConfig(Section):
 
     model_config = ConfigDict(extra="allow", strict=True)
     __pydantic_extra__: dict[str, StageRestartConfig]
-    policy: Literal["never", "on-failure"] = Field("never", description="`never` (a dead stage stops the run, exit 1) or `on-failure` (start it again)")
+    policy: Literal["never", "on-failure"] = Field("on-failure", description="`on-failure` (start a dead stage again) or `never` (a dead stage stops the run, exit 1)")
     max_restarts: int = Field(5, ge=0, description="restarts allowed per stage over the run; one more failure stops the run")
     backoff_s: float = Field(0.5, ge=0, description="wait before a restart; doubles with each restart of that stage")
     max_backoff_s: float = Field(30.0, ge=0, description="the longest wait before a restart")
@@ -130,7 +130,8 @@ class RestartConfig(Section):
 
 class CurveConfig(Section):
     server_secret_key: str | None = Field(None, description="CurveZMQ on binding `tcp://` sockets: this side's secret key file")
-    allowed_clients: str | None = Field(None, description="CurveZMQ on binding sockets: the folder of accepted client public keys")
+    allowed_clients: str | None = Field(None, description="CurveZMQ on binding sockets: the folder of accepted stage public keys (every endpoint)")
+    allowed_consumers: str | None = Field(None, description="CurveZMQ: the folder of consumer public keys accepted on `endpoints.results` only (they can never send into a stage)")
     client_secret_key: str | None = Field(None, description="CurveZMQ on connecting `tcp://` sockets: this side's secret key file")
     server_public_key: str | None = Field(None, description="CurveZMQ on connecting sockets: the server's public key file")
 

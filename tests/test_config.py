@@ -102,7 +102,7 @@ def test_overrides_and_defaults(tmp_path: Path) -> None:
     assert config.policy() == "lossless"  # file.yaml says lossless explicitly
     assert load_config(make_config(tmp_path), ["source.policy=auto", "source.uri=0"], check_files=False).policy() == "live"
     restart = load_config(make_config(tmp_path), ["restart.record.policy=on-failure"], check_files=False).restart
-    assert restart.for_stage("record") == ("on-failure", 5, 0.5) and restart.for_stage("detect") == ("never", 5, 0.5)
+    assert restart.for_stage("record") == ("on-failure", 5, 0.5) and restart.for_stage("detect") == ("on-failure", 5, 0.5)
     assert isinstance(restart.model_extra["record"], StageRestartConfig)
 
 

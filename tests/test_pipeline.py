@@ -139,7 +139,7 @@ def test_sigterm_to_the_supervisor_stops_every_stage(tmp_path: Path, face_video:
 
 
 def test_a_dead_stage_stops_the_run_naming_it(tmp_path: Path, face_video: Path) -> None:
-    config = make_config(tmp_path, source={"pace": True, "loop": True})
+    config = make_config(tmp_path, source={"pace": True, "loop": True}, restart={"policy": "never"})
     process = start_pipeline("--config", str(config), "--source", str(face_video))
     try:
         wait_for_line(process, "all 6 stages ready")
