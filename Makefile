@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 WEIGHTS := face_detector/weights/.fetched
 DATA ?= ../shared/data
 SOURCE ?=
+ARGS ?=
+JSONL ?= runs/results.jsonl
 
 .PHONY: setup run demo test test-fast train evaluate loso calibrate bench fuzz soak clean
 
@@ -23,10 +25,11 @@ $(WEIGHTS): $(STAMP) face_detector/fetch_weights.py
 	$(PY) -m face_detector.fetch_weights
 	touch $@
 
-# The camera where one exists (or SOURCE=...), else the demo video made from a public-domain photo.
+# The camera where one exists (or SOURCE=..., whose results go to JSONL), else the demo video made
+# from a public-domain photo. ARGS="--set detect.workers=2 ..." passes options through.
 run: setup
 	@if [ -n "$(SOURCE)" ] || ls /dev/video* >/dev/null 2>&1; then \
-		$(PY) run_pipeline.py --config configs/default.yaml $(if $(SOURCE),--source "$(SOURCE)"); \
+		$(PY) run_pipeline.py --config configs/default.yaml $(if $(SOURCE),--source "$(SOURCE)" --jsonl "$(JSONL)") $(ARGS); \
 	else \
 		echo "make run: no camera on this machine, so running the demo video (make run SOURCE=FILE|URL|FOLDER for yours)"; \
 		$(MAKE) --no-print-directory demo; \
@@ -35,7 +38,7 @@ run: setup
 demo: setup
 	$(PY) examples/make_demo_video.py runs/demo.avi
 	$(PY) run_pipeline.py --config configs/file.yaml --source runs/demo.avi --jsonl runs/demo.jsonl \
-		--set display.video=runs/demo_annotated.avi
+		--set display.video=runs/demo_annotated.avi $(ARGS)
 	@echo "make demo: results in runs/demo.jsonl, annotated video in runs/demo_annotated.avi"
 
 test: setup

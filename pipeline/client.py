@@ -1,13 +1,15 @@
 """Listen to a running pipeline's results from any Python program.
 
     from pipeline.client import subscribe
-    for result in subscribe("tcp://127.0.0.1:5556"):
+    for result in subscribe():                 # the newest pipeline running on this machine
         for face in result.faces:
             print(result.seq, face.box, face.score, face.label)
 
-A consumer that attaches mid-run starts with the next result; one that detaches or stalls
-never disturbs a live pipeline. Iteration ends at end of stream (or after `timeout_s` with no
-message, when given).
+`subscribe()` finds the run through its run-info file (pipeline/runinfo.py; waiting up to
+`wait_s` for one to start); `subscribe("tcp://HOST:PORT")`, `subscribe(run_info=FILE)` and
+`subscribe(config="file")` name one. A consumer that attaches mid-run starts with the next
+result; one that detaches or stalls never disturbs a live pipeline. Iteration ends at end of
+stream (or after `timeout_s` with no message, when given).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 import zmq
 import zmq.auth
 
+from pipeline.runinfo import find_run, read_run_info
 from pipeline.wire import TOPIC_RESULT, TOPIC_STATUS, WireError, decode, result_record
 
 TOPIC_EOS = b"eos"
@@ -50,6 +53,8 @@ class Result:
     size: tuple[int, int] | None = None
     latency_ms: float | None = None
     error: str | None = None
+    file: str | None = None  # image folders: the image's file name
+    fps: float | None = None  # videos and streams: the source's frame rate (none for stills)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Result":
@@ -59,16 +64,26 @@ class Result:
             for f in record["faces"]
         ]
         size = tuple(record["size"]) if record.get("size") else None
-        return cls(record["source"], record["seq"], record["t_wall"], faces, size, record.get("latency_ms"), record.get("error"))
+        return cls(record["source"], record["seq"], record["t_wall"], faces, size, record.get("latency_ms"), record.get("error"),
+                   record.get("file"), record.get("fps"))
 
 
-def subscribe(endpoint: str, timeout_s: float | None = None, stop_at_eos: bool = True,
+def find_endpoint(run_info: str | None = None, config: str | None = None, wait_s: float = 0.0) -> str:
+    """The result endpoint of a run: from its run-info file, else the newest running pipeline
+    (of config `config` when given), waiting up to `wait_s` for one. ValueError when none is found."""
+    return read_run_info(run_info)["results"] if run_info else find_run(config, wait_s)["results"]
+
+
+def subscribe(endpoint: str | None = None, timeout_s: float | None = None, stop_at_eos: bool = True,
               context: zmq.Context | None = None, secret_key: str | None = None,
-              server_public_key: str | None = None) -> Iterator[Result]:
+              server_public_key: str | None = None, run_info: str | None = None, config: str | None = None,
+              wait_s: float = 30.0) -> Iterator[Result]:
     """Yield every result published on `endpoint` from now on. Malformed messages are skipped.
 
+    Without `endpoint`, the run is found by `find_endpoint(run_info, config, wait_s)`.
     With CurveZMQ on the pipeline, pass this client's secret key file and the server's public key
     file (`python -m pipeline.keys`); the pipeline must list this client's public key."""
+    endpoint = endpoint or find_endpoint(run_info, config, wait_s)
     context = context or zmq.Context.instance()
     sock = context.socket(zmq.SUB)
     if secret_key and server_public_key:

@@ -22,7 +22,7 @@ def _endpoint(value: str) -> str:
     match = _ENDPOINT.match(value)
     if not match:
         raise ValueError(f"malformed endpoint {value!r} (expected auto, tcp://HOST:PORT or ipc:///path)")
-    if match.group(3) and not 0 < int(match.group(3)) < 65536:
+    if match.group(3) and not 0 <= int(match.group(3)) < 65536:  # 0: a free port, chosen when the run starts
         raise ValueError(f"port out of range in {value!r}")
     return value
 
@@ -93,7 +93,7 @@ class EndpointsConfig(Section):
 
     model_config = ConfigDict(extra="allow", strict=True)
     __pydantic_extra__: dict[str, Endpoint]
-    results: Endpoint = Field("tcp://127.0.0.1:5556", description="where consumers subscribe")
+    results: Endpoint = Field("tcp://127.0.0.1:5556", description="where consumers subscribe; `auto` (the shipped configs) or port 0: a free port, announced at start and in the run-info file")
     annotated: Endpoint = Field("auto", description="the publisher's frames to the display; every other edge (`frames`, `detections`, `classify_in`, `classify_out`, `control`, `NAME_out` of an added stage) is `auto` too: an ipc socket in the run's private temp folder")
 
 

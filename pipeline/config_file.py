@@ -71,6 +71,16 @@ def resolve_path(path: str) -> Path:
     return in_repo if in_repo.exists() else candidate
 
 
+def find_config(path: str | Path) -> Path:
+    """A config path as given, else under the package (`configs/file.yaml` from any folder), else a
+    shipped config by name (`file` is configs/file.yaml); the path as given when none exists."""
+    given = Path(path).expanduser()
+    for candidate in (given, REPO_ROOT / given, REPO_ROOT / "configs" / given.with_suffix(".yaml").name):
+        if candidate.is_file():
+            return candidate
+    return given
+
+
 def _apply_override(raw: dict[str, Any], text: str) -> list[str]:
     """Apply `a.b=value` (the value read as a YAML scalar) to the raw mapping; return the key path."""
     key, equals, value = text.partition("=")

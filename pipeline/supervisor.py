@@ -27,6 +27,7 @@ from pipeline.recovery import ACK, RESEND
 from pipeline.graph import CONTROL, Graph, StageInstance, build_graph
 from pipeline.metrics import summary_line
 from pipeline.stage import Role
+from pipeline.progress import Progress
 from pipeline.prometheus import PrometheusExporter
 from pipeline.transport import Role as Side, open_socket
 
@@ -66,6 +67,7 @@ class Supervisor:
         self.quit_by: str | None = None  # a stage through which the user ended the run
         self.context = zmq.Context()
         self.exporter = PrometheusExporter(lambda: {key: s.snapshot for key, s in list(self.stages.items()) if s.snapshot})
+        self.progress: Progress | None = None  # finite runs: "frame N of M" in every summary line (pipeline.progress)
 
     def _start_exporter(self) -> bool:
         """Serve /metrics when `metrics.prometheus_port` is set; False (logged) when it cannot bind."""
@@ -116,7 +118,7 @@ class Supervisor:
                 while control.poll(0):  # each stage's final figures, sent as it stopped
                     self._on_control(control)
                 if self.summary_at_exit:
-                    self._print_summary()
+                    self._print_summary(final=True)
                 control.close(0)
             self.context.term()
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -301,10 +303,13 @@ class Supervisor:
         publisher = self.stages.get(self.graph.publisher.key(0))
         return publisher is not None and publisher.done
 
-    def _print_summary(self) -> None:
+    def _print_summary(self, final: bool = False) -> None:
         snapshots = {key: s.snapshot for key, s in self.stages.items() if s.snapshot}
         if snapshots:
-            log(summary_line(snapshots, self.graph.publisher.key(0)))
+            line = summary_line(snapshots, self.graph.publisher.key(0))
+            if self.progress is not None:
+                line = f"{self.progress.line(snapshots.get(self.graph.publisher.key(0), {}), final)} | {line}"
+            log(line)
 
     def _stop_all(self, control: zmq.Socket | None) -> None:
         """Ask politely, then terminate, then kill: no process outlives the run."""
