@@ -1,27 +1,40 @@
 # make run    : set up (.venv, pinned packages, detector weights) and run the pipeline
-# make test   : set up and run every test;  make test-fast : the fast tier alone (pytest -m "not slow")
+# make test   : set up for tests (training + test packages) and run every test;  make test-fast : the fast tier alone (pytest -m "not slow")
 # make fuzz   : fuzz the wire decoder (100,000 cases);  make soak : 10-minute memory and latency soak
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
-WEIGHTS := face_detector/weights/.fetched
+STAMP := $(VENV)/.runtime
+DEV_STAMP := $(VENV)/.installed
+WEIGHTS := face_detector/weights/.fetched-runtime
+TRAIN_WEIGHTS := face_detector/weights/.fetched
 DATA ?= ../shared/data
 SOURCE ?=
 ARGS ?=
 JSONL ?= runs/results.jsonl
 
-.PHONY: setup run demo test test-fast train evaluate loso calibrate bench fuzz soak clean
+.PHONY: setup dev-setup run demo test test-fast train evaluate loso calibrate bench fuzz soak clean
 
+# setup: the runtime only (requirements.txt, no TensorFlow) and the detector weights; dev-setup adds
+# training and tests (requirements-dev.txt) and the training networks' weights.
 setup: $(STAMP) $(WEIGHTS)
+dev-setup: setup $(DEV_STAMP) $(TRAIN_WEIGHTS)
 
-$(STAMP): requirements.txt requirements-train.txt requirements-dev.txt
+$(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): $(STAMP) requirements.txt requirements-train.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 $(WEIGHTS): $(STAMP) face_detector/fetch_weights.py
+	$(PY) -m face_detector.fetch_weights res10 blazeface
+	touch $@
+
+$(TRAIN_WEIGHTS): $(DEV_STAMP) face_detector/fetch_weights.py
 	$(PY) -m face_detector.fetch_weights
 	touch $@
 
@@ -41,27 +54,27 @@ demo: setup
 		--set display.video=runs/demo_annotated.avi $(ARGS)
 	@echo "make demo: results in runs/demo.jsonl, annotated video in runs/demo_annotated.avi"
 
-test: setup
+test: dev-setup
 	$(PY) -m pytest
 
 # The fast tier alone (no whole pipelines as processes, no training): under a minute.
-test-fast: setup
+test-fast: dev-setup
 	$(PY) -m pytest -m "not slow"
 
 # Throughput, live latency, memory, scaling (BENCHMARKS.md); the last line is one JSON object.
 # BENCH_ARGS="--live-seconds 60" shortens the 5-minute live run.
 BENCH_ARGS ?=
-bench: setup
+bench: dev-setup
 	$(PY) bench/pipeline_bench.py $(BENCH_ARGS)
 
 # Fuzz the wire decoder (FUZZ_EXAMPLES byte-level mutations of real messages, plus structured cases).
 FUZZ_EXAMPLES ?= 100000
-fuzz: setup
+fuzz: dev-setup
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider --timeout=0 tests/test_fuzz_wire.py
 
 # Run the pipeline on a looping 30 fps file for SOAK_SECONDS; fails above 5% RSS growth after warm-up.
 SOAK_SECONDS ?= 600
-soak: setup
+soak: dev-setup
 	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
 
 # Training (offline; docs/training.md). On 2 cores: ~9 min to gather the shared data once (runs/cache),
@@ -71,17 +84,17 @@ soak: setup
 # written into it.
 RECIPE ?= configs/recipes/2.0.yaml
 LOSO_OUT ?= runs/loso
-loso: setup
+loso: dev-setup
 	$(PY) -m training.evaluate --loso --data $(DATA) --recipe $(RECIPE) --out $(LOSO_OUT)
 
 train: loso
 	$(PY) -m training.train --dataset $(DATA) --recipe $(RECIPE) --model models/liveness.onnx --plot runs/plot.png
 	$(MAKE) --no-print-directory calibrate
 
-calibrate: setup
+calibrate: dev-setup
 	$(PY) -m training.calibrate --model models/liveness.onnx --scores $(LOSO_OUT)/oof_scores.csv --min-acer
 
-evaluate: setup
+evaluate: dev-setup
 	$(PY) -m training.evaluate --model models/liveness.onnx --data $(DATA) --stress --out runs/eval
 
 clean:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write a short demo video (640x480) of a public-domain photo moving across the frame.
 
-The photo is scikit-image's `astronaut` (public domain); nothing is downloaded.
+The photo is examples/astronaut.jpg: scikit-image's `astronaut` (Eileen Collins, a NASA photo in
+the public domain), kept here so that the runtime alone can make the demo; nothing is downloaded.
 
     python examples/make_demo_video.py runs/demo.avi
 """
@@ -12,12 +13,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from skimage import data
+
+PHOTO = Path(__file__).resolve().parent / "astronaut.jpg"
 
 
 def write_demo_video(path: Path, frames: int = 90, fps: float = 30.0) -> None:
     """`frames` frames of the photo drifting and zooming over a grey background."""
-    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    photo = cv2.imread(str(PHOTO), cv2.IMREAD_COLOR)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
     for i in range(frames):

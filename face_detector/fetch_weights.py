@@ -26,7 +26,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# Beside this module, wherever the package is installed; $LIVENESS_WEIGHTS_DIR moves it (set it for
+# `liveness-pipeline fetch-weights` and for runs alike: stage processes inherit it).
+WEIGHTS_DIR = Path(os.environ.get("LIVENESS_WEIGHTS_DIR") or Path(__file__).resolve().parent / "weights")
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ def weight_path(name: str) -> Path:
     path = WEIGHTS_DIR / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"face-detector weights missing: {path} (run `make setup` or `python -m face_detector.fetch_weights`)"
+            f"face-detector weights missing: {path} (run `make setup`, `liveness-pipeline fetch-weights` "
+            "or `python -m face_detector.fetch_weights`)"
         )
     return path
 

@@ -4,6 +4,7 @@
     liveness-pipeline run file --source FOLDER_OF_IMAGES --set detect.workers=2
     liveness-pipeline keys keys server
     liveness-pipeline fetch-weights
+    liveness-pipeline demo
 """
 from __future__ import annotations
 
@@ -121,6 +122,20 @@ def _fetch_weights(argv: list[str]) -> int:
     return code
 
 
+def demo(folder: str = "runs", extra: list[str] | None = None) -> int:
+    """Make the demo video (a public-domain photo drifting across the frame) in `folder` and run
+    configs/file.yaml on it: results in FOLDER/demo.jsonl, annotated video in FOLDER/demo_annotated.avi."""
+    from examples.make_demo_video import write_demo_video
+
+    out = Path(folder)
+    write_demo_video(out / "demo.avi")
+    code = run("configs/file.yaml", str(out / "demo.avi"), str(out / "demo.jsonl"),
+               [f"display.video={json.dumps(str(out / 'demo_annotated.avi'))}", *(extra or [])])
+    if code == 0:
+        print(f"liveness-pipeline: demo results in {out / 'demo.jsonl'}, annotated video in {out / 'demo_annotated.avi'}")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `liveness-pipeline` console command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -132,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                                      "in its own process, wired with ZeroMQ, from a YAML config.", epilog=epilog(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(run_parser, config_flag=False)
+    demo_parser = commands.add_parser("demo", help="run configs/file.yaml on a demo video made from a public-domain photo")
+    demo_parser.add_argument("--out", default="runs", help="folder of the demo's video, JSON lines and annotated video")
+    demo_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     commands.add_parser("keys", help="make a CurveZMQ key pair: keys FOLDER NAME", add_help=False)
     commands.add_parser("fetch-weights", help="fetch the face-detector weights (pinned, sha256-checked)", add_help=False)
     if argv and argv[0] == "keys":
@@ -141,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "fetch-weights":
         return _fetch_weights(argv[1:])
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo(args.out, args.set)
     if args.command != "run":
         parser.print_help()
         return 2
