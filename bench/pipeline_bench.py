@@ -15,7 +15,7 @@ Prints figures as it goes and, on its last line, one JSON object (other tools re
 3. peak RSS (VmHWM) of every stage process, and whether any stage mapped TensorFlow;
 4. throughput with 1, 2 and 4 detection workers (res10, lossless).
 
-The BlazeFace runs classify with --fast-model (models/liveness_fast.onnx, one network) as
+The BlazeFace runs classify with --fast-model (default: the default model, as of 2.0) as
 configs/realtime.yaml does; the res10 runs with --model (models/liveness.onnx, the default model).
 
 The video is read from $LIVENESS_DATA (default <repo>/../shared/data) videos/*/*.mp4, letterboxed
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", help=f"source video (default: $LIVENESS_DATA/{DEFAULT_VIDEO})")
     parser.add_argument("--model", default=str(REPO / "models" / "liveness.onnx"), help="liveness model (default: %(default)s)")
-    parser.add_argument("--fast-model", default=str(REPO / "models" / "liveness_fast.onnx"),
+    parser.add_argument("--fast-model", default=str(REPO / "models" / "liveness.onnx"),
                         help="liveness model of the BlazeFace runs, as configs/realtime.yaml (default: %(default)s)")
     parser.add_argument("--detect-workers", type=int, default=2,
                         help="detection workers of the pipeline in the file comparisons (default: %(default)s, "

@@ -42,13 +42,33 @@ def min_acer_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[best[-1]])
 
 
-def write_threshold(model_path: Path, threshold: float, policy: str) -> None:
-    """Store a new threshold (and how it was chosen) in the model's metadata."""
+def write_threshold(model_path: Path, threshold: float, policy: str, per_source: dict | None = None) -> None:
+    """Store a new threshold (and how it was chosen) in the model's metadata; with `per_source`, also
+    each source's out-of-fold figures at that threshold (metadata.training["loso"])."""
     from liveness.metadata import write_metadata
     from liveness.model import LivenessModel
 
     meta = LivenessModel(model_path).metadata
-    write_metadata(model_path, dataclasses.replace(meta, threshold=float(threshold), threshold_policy=policy))
+    training = {**meta.training, "loso": per_source} if per_source is not None else meta.training
+    write_metadata(model_path, dataclasses.replace(meta, threshold=float(threshold), threshold_policy=policy, training=training))
+
+
+def source_figures(path: Path, threshold: float) -> dict[str, dict[str, float]]:
+    """APCER, BPCER and AUC per source of a scores CSV at `threshold` (nan where a label is missing)."""
+    import csv
+
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    out = {}
+    for source in sorted({r["source"] for r in rows}):
+        mine = [r for r in rows if r["source"] == source]
+        labels = np.array([1 if r["label"] == "real" else 0 for r in mine])
+        scores = np.array([float(r["score"]) for r in mine])
+        both = len(set(labels.tolist())) == 2
+        out[source] = {"apcer": round(metrics.apcer(labels, scores, threshold), 4) if (labels == 0).any() else None,
+                       "bpcer": round(metrics.bpcer(labels, scores, threshold), 4) if (labels == 1).any() else None,
+                       "auc": round(metrics.roc_auc(labels, scores), 4) if both else None, "faces": len(mine)}
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [read_scores(path) for path in args.scores]
         labels, scores, attacks = (np.concatenate(parts) for parts in zip(*runs))
         names = ", ".join(f"{path.parent.name}/{path.name}" for path in args.scores)
-        where = f"pooled out-of-fold scores ({names}, leave-one-source-out)"
+        where = f"pooled out-of-fold scores ({names}: each face scored by a model that never saw its fold)"
     else:
         from liveness.model import LivenessModel
         from training.evaluate import scores_from_model
@@ -101,7 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"threshold {threshold:.4f}: APCER {100 * figures['apcer']:.1f}%{worst_text}  BPCER {100 * figures['bpcer']:.1f}%  "
           f"ACER {100 * figures['acer']:.1f}%  ({policy})")
     if not args.dry_run:
-        write_threshold(args.model, threshold, policy)
+        per_source = None
+        if args.scores is not None and len(args.scores) == 1:
+            per_source = source_figures(args.scores[0], threshold)
+        write_threshold(args.model, threshold, policy, per_source)
         print(f"wrote threshold into {args.model}")
     return 0
 

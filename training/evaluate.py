@@ -212,18 +212,24 @@ def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def sample_folds(data: Examples, by: str = "setup") -> np.ndarray:
-    """The LOSO fold of every sample: its setup fold (training.data.SETUP_FOLDS) or its source group."""
+    """The LOSO fold of every sample: its setup fold (training.data.SETUP_FOLDS), or its source group
+    with NUAA split by person (subjects 1-4 and 5-9: new people of a known print setup)."""
     if by == "setup":
         return np.array([setup_fold(source) for source in data.source])
-    return np.array([str(group) for group in data.group])
+    folds = np.array([str(group) for group in data.group], dtype=object)
+    for i in np.nonzero(data.source == "nuaa")[0]:
+        subject = Path(str(data.origin[i])).name.split("_")[0]
+        folds[i] = "nuaa_subjects_1-4" if subject.isdigit() and int(subject) <= 4 else "nuaa_subjects_5-9"
+    return folds.astype(str)
 
 
 def loso(data: Examples, recipe, weights, by: str = "setup", folds: Sequence[str] | None = None,
-         log=lambda line: print(line, file=sys.stderr)) -> tuple[Examples, np.ndarray, np.ndarray]:
-    """(the scored faces, their out-of-fold P(real), their fold) for the recipe.
+         log=lambda line: print(line, file=sys.stderr)) -> tuple[Examples, np.ndarray, np.ndarray, np.ndarray]:
+    """(the scored faces, their out-of-fold P(real), the same with a drawn face mask, their fold).
 
     Every fold named (default all) is left out in turn: the recipe is trained on the rest (all box
-    jitter copies) and scores the fold's detector-box crops.
+    jitter copies) and scores the fold's detector-box crops, bare and with a surgical mask drawn
+    (augment.surgical_masks, fixed draws): the stand-in for masked people, whom the data lacks.
     """
     from training.logistic import sigmoid
     from training.train import embed, fit, fit_head, masked_copies, new_model, predict, quiet_tensorflow
@@ -232,13 +238,17 @@ def loso(data: Examples, recipe, weights, by: str = "setup", folds: Sequence[str
     fold_of = sample_folds(data, by)
     chosen = list(folds) if folds else sorted(set(fold_of.tolist()))
     scored = np.isin(fold_of, chosen) & (data.variant == 0)
-    scores = np.full(len(data), np.nan)
+    scores, masked_scores = np.full(len(data), np.nan), np.full(len(data), np.nan)
+    masked_x = data.x.copy()
+    surgical_masks(masked_x, np.nonzero(scored)[0], data.scales, np.random.default_rng(0))
     features = None
     if recipe.epochs == 0:  # frozen backbone: the same features in every fold
         started = time.time()
         model = new_model(recipe, weights)
         features = embed(model, masked_copies(data, recipe.mask_p, np.random.default_rng(recipe.seed)))
-        log(f"features of {len(data)} crops ({time.time() - started:.0f} s)")
+        masked_features = np.zeros_like(features)
+        masked_features[scored] = embed(model, masked_x[scored])
+        log(f"features of {len(data)} crops and {int(scored.sum())} masked copies ({time.time() - started:.0f} s)")
     for fold in chosen:
         train, test = fold_of != fold, scored & (fold_of == fold)
         if len(set(data.y[train].tolist())) < 2 or not test.any():
@@ -248,19 +258,25 @@ def loso(data: Examples, recipe, weights, by: str = "setup", folds: Sequence[str
             fit_head(model, features[train], data.subset(train), recipe)
             kernel, bias = model.get_layer("liveness").get_weights()
             scores[test] = sigmoid(features[test] @ kernel[:, 1].astype(np.float64) + float(bias[1]))
+            masked_scores[test] = sigmoid(masked_features[test] @ kernel[:, 1].astype(np.float64) + float(bias[1]))
         else:
             fold_model, _ = fit(data.subset(train), recipe, weights, log)
             scores[test] = predict(fold_model, data.x[test])
+            masked_scores[test] = predict(fold_model, masked_x[test])
         log(f"fold {fold}: {int(test.sum())} faces, AUC {metrics.roc_auc(data.y[test], scores[test]):.3f}")
     keep = scored & ~np.isnan(scores)
-    return data.subset(keep), scores[keep], fold_of[keep]
+    return data.subset(keep), scores[keep], masked_scores[keep], fold_of[keep]
 
 
-def fold_table(data: Examples, scores: np.ndarray, folds: np.ndarray, threshold: float) -> tuple[str, dict]:
-    """Per fold: faces, AUC, APCER / BPCER / ACER at `threshold`, and the fold's own lowest-ACER threshold."""
+def fold_table(data: Examples, scores: np.ndarray, folds: np.ndarray, threshold: float,
+               masked: np.ndarray | None = None) -> tuple[str, dict]:
+    """Per fold: faces, AUC, APCER / BPCER / ACER at `threshold`, the fold's own lowest-ACER threshold,
+    and with `masked` scores BPCER of the real faces with a drawn mask and the AUC of masked faces."""
     from training.calibrate import min_acer_threshold
 
-    lines = [f"{'fold':<16}{'real':>6}{'fake':>6}{'AUC':>7}{'APCER':>7}{'BPCER':>7}{'ACER':>7}{'own thr':>9}"]
+    lines = [f"{'fold':<16}{'real':>6}{'fake':>6}{'AUC':>7}{'APCER':>7}{'BPCER':>7}{'ACER':>7}{'own thr':>9}"
+             + (f"{'masked: BPCER':>15}{'AUC':>7}" if masked is not None else "") + "  AUC 95% over people"]
+    people = people_of(data)
     figures: dict[str, dict] = {}
     for fold in [*[f for f in TARGET_FOLDS if f in folds], *sorted(set(folds.tolist()) - set(TARGET_FOLDS)), "all"]:
         mask = np.ones(len(folds), bool) if fold == "all" else folds == fold
@@ -271,10 +287,21 @@ def fold_table(data: Examples, scores: np.ndarray, folds: np.ndarray, threshold:
              "bpcer": metrics.bpcer(y, s, threshold) if y.any() else float("nan"),
              "acer": metrics.acer(y, s, threshold, a) if both else float("nan"),
              "own_threshold": min_acer_threshold(y, s) if both else float("nan")}
+        extra = ""
+        if masked is not None:
+            m = masked[mask]
+            f["masked_bpcer"] = metrics.bpcer(y, m, threshold) if y.any() else float("nan")
+            f["masked_auc"] = metrics.roc_auc(y, m) if both else float("nan")
+            masked_auc = "  n/a" if f["masked_auc"] != f["masked_auc"] else f"{f['masked_auc']:.3f}"
+            extra = f"{_fmt(f['masked_bpcer']):>15}{masked_auc:>7}"
+        where = np.nonzero(mask)[0]
+        f["auc_ci95"] = list(metrics.cluster_bootstrap(people[where], lambda i: metrics.roc_auc(y[i], s[i]))) if both else [float("nan")] * 2
+        low, high = f["auc_ci95"]
+        interval = f"  {low:.3f}-{high:.3f} ({len(set(people[where].tolist()))})" if low == low else "  n/a (one person or setup)"
         figures[fold] = f
         auc = "  n/a" if f["auc"] != f["auc"] else f"{f['auc']:.3f}"
         own = "     n/a" if f["own_threshold"] != f["own_threshold"] else f"{f['own_threshold']:.4f}"
-        lines.append(f"{fold:<16}{f['real']:>6}{f['fake']:>6}{auc:>7}{_fmt(f['apcer']):>7}{_fmt(f['bpcer']):>7}{_fmt(f['acer']):>7}{own:>9}")
+        lines.append(f"{fold:<16}{f['real']:>6}{f['fake']:>6}{auc:>7}{_fmt(f['apcer']):>7}{_fmt(f['bpcer']):>7}{_fmt(f['acer']):>7}{own:>9}{extra}{interval}")
     owns = [figures[f]["own_threshold"] for f in figures if f != "all" and figures[f]["own_threshold"] == figures[f]["own_threshold"]]
     if owns:
         lines.append(f"thresholds the folds would choose alone: {min(owns):.4f} to {max(owns):.4f} "
@@ -342,11 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(known) < 2:
             return fail(f"{args.data}: one {args.by} only ({known[0]}); leaving it out leaves nothing to train on")
         started = time.time()
-        test, scores, folds = loso(data, recipe, weights, args.by, args.folds)
+        test, scores, masked, folds = loso(data, recipe, weights, args.by, args.folds)
         if len(test) == 0 or len(set(test.y.tolist())) < 2:
             return fail(f"no fold could be scored with both labels (folds: {', '.join(known)})")
         threshold = args.threshold if args.threshold is not None else min_acer_threshold(test.y, scores)
-        table, figures = fold_table(test, scores, folds, threshold)
+        table, figures = fold_table(test, scores, folds, threshold, masked)
         write_scores(args.out / "oof_scores.csv", test, scores, folds)
         text = (f"leave-one-{args.by}-out, recipe {recipe.version} ({time.time() - started:.0f} s), threshold {threshold:.4f}"
                 f"{' (given)' if args.threshold is not None else ' (pooled lowest ACER)'}\n{table}\n\n"
