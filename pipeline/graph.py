@@ -12,8 +12,9 @@ acknowledges, who publishes and how many frames may be in flight:
 Between two stages the endpoint is named after the upstream stage's output. A source binds its
 output; otherwise a single downstream process binds its input; when both sides run several
 processes a dispatch step (pipeline/dispatch.py) binds both (`NAME_in` towards the workers), so
-workers only connect and can run on any host. The publisher binds `results` and, when a sink
-takes frames, `annotated`.
+workers only connect and can run on any host. The publisher binds `results` (consumers),
+`sink_results` (the pipeline's own result sinks and live flow limiter: private, so no consumer can
+delay or load them) and, when a sink takes frames, `annotated`.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ SHIPPED = (("capture", "stages.capture"), ("detect", "stages.detect"), ("classif
 DISPATCH_MODULE = "pipeline.dispatch"
 CONTROL = "control"  # the supervisor's endpoint
 RESULTS, ANNOTATED = "results", "annotated"  # the publisher's endpoints
+SINK_RESULTS = "sink_results"  # the result stream for the pipeline's own sinks (private: consumers use `results`)
 
 
 class Format(Enum):
@@ -268,6 +270,7 @@ def _wire(chain: list[tuple[Node, type[Stage]]], sinks: list[tuple[Node, type[St
     if len(frame_sinks) > 1:
         raise ConfigError(f"stages: one sink at most takes frames ({', '.join(frame_sinks)} do)")
     publisher = chain[-1][0]
+    outputs[publisher.name].append(Port(SINK_RESULTS, "pub", Side.BIND, Format.RESULT))
     outputs[publisher.name].append(Port(RESULTS, "pub", Side.BIND, Format.RESULT))
     if frame_sinks:
         outputs[publisher.name].append(Port(ANNOTATED, "push", Side.BIND, live_drops=True))
@@ -277,7 +280,7 @@ def _wire(chain: list[tuple[Node, type[Stage]]], sinks: list[tuple[Node, type[St
             wired.append(dispatch_before[node.name])
         wired.append(_with_ports(node, inputs.get(node.name), tuple(outputs[node.name])))
     for node, cls in sinks:
-        port = Port(ANNOTATED, "pull", Side.CONNECT) if cls.feed is Feed.FRAMES else Port(RESULTS, "sub", Side.CONNECT, Format.RESULT)
+        port = Port(ANNOTATED, "pull", Side.CONNECT) if cls.feed is Feed.FRAMES else Port(SINK_RESULTS, "sub", Side.CONNECT, Format.RESULT)
         wired.append(_with_ports(node, port, ()))
     return wired
 

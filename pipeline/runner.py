@@ -27,13 +27,13 @@ import zmq
 from pipeline.config import PipelineConfig
 from pipeline.config_file import ConfigError, load_config
 from pipeline.control import DONE, ERROR, METRICS, QUIT, READY, START, STOP, StageControl
-from pipeline.graph import RESULTS, Format, Graph, Node, Port, derive_in_child, stage_class
+from pipeline.graph import RESULTS, SINK_RESULTS, Format, Graph, Node, Port, derive_in_child, stage_class
 from pipeline.metrics import StageMetrics
 from pipeline.recovery import ACK, RESEND, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
 from pipeline.stage import Role, SourceStage, Stage, StageError, StopPipeline
-from pipeline.transport import Role as Side, open_socket, stop_authenticator
-from pipeline.wire import TOPIC_RESULT, TOPIC_STATUS, Message, WireError, check_attributes, decode, encode
+from pipeline.transport import CONSUMERS, MAX_SUBSCRIPTION_BYTES, STAGES, ResultPublisher, Role as Side, open_socket, stop_authenticator
+from pipeline.wire import MAX_FRAME_BYTES, MAX_HEADER_BYTES, TOPIC_RESULT, TOPIC_STATUS, Message, WireError, check_attributes, decode, encode
 
 _SOCKET_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.XPUB, "sub": zmq.SUB}
 _TOPIC_EOS = b"eos"
@@ -41,6 +41,7 @@ _POLL_MS = 100
 _METRICS_EVERY_S = 1.0
 _LIVE_REORDER_WAIT_S = 1.0  # live mode: a frame lost in flight stops holding the others back after this
 _LIVE_CREDIT_EXPIRY_S = 2.0  # live mode: a frame whose result never came stops counting as in flight
+_NOTICES_PER_POLL = 256  # subscription notices read per loop turn: a flood cannot starve the stage
 
 
 def main(cls: type[Stage] | None = None, argv: list[str] | None = None) -> int:
@@ -101,6 +102,7 @@ class StageRunner:
         self.input: zmq.Socket | None = None
         self.results: zmq.Socket | None = None  # live source only: the result stream, for flow control
         self.outputs: list[tuple[Port, zmq.Socket]] = []
+        self.publisher: ResultPublisher | None = None  # the publisher: the result stream towards consumers
         self._last_metrics = 0.0
         self._idle_since = 0  # when this stage last finished a message: what arrives earlier waits in our queue
         # lossless under a supervisor: acknowledgements and resends (pipeline/recovery.py)
@@ -150,6 +152,8 @@ class StageRunner:
             for sock in [self.input, self.results, *(s for _, s in self.outputs)]:
                 if sock is not None:
                     sock.close()
+            if self.publisher is not None:
+                self.publisher.close()
             self.control.close()
             stop_authenticator(self.context)
             self.context.term()
@@ -205,6 +209,8 @@ class StageRunner:
     def _endpoint(self, name: str) -> str:
         """The address of endpoint `name` (config `endpoints.NAME`; the graph's edges default to "auto")."""
         endpoint = self.config.endpoints.model_dump().get(name, "auto")
+        if endpoint == "auto" and name == SINK_RESULTS and self.control_endpoint is None:
+            return self._endpoint(RESULTS)  # by hand: the sinks subscribe to the result stream like any consumer
         if endpoint == "auto":
             raise StageError(
                 f"endpoints.{name} is 'auto', which only run_pipeline.py can resolve; "
@@ -219,8 +225,13 @@ class StageRunner:
 
     def _open(self, port: Port) -> zmq.Socket:
         subscribe = b"" if port.socket == "sub" else None
-        sock = open_socket(self.context, _SOCKET_TYPES[port.socket], self._endpoint(port.endpoint), port.side, self._hwm(port), subscribe,
-                           curve=self.config.curve)
+        endpoint = self._endpoint(port.endpoint)
+        public = port.format is Format.RESULT and endpoint == self._endpoint(RESULTS)
+        # what a peer may send: subscriptions of a few bytes to a publisher; frames within the wire's bounds
+        largest = MAX_SUBSCRIPTION_BYTES + 1 if port.socket == "pub" else MAX_HEADER_BYTES if port.format is Format.RESULT else MAX_FRAME_BYTES
+        sock = open_socket(self.context, _SOCKET_TYPES[port.socket], endpoint, port.side, self._hwm(port), subscribe,
+                           curve=self.config.curve, peers=CONSUMERS if public else STAGES,
+                           max_message=largest if port.side is Side.BIND or port.socket != "push" else -1)
         if port.socket == "pub" and not self.live:
             sock.setsockopt(zmq.XPUB_NODROP, 1)  # lossless: a slow recorder slows us down instead of losing results
         return sock
@@ -228,12 +239,18 @@ class StageRunner:
     def _open_sockets(self) -> None:
         if self.node.input is not None:
             self.input = self._open(self.node.input)
-        self.outputs = [(port, self._open(port)) for port in self.node.outputs]
+        for port in self.node.outputs:
+            if port.endpoint == RESULTS:
+                if self._endpoint(RESULTS) != self._endpoint(SINK_RESULTS):  # else (by hand) one socket serves both
+                    self.publisher = ResultPublisher(self.context, self._endpoint(RESULTS), self._hwm(port), self.config.curve)
+                continue
+            self.outputs.append((port, self._open(port)))
         if isinstance(self.stage, SourceStage) and self.live:
-            # the live flow limiter counts finished frames on the result stream; subscribe before
+            # the live flow limiter counts finished frames on the sinks' result stream; subscribe before
             # reporting ready, because the publisher waits for this subscription
-            self.results = open_socket(self.context, zmq.SUB, self._endpoint(RESULTS), Side.CONNECT,
-                                       self.config.transport.results_hwm, subscribe=TOPIC_RESULT, curve=self.config.curve)
+            self.results = open_socket(self.context, zmq.SUB, self._endpoint(SINK_RESULTS), Side.CONNECT,
+                                       self.config.transport.results_hwm, subscribe=TOPIC_RESULT, curve=self.config.curve,
+                                       max_message=MAX_HEADER_BYTES)
         for port, sock in self.outputs:
             if port.socket == "pub":
                 self._wait_for_subscribers(sock, self.graph.result_subscribers(self.config))
@@ -271,22 +288,19 @@ class StageRunner:
             sock.poll(_POLL_MS, zmq.POLLOUT)
 
     def _emit(self, message: Message) -> None:
-        """Send one processed message on every output port."""
+        """Send one processed message on every output port (and to consumers, when publishing)."""
         for port, sock in self.outputs:
             own = message.stamps.get(self.key)
             if own:  # sent now: the receiver's hop time must not include our sends on earlier ports
                 own[-1] = time.monotonic_ns()
             if port.format is Format.RESULT:
-                event = message.info.get("source_event")
-                if isinstance(event, dict) and message.kind == "frame":  # a camera or stream lost or back
-                    status = Message(kind="status", source=message.source, seq=message.seq, prev_seq=message.prev_seq,
-                                     t_capture_ns=message.t_capture_ns, t_wall=message.t_wall, info=dict(event))
-                    self._send(port, sock, [TOPIC_STATUS, *encode(status, with_pixels=False)])
-                topic = _TOPIC_EOS if message.kind == "eos" else TOPIC_RESULT
-                parts = [topic, *encode(message, with_pixels=False)]
+                for parts in _result_parts(message):
+                    self._send(port, sock, parts)
             else:
-                parts = encode(message)
-            self._send(port, sock, parts)
+                self._send(port, sock, encode(message))
+        if self.publisher is not None:
+            for parts in _result_parts(message):
+                self.publisher.send(parts)
 
     # ---- receiving stages ------------------------------------------------------------------
     def _receive(self) -> Message | None:
@@ -323,8 +337,13 @@ class StageRunner:
             events = dict(poller.poll(_POLL_MS))
             for port, sock in self.outputs:
                 if sock in events:
-                    while sock.poll(0):
-                        sock.recv()
+                    for _ in range(_NOTICES_PER_POLL):
+                        try:
+                            sock.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+            if self.publisher is not None:
+                self.publisher.service()
             if self.input in events:
                 burst_ends = time.monotonic() + _POLL_MS / 1000
                 for _ in range(64):  # drain a burst, then look at control (and send metrics) again
@@ -402,6 +421,8 @@ class StageRunner:
         eos.stamps.setdefault(self.key, []).append(time.monotonic_ns())
         for port, sock in self.outputs:
             self._emit_one(port, sock, eos)
+        if self.publisher is not None:
+            self.publisher.send([_TOPIC_EOS, *encode(eos, with_pixels=False)])
         self.control.send(DONE, info=eos.info)
 
     def _emit_one(self, port: Port, sock: zmq.Socket, message: Message) -> None:
@@ -502,6 +523,18 @@ class StageRunner:
             if self._should_stop():
                 return
             yield message
+
+
+def _result_parts(message: Message) -> list[list[Any]]:
+    """The result stream's messages for one processed message: its status notice, if any, then the result."""
+    parts = []
+    event = message.info.get("source_event")
+    if isinstance(event, dict) and message.kind == "frame":  # a camera or stream lost or back
+        status = Message(kind="status", source=message.source, seq=message.seq, prev_seq=message.prev_seq,
+                         t_capture_ns=message.t_capture_ns, t_wall=message.t_wall, info=dict(event))
+        parts.append([TOPIC_STATUS, *encode(status, with_pixels=False)])
+    topic = _TOPIC_EOS if message.kind == "eos" else TOPIC_RESULT
+    return parts + [[topic, *encode(message, with_pixels=False)]]
 
 
 def _count_source_event(metrics: StageMetrics, message: Message) -> None:
