@@ -11,6 +11,16 @@ from liveness.crop import Box, crop_faces
 from liveness.metadata import METADATA_KEY, ModelMetadata, ModelMetadataError
 
 
+def normalise(crops: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 crop stacks (N, S, S, 3k) -> the model's float32 input: (pixel / 255 - mean) / std per channel.
+
+    The one definition of the metadata's pixel scaling: the classify stage and training both use it.
+    """
+    pixels = crops.astype(np.float32) / 255.0
+    scaled = (pixels.reshape(*pixels.shape[:3], -1, 3) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(scaled.reshape(crops.shape), dtype=np.float32)
+
+
 class ModelError(RuntimeError):
     """The model file cannot be used; the message names the file and the reason."""
 
@@ -68,10 +78,7 @@ class LivenessModel:
         """P(real) for a batch of uint8 crops from `crops()`."""
         if len(crops) == 0:
             return np.zeros(0, dtype=np.float32)
-        pixels = crops.astype(np.float32) / 255.0
-        pixels = (pixels.reshape(*pixels.shape[:3], -1, 3) - self._mean) / self._std
-        batch = np.ascontiguousarray(pixels.reshape(crops.shape), dtype=np.float32)
-        probabilities = self._session.run(None, {self._input_name: batch})[0]
+        probabilities = self._session.run(None, {self._input_name: normalise(crops, self._mean, self._std)})[0]
         return probabilities[:, self.metadata.real_index].astype(np.float32)
 
     def score(self, frame_bgr: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:

@@ -123,6 +123,8 @@ def features_and_scores(model, head: Head, input_name: str, x: np.ndarray, metad
     import onnx
     import onnxruntime as ort
 
+    from liveness.model import normalise
+
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.append(onnx.helper.make_tensor_value_info(head.features, onnx.TensorProto.FLOAT, None))
@@ -130,11 +132,9 @@ def features_and_scores(model, head: Head, input_name: str, x: np.ndarray, metad
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    mean, std = np.asarray(metadata.mean, np.float32), np.asarray(metadata.std, np.float32)
     features, scores = [], []
     for start in range(0, len(x), 64):
-        pixels = x[start : start + 64].astype(np.float32) / 255.0
-        batch = ((pixels.reshape(*pixels.shape[:3], -1, 3) - mean) / std).reshape(pixels.shape).astype(np.float32)
+        batch = normalise(x[start : start + 64], metadata.mean, metadata.std)
         probabilities, feature = session.run(None, {input_name: batch})
         features.append(feature)
         scores.append(probabilities[:, metadata.real_index])

@@ -223,9 +223,40 @@ def sample_folds(data: Examples, by: str = "setup") -> np.ndarray:
     return folds.astype(str)
 
 
+def site_decisions(features: np.ndarray, data: Examples, rows: np.ndarray, prior: tuple[np.ndarray, float]) -> np.ndarray:
+    """Decisions (1 real, 0 fake) on a left-out fold's faces after training.adapt's step on its other people.
+
+    The fold's people are split in two halves (alternately; by label where a half would lack one);
+    the head is refitted on one half exactly as training.adapt does (pulled toward the fold's own
+    head `prior`, threshold in the middle of the fewest errors) and decides the other half, then the
+    other way round. nan where a half lacks a label.
+    """
+    from training.adapt import ADAPT_L2, middle_threshold
+    from training.logistic import fit_logistic, sigmoid
+
+    people, labels = people_of(data)[rows], data.y[rows]
+    names = sorted(set(people.tolist()))
+    half = np.array([names.index(p) % 2 for p in people])
+    if any(len(set(labels[half == h].tolist())) < 2 for h in (0, 1)):
+        for label in (1, 0):  # people with one label each (a webcam set's real and fake people differ)
+            mine = sorted(set(people[labels == label].tolist()))
+            for k, name in enumerate(mine):
+                half[people == name] = k % 2
+    out = np.full(len(rows), np.nan)
+    for h in (0, 1):
+        fit_on, decide = rows[half == h], half != h
+        if len(set(data.y[fit_on].tolist())) < 2:
+            continue
+        w, b = fit_logistic(features[fit_on], data.y[fit_on], ADAPT_L2, prior=prior)
+        threshold = middle_threshold(data.y[fit_on], sigmoid(features[fit_on] @ w + b))
+        out[decide] = (sigmoid(features[rows[decide]] @ w + b) >= threshold).astype(float)
+    return out
+
+
 def loso(data: Examples, recipe, weights, by: str = "setup", folds: Sequence[str] | None = None,
-         log=lambda line: print(line, file=sys.stderr)) -> tuple[Examples, np.ndarray, np.ndarray, np.ndarray]:
-    """(the scored faces, their out-of-fold P(real), the same with a drawn face mask, their fold).
+         log=lambda line: print(line, file=sys.stderr)) -> tuple[Examples, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(the scored faces, their out-of-fold P(real), the same with a drawn face mask, their fold, and
+    their decision after site adaptation on the fold's other people: site_decisions, frozen recipes only).
 
     Every fold named (default all) is left out in turn: the recipe is trained on the rest (all box
     jitter copies) and scores the fold's detector-box crops, bare and with a surgical mask drawn
@@ -238,7 +269,7 @@ def loso(data: Examples, recipe, weights, by: str = "setup", folds: Sequence[str
     fold_of = sample_folds(data, by)
     chosen = list(folds) if folds else sorted(set(fold_of.tolist()))
     scored = np.isin(fold_of, chosen) & (data.variant == 0)
-    scores, masked_scores = np.full(len(data), np.nan), np.full(len(data), np.nan)
+    scores, masked_scores, site = np.full(len(data), np.nan), np.full(len(data), np.nan), np.full(len(data), np.nan)
     masked_x = data.x.copy()
     surgical_masks(masked_x, np.nonzero(scored)[0], data.scales, np.random.default_rng(0))
     features = None
@@ -259,23 +290,25 @@ def loso(data: Examples, recipe, weights, by: str = "setup", folds: Sequence[str
             kernel, bias = model.get_layer("liveness").get_weights()
             scores[test] = sigmoid(features[test] @ kernel[:, 1].astype(np.float64) + float(bias[1]))
             masked_scores[test] = sigmoid(masked_features[test] @ kernel[:, 1].astype(np.float64) + float(bias[1]))
+            site[test] = site_decisions(features, data, np.nonzero(test)[0], (kernel[:, 1].astype(np.float64), float(bias[1])))
         else:
             fold_model, _ = fit(data.subset(train), recipe, weights, log)
             scores[test] = predict(fold_model, data.x[test])
             masked_scores[test] = predict(fold_model, masked_x[test])
         log(f"fold {fold}: {int(test.sum())} faces, AUC {metrics.roc_auc(data.y[test], scores[test]):.3f}")
     keep = scored & ~np.isnan(scores)
-    return data.subset(keep), scores[keep], masked_scores[keep], fold_of[keep]
+    return data.subset(keep), scores[keep], masked_scores[keep], fold_of[keep], site[keep]
 
 
 def fold_table(data: Examples, scores: np.ndarray, folds: np.ndarray, threshold: float,
-               masked: np.ndarray | None = None) -> tuple[str, dict]:
+               masked: np.ndarray | None = None, site: np.ndarray | None = None) -> tuple[str, dict]:
     """Per fold: faces, AUC, APCER / BPCER / ACER at `threshold`, the fold's own lowest-ACER threshold,
     and with `masked` scores BPCER of the real faces with a drawn mask and the AUC of masked faces."""
     from training.calibrate import min_acer_threshold
 
     lines = [f"{'fold':<16}{'real':>6}{'fake':>6}{'AUC':>7}{'APCER':>7}{'BPCER':>7}{'ACER':>7}{'own thr':>9}"
-             + (f"{'masked: BPCER':>15}{'AUC':>7}" if masked is not None else "") + "  AUC 95% over people"]
+             + (f"{'masked: BPCER':>15}{'AUC':>7}" if masked is not None else "")
+             + (f"{'site: APCER':>13}{'BPCER':>7}{'ACER':>7}" if site is not None else "") + "  AUC 95% over people"]
     people = people_of(data)
     figures: dict[str, dict] = {}
     for fold in [*[f for f in TARGET_FOLDS if f in folds], *sorted(set(folds.tolist()) - set(TARGET_FOLDS)), "all"]:
@@ -294,6 +327,13 @@ def fold_table(data: Examples, scores: np.ndarray, folds: np.ndarray, threshold:
             f["masked_auc"] = metrics.roc_auc(y, m) if both else float("nan")
             masked_auc = "  n/a" if f["masked_auc"] != f["masked_auc"] else f"{f['masked_auc']:.3f}"
             extra = f"{_fmt(f['masked_bpcer']):>15}{masked_auc:>7}"
+        if site is not None:
+            d, known = site[mask], ~np.isnan(site[mask])
+            real, fake = known & (y == 1), known & (y == 0)
+            f["site_apcer"] = float(np.mean(d[fake] == 1)) if fake.any() else float("nan")
+            f["site_bpcer"] = float(np.mean(d[real] == 0)) if real.any() else float("nan")
+            f["site_acer"] = (f["site_apcer"] + f["site_bpcer"]) / 2
+            extra += f"{_fmt(f['site_apcer']):>13}{_fmt(f['site_bpcer']):>7}{_fmt(f['site_acer']):>7}"
         where = np.nonzero(mask)[0]
         f["auc_ci95"] = list(metrics.cluster_bootstrap(people[where], lambda i: metrics.roc_auc(y[i], s[i]))) if both else [float("nan")] * 2
         low, high = f["auc_ci95"]
@@ -306,6 +346,9 @@ def fold_table(data: Examples, scores: np.ndarray, folds: np.ndarray, threshold:
     if owns:
         lines.append(f"thresholds the folds would choose alone: {min(owns):.4f} to {max(owns):.4f} "
                      f"(at {threshold:.4f}: APCER is the worst attack type's, figures in %)")
+    if site is not None:
+        lines.append("site: each fold's people in two halves; training.adapt's step on one half decides the other "
+                     "(overall APCER, figures in %)")
     return "\n".join(lines), figures
 
 
@@ -369,11 +412,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(known) < 2:
             return fail(f"{args.data}: one {args.by} only ({known[0]}); leaving it out leaves nothing to train on")
         started = time.time()
-        test, scores, masked, folds = loso(data, recipe, weights, args.by, args.folds)
+        test, scores, masked, folds, site = loso(data, recipe, weights, args.by, args.folds)
         if len(test) == 0 or len(set(test.y.tolist())) < 2:
             return fail(f"no fold could be scored with both labels (folds: {', '.join(known)})")
         threshold = args.threshold if args.threshold is not None else min_acer_threshold(test.y, scores)
-        table, figures = fold_table(test, scores, folds, threshold, masked)
+        table, figures = fold_table(test, scores, folds, threshold, masked, site if recipe.epochs == 0 else None)
         write_scores(args.out / "oof_scores.csv", test, scores, folds)
         text = (f"leave-one-{args.by}-out, recipe {recipe.version} ({time.time() - started:.0f} s), threshold {threshold:.4f}"
                 f"{' (given)' if args.threshold is not None else ' (pooled lowest ACER)'}\n{table}\n\n"

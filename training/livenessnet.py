@@ -17,20 +17,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from liveness.model import normalise as liveness_normalise
 from training.backbone import INPUT_MEAN, INPUT_STD, efficientnet_lite0
 
 BACKBONE_NAME = "backbone"
 HEAD_NAME = "liveness"
 
 
-def normalise(x_uint8: np.ndarray) -> np.ndarray:
-    """uint8 RGB crop stacks -> the network's float32 input (the metadata's mean and std)."""
-    return (x_uint8.astype(np.float32) - INPUT_MEAN) / INPUT_STD
-
-
 def metadata_scaling() -> tuple[list[float], list[float]]:
-    """(mean, std) per channel as liveness.metadata stores them: (pixel / 255 - mean) / std."""
+    """(mean, std) per channel as liveness.metadata stores them: the backbone's (x - 127) / 128."""
     return [INPUT_MEAN / 255.0] * 3, [INPUT_STD / 255.0] * 3
+
+
+def normalise(x_uint8: np.ndarray) -> np.ndarray:
+    """uint8 RGB crop stacks -> the network's float32 input, as the classify stage feeds it."""
+    return liveness_normalise(x_uint8, *metadata_scaling())
 
 
 def build(size: int, tiles: int, levels: Sequence[int], weights: dict[str, np.ndarray] | None,

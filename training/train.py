@@ -101,7 +101,7 @@ def fine_tune(model, data: Examples, recipe: Recipe, log: Callable[[str], None])
     import keras
 
     from training.augment import DEGRADE_P, augment_batch, damage_by_label
-    from training.backbone import INPUT_MEAN, INPUT_STD
+    from training.livenessnet import normalise  # augment_batch gives float pixels 0..255, scaled the same way
 
     rng = np.random.default_rng(recipe.seed)
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
@@ -115,7 +115,7 @@ def fine_tune(model, data: Examples, recipe: Recipe, log: Callable[[str], None])
             batch = drawn[start : start + recipe.batch_size]
             x = augment_batch(data.x[batch], damage_by_label(data.y[batch], DEGRADE_P), rng, scales=data.scales,
                               mask_p=recipe.mask_p)
-            loss, accuracy = model.train_on_batch((x - INPUT_MEAN) / INPUT_STD, keras.utils.to_categorical(data.y[batch], 2))
+            loss, accuracy = model.train_on_batch(normalise(x), keras.utils.to_categorical(data.y[batch], 2))
             losses.append(float(loss))
             accuracies.append(float(accuracy))
         history["loss"].append(float(np.mean(losses)))
