@@ -23,7 +23,7 @@ def write_demo_video(path: Path, frames: int = 90, fps: float = 30.0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
     for i in range(frames):
-        side = 260 + int(60 * np.sin(i / 15))
+        side = 300 + int(40 * np.sin(i / 15))  # one face in every frame at detect.min_size 20 (tests/test_runinfo.py)
         canvas = np.full((480, 640, 3), 50, np.uint8)
         x, y = 30 + (i * 4) % (640 - side - 30), 40 + (i * 2) % (480 - side - 40)
         canvas[y : y + side, x : x + side] = cv2.resize(photo, (side, side))

@@ -21,8 +21,9 @@ Header fields (version 1), also documented for users in docs/result_schema.md:
                       label "real"/"fake", threshold; in videos also track (int) and frame_score
                       (this frame's own score; score is then the face's time-averaged one); attributes,
                       when a stage added any: {namespace (the stage's name): {key: JSON value}}
-  info         map    kind-specific extras: eos {last_seq, frames_read, dropped}; frame {fps, size,
-                      still (an image of a folder: not part of a video), error}
+  info         map    kind-specific extras: eos {last_seq, frames_read, dropped}; frame {fps (videos and
+                      streams), size, still (an image of a folder: not part of a video), file (that
+                      image's file name), error}
 """
 from __future__ import annotations
 
@@ -279,6 +280,8 @@ def _info(raw: Any) -> dict[str, Any]:
         raise WireError("field 'info.error' is not text")
     if "still" in raw and not isinstance(raw["still"], bool):
         raise WireError("field 'info.still' is not true/false")
+    if "file" in raw and not (isinstance(raw["file"], str) and len(raw["file"]) <= 4096):
+        raise WireError("field 'info.file' is not a file name")
     return raw
 
 
@@ -314,4 +317,6 @@ def result_record(message: Message) -> dict[str, Any]:
         record["latency_ms"] = round((published - message.t_capture_ns) / 1e6, 3)
     if "error" in message.info:
         record["error"] = message.info["error"]
+    if "file" in message.info:
+        record["file"] = message.info["file"]  # an image folder's image
     return record

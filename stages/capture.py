@@ -108,9 +108,12 @@ class Capture(SourceStage):
             if item is None:
                 return
             image, error, event = item
-            info: dict = {"fps": self.fps}
-            if self.images is not None:
-                info["still"] = True  # independent pictures: classify does not average scores across them
+            info: dict = {}
+            if self.images is not None:  # independent pictures: classify does not average scores across them
+                info["still"] = True
+                info["file"] = self.images[seq % len(self.images)].name  # (a looping folder starts again)
+            else:
+                info["fps"] = self.fps  # videos and streams only: a still has no frame rate
             if image is not None:
                 info["size"] = [int(image.shape[1]), int(image.shape[0])]
             if error:

@@ -100,3 +100,43 @@ def test_make_run_passes_options_and_records_json_lines() -> None:
                           capture_output=True, text=True, cwd=REPO)
     line = next(line for line in done.stdout.splitlines() if "run_pipeline.py" in line)
     assert '--source "video.mp4" --jsonl "runs/results.jsonl" --set detect.workers=2' in line
+
+
+def test_image_folder_results_carry_the_file_name_and_no_frame_rate(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from pipeline.wire import decode, encode, result_record
+    from stages.capture import Capture
+
+    for name in ("b.png", "a.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.full((40, 60, 3), 90, np.uint8))
+    capture = Capture()
+    capture.setup(PipelineConfig.model_validate({"source": {"uri": str(tmp_path)}}))
+    messages = list(capture.frames())
+    assert [m.info["file"] for m in messages] == ["a.jpg", "b.png"]
+    assert [m.info["file"] for m in capture.frames(start=1)] == ["b.png"]  # a resumed capture names the right image
+    record = result_record(decode(encode(messages[1])))
+    assert record["file"] == "b.png" and "fps" not in record and record["size"] == [60, 40]
+
+
+@pytest.mark.skipif(not (REPO / "face_detector" / "weights" / "deploy.prototxt").is_file(), reason="res10 weights absent")
+def test_the_demo_boxes_its_face_in_every_frame(tmp_path: Path) -> None:
+    import cv2
+
+    from face_detector import create_detector
+    from examples.make_demo_video import write_demo_video
+
+    detect = load_config(REPO / "configs" / "file.yaml", check_files=False).detect
+    assert detect.min_size == 20  # the documented default
+    detector = create_detector(detect.backend, confidence=detect.confidence, min_size=detect.min_size)
+    write_demo_video(tmp_path / "demo.avi")
+    capture = cv2.VideoCapture(str(tmp_path / "demo.avi"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 90
+    assert [len(detector.detect(frame)) for frame in frames[::3]] == [1] * 30  # every third frame: one face, boxed
