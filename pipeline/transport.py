@@ -17,6 +17,7 @@ from pipeline.config_file import resolve_path
 
 _AUTHENTICATORS: dict[zmq.Context, ThreadAuthenticator] = {}
 STAGES, CONSUMERS = "stages", "consumers"  # who may connect to a binding socket (its CurveZMQ key list)
+_CURVE_HANDSHAKE_BYTES = 1024  # CurveZMQ's INITIATE command with its metadata fits in this
 
 
 class Role(Enum):
@@ -50,12 +51,12 @@ def open_socket(
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.LINGER, linger)  # end-of-stream must get out, but never hang a shutdown forever
-    sock.setsockopt(zmq.MAXMSGSIZE, max_message)
     if subscribe is not None:
         sock.setsockopt(zmq.SUBSCRIBE, subscribe)
     try:
-        if curve is not None and endpoint.startswith("tcp://"):
-            _secure(context, sock, role, curve, peers)
+        if curve is not None and endpoint.startswith("tcp://") and _secure(context, sock, role, curve, peers) and max_message >= 0:
+            max_message = max(max_message, _CURVE_HANDSHAKE_BYTES)  # the limit covers handshake commands too
+        sock.setsockopt(zmq.MAXMSGSIZE, max_message)
         if role is Role.BIND:
             if endpoint.startswith("ipc://"):
                 path = Path(endpoint[len("ipc://"):])
@@ -71,10 +72,11 @@ def open_socket(
     return sock
 
 
-def _secure(context: zmq.Context, sock: zmq.Socket, role: Role, curve: CurveConfig, peers: str) -> None:
+def _secure(context: zmq.Context, sock: zmq.Socket, role: Role, curve: CurveConfig, peers: str) -> bool:
     """CurveZMQ on a tcp socket: a binding socket is a server that accepts only the keys of its
     `peers` list (checked by one ZAP authenticator thread per process, one ZAP domain per list:
-    stage keys everywhere, consumer keys on the result stream only); a connecting socket is a client."""
+    stage keys everywhere, consumer keys on the result stream only); a connecting socket is a client.
+    True when the socket was secured."""
     try:
         if role is Role.BIND and curve.server_secret_key and curve.allowed_clients:
             sock.curve_publickey, sock.curve_secretkey = _load_key(curve.server_secret_key, "curve.server_secret_key", secret=True)
@@ -88,9 +90,12 @@ def _secure(context: zmq.Context, sock: zmq.Socket, role: Role, curve: CurveConf
                     authenticator.configure_curve(domain=CONSUMERS, location=str(resolve_path(curve.allowed_consumers)))
                 authenticator.certs[CONSUMERS] = {**authenticator.certs.get(STAGES, {}), **authenticator.certs.get(CONSUMERS, {})}
                 _AUTHENTICATORS[context] = authenticator
-        elif role is Role.CONNECT and curve.client_secret_key and curve.server_public_key:
+            return True
+        if role is Role.CONNECT and curve.client_secret_key and curve.server_public_key:
             sock.curve_publickey, sock.curve_secretkey = _load_key(curve.client_secret_key, "curve.client_secret_key", secret=True)
             sock.curve_serverkey = _load_key(curve.server_public_key, "curve.server_public_key", secret=False)[0]
+            return True
+        return False
     except zmq.ZMQError as error:
         raise zmq.ZMQError(error.errno, f"CurveZMQ: {error.strerror}") from None
 

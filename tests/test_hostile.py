@@ -147,3 +147,60 @@ def test_a_consumer_flood_neither_loads_the_publisher_nor_shortens_the_run(tmp_p
     assert grown < 50, f"smooth grew by {grown:.0f} MB"
     assert process.returncode == 0, stderr
     assert [r["seq"] for r in read_jsonl(tmp_path / "results.jsonl")] == list(range(150))
+
+
+# ---- 3. per-role CurveZMQ key lists: a consumer's key reads results, never feeds a stage ----------
+@needs_model
+@pytest.mark.slow
+def test_a_consumer_key_gets_results_but_cannot_send_into_a_stage(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+    from test_curve import _client, _frame, _keys
+    from pipeline.wire import Message, decode, encode
+
+    keys, stages_dir, consumers_dir = tmp_path / "keys", tmp_path / "stages", tmp_path / "consumers"
+    server_public, server_secret = _keys(keys, "server")
+    stage_public, stage_secret = _keys(keys, "stage")
+    consumer_public, consumer_secret = _keys(keys, "consumer")
+    stages_dir.mkdir()
+    consumers_dir.mkdir()
+    shutil.copy(stage_public, stages_dir)
+    shutil.copy(consumer_public, consumers_dir)
+    into, results = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    config = make_config(tmp_path, display={"enabled": False})
+    raw = yaml.safe_load(config.read_text())
+    raw["endpoints"].update(classify_out=into, results=results)
+    raw["curve"] = {"server_secret_key": str(server_secret), "allowed_clients": str(stages_dir), "allowed_consumers": str(consumers_dir)}
+    config.write_text(yaml.safe_dump(raw))
+    context = zmq.Context()
+    stage = subprocess.Popen([sys.executable, "-m", "stages.smooth", "--config", str(config)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    sockets = []
+    try:
+        consumer = _client(context, zmq.SUB, results, consumer_secret, server_public)
+        forger = _client(context, zmq.PUSH, into, consumer_secret, server_public)
+        sender = _client(context, zmq.PUSH, into, stage_secret, server_public)
+        sockets = [consumer, forger, sender]
+        forger.send_multipart(_frame(0, "consumer"), zmq.NOBLOCK)  # queued until a handshake that never succeeds
+        sender.send_multipart(_frame(0, "stage"))
+        sender.send_multipart(encode(Message(kind="eos", source="s", seq=1, prev_seq=0, info={"last_seq": 0})))
+        seen = []
+        while True:
+            assert consumer.poll(30000), "the consumer's key got no results"
+            topic, *parts = consumer.recv_multipart()
+            seen.append((topic, decode(parts)))
+            if topic == b"eos":
+                break
+        assert [(topic, m.seq, m.info.get("who")) for topic, m in seen[:-1]] == [(b"result", 0, "stage")]
+        assert stage.wait(timeout=30) == 0
+    finally:
+        if stage.poll() is None:
+            stage.kill()
+            stage.wait()
+        for sock in sockets:
+            sock.close(0)
+        context.term()
