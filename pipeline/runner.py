@@ -73,7 +73,19 @@ def main(cls: type[Stage] | None = None, argv: list[str] | None = None) -> int:
         print(f"config error: {error}", file=sys.stderr)
         return 2
     stage.attempt = args.attempt
+    if args.control is None:  # started by hand: one line saying what this process is
+        print(describe_process(node, args.worker, config, args.config), file=sys.stderr, flush=True)
     return StageRunner(stage, node, graph, config, args.control).run()
+
+
+def describe_process(node: Node, worker: int, config: PipelineConfig, config_path: str) -> str:
+    """"detect: stage detect (stages.detect, process 1 of 2) of my.yaml; in frames tcp://..., out detections ipc://..."."""
+    endpoints = config.endpoints.model_dump()
+    ports = [("in", node.input)] if node.input else []
+    ports += [("out", port) for port in node.outputs]
+    wiring = ", ".join(f"{way} {port.endpoint} {endpoints.get(port.endpoint, 'auto')}" for way, port in ports)
+    return (f"{node.key(worker)}: stage {node.name} ({node.module}, process {worker + 1} of {node.workers}) of {config_path}, "
+            f"started by hand; {wiring}; runs until end of stream or Ctrl-C")
 
 
 def make_stage(node: Node, worker: int = 0, cls: type[Stage] | None = None) -> Stage:

@@ -140,3 +140,15 @@ def test_the_demo_boxes_its_face_in_every_frame(tmp_path: Path) -> None:
         frames.append(frame)
     assert len(frames) == 90
     assert [len(detector.detect(frame)) for frame in frames[::3]] == [1] * 30  # every third frame: one face, boxed
+
+
+def test_a_hand_started_stage_says_what_it_is() -> None:
+    from pipeline.graph import build_graph
+    from pipeline.runner import describe_process
+
+    config = load_config(REPO / "configs" / "two_workers.yaml", ["endpoints.results=tcp://127.0.0.1:5599",
+                                                                  "endpoints.frames=tcp://127.0.0.1:5550"], check_files=False)
+    node = build_graph(config).node("detect")
+    line = describe_process(node, 1, config, "configs/two_workers.yaml")
+    assert line.startswith("detect.1: stage detect (stages.detect, process 2 of 2) of configs/two_workers.yaml, started by hand;")
+    assert "in frames tcp://127.0.0.1:5550" in line and "\n" not in line
