@@ -24,6 +24,7 @@ $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --editable .   # the liveness-pipeline command, in .venv/bin
 	touch $@
 
 $(DEV_STAMP): $(STAMP) requirements.txt requirements-train.txt requirements-dev.txt

@@ -26,7 +26,7 @@ def start_counting(config: PipelineConfig) -> subprocess.Popen | None:
 def finish_counting(child: subprocess.Popen | None, config: PipelineConfig, wait_s: float = 10.0) -> int | None:
     """The frames this run will process (capped by `source.max_frames`), None when unknown."""
     if child is None:
-        return None
+        return config.source.max_frames if config.source.loop else None  # a looping file ends at max_frames only
     try:
         out, _ = child.communicate(timeout=wait_s)
     except subprocess.TimeoutExpired:

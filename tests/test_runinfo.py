@@ -152,3 +152,12 @@ def test_a_hand_started_stage_says_what_it_is() -> None:
     line = describe_process(node, 1, config, "configs/two_workers.yaml")
     assert line.startswith("detect.1: stage detect (stages.detect, process 2 of 2) of configs/two_workers.yaml, started by hand;")
     assert "in frames tcp://127.0.0.1:5550" in line and "\n" not in line
+
+
+def test_a_looping_file_counts_up_to_max_frames() -> None:
+    from pipeline.progress import finish_counting, start_counting
+
+    config = PipelineConfig.model_validate({"source": {"uri": "video.mp4", "loop": True, "max_frames": 500}})
+    assert start_counting(config) is None and finish_counting(None, config) == 500
+    endless = PipelineConfig.model_validate({"source": {"uri": "video.mp4", "loop": True}})
+    assert finish_counting(None, endless) is None
