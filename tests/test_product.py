@@ -47,3 +47,50 @@ def test_two_runs_of_one_shipped_config_coexist_and_consumers_find_them(tmp_path
         assert [r["seq"] for r in read_jsonl(tmp_path / f"{name}.jsonl")] == list(range(40))
         assert not (tmp_path / f"{name}.run.json").exists()  # removed at the end of the run
     assert not list((tmp_path / "runs").glob("*.json"))
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_python_api_iterates_in_order_and_stops_every_stage(tmp_path: Path) -> None:
+    import pipeline
+
+    video = write_face_video(tmp_path / "face.avi", frames=30)
+    config = {"source": {"uri": str(video)}, "display": {"enabled": False}, "endpoints": {"results": "auto"}}
+    with pipeline.run(config, jsonl=tmp_path / "kept.jsonl") as results:
+        seen = [result.seq for result in results]
+    assert seen == list(range(30)) and results.returncode == 0
+    assert [r["seq"] for r in read_jsonl(tmp_path / "kept.jsonl")] == seen  # jsonl= keeps them too
+    with pipeline.run("configs/file.yaml", source=str(video), overrides=["display.enabled=false", "source.pace=true"]) as results:
+        stages: list[int] = []
+        for result in results:
+            stages = stages or _children(results.process.pid)
+            if result.seq == 3:
+                break
+    assert results.returncode == 130 and len(stages) == 5  # capture, detect, classify, smooth, record
+    assert not [pid for pid in stages if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+
+
+def test_the_python_api_raises_the_runs_one_line(tmp_path: Path) -> None:
+    import pipeline
+    from pipeline.api import PipelineError
+    from pipeline.config import ConfigError
+
+    video = write_face_video(tmp_path / "face.avi", frames=5)
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match="detect.workers"):
+        pipeline.run("file", source=str(video), overrides=["detect.workers=0"])
+    with pytest.raises(PipelineError, match="classify"):
+        with pipeline.run("file", source=str(video), overrides=[f"classify.model={tmp_path / 'broken.onnx'}",
+                                                                "display.enabled=false"]) as results:
+            list(results)
