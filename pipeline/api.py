@@ -83,7 +83,7 @@ class PipelineRun:
         command += [arg for override in self.overrides for arg in ("--set", override)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
         self._log = None if self.verbose else (self._folder / "run.log").open("w+")
-        self.process = subprocess.Popen(command, env=env, stdout=self._log or sys.stderr, stderr=self._log)
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=self._log)  # verbose: this terminal
         return self
 
     @property
@@ -91,8 +91,9 @@ class PipelineRun:
         """The run's result endpoint, for more consumers (waits until the run has announced it)."""
         deadline = time.monotonic() + 120
         while not self.run_info.is_file():
-            if self.process is None or self.process.poll() is not None or time.monotonic() > deadline:
-                raise PipelineError(self._reason() or "the run ended before announcing its endpoint", self.process.poll() or 1)
+            code = self.process.poll() if self.process is not None else None
+            if self.process is None or code is not None or time.monotonic() > deadline:
+                raise PipelineError(self._reason() or "the run is not running (start it with `with` first)", code or 1)
             time.sleep(0.05)
         return json.loads(self.run_info.read_text())["results"]
 

@@ -80,14 +80,18 @@ def run(config: str, source: str | None = None, jsonl: str | None = None, overri
     if jsonl is not None:
         overrides.append(f"record.jsonl={json.dumps(jsonl)}")
     config_path = str(find_config(config))
+    counting = None
     try:
         loaded = load_config(config_path, overrides)
-        counting = start_counting(loaded)
+        counting = start_counting(loaded)  # in parallel with deriving the graph
         with tempfile.TemporaryDirectory(prefix="liveness-graph-") as folder:  # a stage that cannot be placed is a config error too
             graph = derive_in_child(config_path, overrides, Path(folder) / "graph.json")
         loaded = resolve_ports(loaded)
         supervisor = Supervisor(loaded, graph)
     except ConfigError as error:
+        if counting is not None:
+            counting.kill()
+            counting.wait()
         print(f"config error: {error}", file=sys.stderr)
         return 2
     if loaded.policy() == "lossless":
