@@ -4,7 +4,8 @@ Each stage has a DEALER socket (identity = its key, e.g. "detect.1") connected t
 supervisor's ROUTER. Messages are small msgpack maps with a "type":
   stage -> supervisor: ready, done (end of stream handled), error {text}, metrics {snapshot},
                        ack {seq} (lossless sinks: handled up to seq, see pipeline/recovery.py)
-  supervisor -> stage: start {epoch, floor} (capture may begin), stop,
+  supervisor -> stage: start {epoch, floor} (capture may begin), stop, end {last_seq} (the source
+                       finished: the one end of stream a stage takes), epoch {epoch} (lossless),
                        ack {seq} and resend {epoch, floor} (to capture, lossless)
 DEALER/ROUTER never hangs on a dead peer, unlike REQ/REP.
 """
@@ -17,6 +18,7 @@ import zmq
 
 READY, DONE, ERROR, METRICS, START, STOP = "ready", "done", "error", "metrics", "start", "stop"
 QUIT = "quit"  # stage -> supervisor: the user asked to end the whole run (q in the window)
+END = "end"  # supervisor -> every other stage {last_seq}: the source has sent its last frame (an end of stream must say the same)
 
 
 class StageControl:

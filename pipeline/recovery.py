@@ -22,6 +22,7 @@ from pipeline.reorder import Reorderer
 from pipeline.wire import Message
 
 ACK, RESEND = "ack", "resend"  # control messages: stage -> supervisor {seq}; supervisor -> capture {seq} / {epoch, floor}
+EPOCH = "epoch"  # supervisor -> every other stage {epoch}: the newest epoch capture may stamp (sent before capture hears of it)
 
 
 def stamp(message: Message, epoch: int, floor: int) -> Message:
@@ -60,16 +61,23 @@ class SendWindow:
 
 
 class EpochGate:
-    """Classify's side: drop frames of a past epoch, restart the ordering at a new epoch's floor."""
+    """The reordering stage's side: drop frames of a past epoch, restart the ordering at a new epoch's floor.
+
+    An epoch is taken only once the supervisor has announced it (`allowed`): a frame claiming a later
+    one (or none: capture marks every frame it sends under a supervisor) was not sent by capture, and
+    taking it would make every real frame look stale."""
 
     def __init__(self) -> None:
         self.epoch: int | None = None
+        self.allowed = 0  # the newest epoch the supervisor announced
+        self.refused = 0  # frames with an epoch nobody announced
 
     def admit(self, message: Message, reorder: Reorderer) -> bool:
         """False for a stale frame; on a new epoch, reset `reorder` to resume after its floor."""
         epoch, floor = message.info.get("epoch"), message.info.get("floor")
-        if not isinstance(epoch, int) or not isinstance(floor, int):
-            return True  # a frame without recovery marks (a source run by hand): ordinary ordering
+        if not isinstance(epoch, int) or not isinstance(floor, int) or epoch > self.allowed or floor >= message.seq:
+            self.refused += 1
+            return False
         if self.epoch is not None and epoch < self.epoch:
             return False
         if self.epoch is None or epoch > self.epoch:

@@ -26,10 +26,12 @@ import zmq
 
 from pipeline.config import PipelineConfig
 from pipeline.config_file import ConfigError, load_config
-from pipeline.control import DONE, ERROR, METRICS, QUIT, READY, START, STOP, StageControl
+import numpy as np
+
+from pipeline.control import DONE, END, ERROR, METRICS, QUIT, READY, START, STOP, StageControl
 from pipeline.graph import RESULTS, SINK_RESULTS, Format, Graph, Node, Port, derive_in_child, stage_class
 from pipeline.metrics import StageMetrics
-from pipeline.recovery import ACK, RESEND, EpochGate, SendWindow, SinkGate, stamp
+from pipeline.recovery import ACK, EPOCH, RESEND, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
 from pipeline.stage import Role, SourceStage, Stage, StageError, StopPipeline
 from pipeline.transport import CONSUMERS, MAX_SUBSCRIPTION_BYTES, STAGES, ResultPublisher, Role as Side, open_socket, stop_authenticator
@@ -42,6 +44,7 @@ _METRICS_EVERY_S = 1.0
 _LIVE_REORDER_WAIT_S = 1.0  # live mode: a frame lost in flight stops holding the others back after this
 _LIVE_CREDIT_EXPIRY_S = 2.0  # live mode: a frame whose result never came stops counting as in flight
 _NOTICES_PER_POLL = 256  # subscription notices read per loop turn: a flood cannot starve the stage
+_LIVE_STALE_RUN = 8  # live: this many frames in a row older than the ordering's position reset it (they are the real ones)
 
 
 def main(cls: type[Stage] | None = None, argv: list[str] | None = None) -> int:
@@ -125,6 +128,8 @@ class StageRunner:
         self.started = False  # capture: the supervisor said start
         self.epoch, self.floor, self.resend = 0, -1, False  # capture: from the supervisor
         self.last_handled, self._ack_sent, self._ack_time = -1, -1, 0.0
+        self.announced_end: int | None = None  # under a supervisor: the source's last seq, once it has finished
+        self._refused = 0  # messages refused by the role checks (counted as malformed)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:
@@ -182,6 +187,15 @@ class StageRunner:
 
     def _should_stop(self) -> bool:
         """Stop on a signal, a supervisor STOP, or when the supervisor died."""
+        self._read_control()
+        self._flush_ack()
+        if self.control_endpoint and os.getppid() != self.parent_pid:
+            self.stop_requested = True
+        self._maybe_send_metrics()
+        return self.stop_requested
+
+    def _read_control(self) -> None:
+        """Take every pending supervisor message (never blocks)."""
         kind = self.control.receive()
         while kind is not None:
             fields = self.control.last
@@ -194,12 +208,11 @@ class StageRunner:
                 self.resend = kind == RESEND
             elif kind == ACK:
                 self.floor = max(self.floor, int(fields.get("seq", -1)))
+            elif kind == END and isinstance(fields.get("last_seq"), int):
+                self.announced_end = fields["last_seq"]
+            elif kind == EPOCH and isinstance(fields.get("epoch"), int) and self.epoch_gate is not None:
+                self.epoch_gate.allowed = max(self.epoch_gate.allowed, fields["epoch"])
             kind = self.control.receive()
-        self._flush_ack()
-        if self.control_endpoint and os.getppid() != self.parent_pid:
-            self.stop_requested = True
-        self._maybe_send_metrics()
-        return self.stop_requested
 
     def _flush_ack(self, final: bool = False) -> None:
         """Tell the supervisor how far this sink got (at most every 50 ms, and once more at the end)."""
@@ -328,6 +341,10 @@ class StageRunner:
             if self.metrics.malformed <= 3:
                 print(f"{self.key}: dropped a malformed message ({error})", file=sys.stderr)
             return None
+        problem = self._role_problem(message)
+        if problem:
+            self._refuse(problem)
+            return None
         if message.stamps:
             last_sent = max(stamp[-1] for stamp in message.stamps.values())
             # split the hop: time queued while we were busy with earlier messages, then transport
@@ -336,6 +353,54 @@ class StageRunner:
         message.stamps[self.key] = [received]
         return message
 
+    def _refuse(self, problem: str) -> None:
+        """Count and drop a message this stage's upstream cannot have sent (three are named on stderr)."""
+        self.metrics.malformed += 1
+        if self.metrics.malformed <= 3:
+            print(f"{self.key}: dropped a message its upstream cannot have sent ({problem})", file=sys.stderr)
+
+    def _role_problem(self, message: Message) -> str:
+        """What is wrong with a well-formed message for this stage's input ("" when nothing): frames
+        where frames belong, with pixels (or an unread frame's error and no faces); pixels made
+        three-channel and boxes kept within reach of the frame, so that no stage sees odd input."""
+        assert self.node.input is not None
+        if self.node.input.format is not Format.FRAME:
+            return "" if message.frame is None else "pixels on the result stream"
+        if message.kind == "status":
+            return "a status notice where frames belong"
+        if message.kind == "eos":
+            last = message.info.get("last_seq")
+            return "" if last == message.prev_seq else "an end of stream whose last_seq is not its prev_seq"
+        if message.frame is None:
+            if "error" not in message.info or message.faces:
+                return "a frame without pixels (only a frame the source could not read has none, and then no faces)"
+            return ""
+        if message.frame.shape[2] == 1:
+            message.frame = np.repeat(message.frame, 3, axis=2)
+        elif message.frame.shape[2] == 4:
+            message.frame = np.ascontiguousarray(message.frame[:, :, :3])
+        height, width = message.frame.shape[:2]
+        faces = []
+        for face in message.faces:
+            x1, y1, x2, y2 = face.box  # a face may stick out of the frame a little, never by more than the frame
+            box = [min(max(x1, -width), 2 * width), min(max(y1, -height), 2 * height),
+                   min(max(x2, -width), 2 * width), min(max(y2, -height), 2 * height)]
+            if box[2] > box[0] and box[3] > box[1]:
+                face.box = box
+                faces.append(face)
+        message.faces = faces
+        return ""
+
+    def _take_eos(self, message: Message, reorder: Reorderer | None) -> bool:
+        """Whether an end of stream is the source's: under a supervisor it must name the last seq the
+        source reported (announced over the control channel); by hand no later frame may be waiting."""
+        last = message.info.get("last_seq")
+        if reorder is not None and isinstance(last, int) and (reorder.last_released > last or reorder.waiting_after(last)):
+            return False
+        if self.control.socket is None:
+            return True
+        return self.announced_end is not None and last == self.announced_end
+
     def _run_loop(self) -> None:
         assert self.input is not None
         poller = zmq.Poller()
@@ -343,8 +408,13 @@ class StageRunner:
         for port, sock in self.outputs:
             if port.socket == "pub":
                 poller.register(sock, zmq.POLLIN)  # subscription notices: read so they never pile up
-        reorder = Reorderer() if self.node.reorders else None
+        reorder = None
+        if self.node.reorders:  # how far ahead a frame can be: capture's window (lossless), else generous
+            window = self.config.restart.window + 1 if self.recovering else 1 << 16
+            reorder = Reorderer(max_ahead=window, max_pending=min(window, 4 * self.config.restart.window + 256))
         eos: Message | None = None
+        candidates: dict[Any, Message] = {}  # ends of stream waiting for the supervisor's word, by last_seq
+        stale = 0
         while not self._should_stop():
             events = dict(poller.poll(_POLL_MS))
             for port, sock in self.outputs:
@@ -368,20 +438,36 @@ class StageRunner:
                     if message is None:
                         continue
                     self.metrics.frames_in += message.kind == "frame"
+                    if self.epoch_gate is not None and message.info.get("epoch", 0) > self.epoch_gate.allowed:
+                        self._read_control()  # the supervisor announces an epoch before capture uses it
                     if self.epoch_gate is not None and reorder is not None and not self.epoch_gate.admit(message, reorder):
-                        self.metrics.drop("repeat")  # sent again after a restart: not a loss
+                        if self.epoch_gate.refused > self._refused:
+                            self._refused = self.epoch_gate.refused
+                            self._refuse("an epoch the supervisor never announced")
+                        else:
+                            self.metrics.drop("repeat")  # sent again after a restart: not a loss
                         continue
                     if self.sink_gate is not None and not self.sink_gate.admit(message):
                         if message.kind == "frame":
                             self.metrics.drop("repeat" if message.seq <= self.sink_gate.last_handled else "ahead")
                         continue
                     if message.kind == "eos":
-                        eos = message
+                        if self.control.socket is None and not self._take_eos(message, reorder):
+                            self._refuse(f"an end of stream after seq {message.info.get('last_seq')} with later frames seen")
+                        elif len(candidates) < 16:
+                            candidates.setdefault(message.info.get("last_seq"), message)
                     elif reorder is not None:
                         if self.live and message.prev_seq == -1 and reorder.last_released >= 0:
                             reorder.reset(-1)  # live: a restarted capture numbers its frames from 0 again
+                        stale = stale + 1 if self.live and message.seq <= reorder.last_released else 0
+                        if stale >= _LIVE_STALE_RUN:  # live: the ordering was pushed ahead; these are the real frames
+                            reorder.reset(message.prev_seq)
+                            stale = 0
+                        refused = reorder.refused
                         for ready in reorder.push(message):
                             self._handle(ready)
+                        if reorder.refused > refused:
+                            self._refuse(f"seq {message.seq} outside the window after {reorder.last_released}")
                     else:
                         self._handle(message)
             if reorder is not None and self.live:
@@ -390,6 +476,14 @@ class StageRunner:
                     self.metrics.drop("lost_in_flight", skipped)
                 for ready in released:
                     self._handle(ready)
+            if candidates and (self.control.socket is None or self.announced_end is not None):
+                # (under a supervisor, kept until the source has finished: its word may still be on its way)
+                for candidate in candidates.values():
+                    if eos is None and self._take_eos(candidate, reorder):
+                        eos = candidate
+                    else:
+                        self._refuse(f"an end of stream after seq {candidate.info.get('last_seq')}, which is not the source's last")
+                candidates.clear()
             if eos is not None and (reorder is None or reorder.complete(eos.info.get("last_seq", -1))):
                 self._finish(eos)
                 if self.node.role is Role.SINK or self.control.socket is None:

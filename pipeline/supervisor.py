@@ -22,8 +22,8 @@ import zmq
 
 from pipeline.config import REPO_ROOT, EndpointsConfig, PipelineConfig
 from pipeline.config_file import dump_config
-from pipeline.control import DONE, ERROR, METRICS, QUIT, READY, START, STOP
-from pipeline.recovery import ACK, RESEND
+from pipeline.control import DONE, END, ERROR, METRICS, QUIT, READY, START, STOP
+from pipeline.recovery import ACK, EPOCH, RESEND
 from pipeline.graph import CONTROL, Graph, StageInstance, build_graph
 from pipeline.metrics import summary_line
 from pipeline.stage import Role
@@ -65,6 +65,7 @@ class Supervisor:
         self.interrupted = False
         self.summary_at_exit = False
         self.quit_by: str | None = None  # a stage through which the user ended the run
+        self._end: int | None = None  # the source's last seq, once it has sent its end of stream
         self.context = zmq.Context()
         self.exporter = PrometheusExporter(lambda: {key: s.snapshot for key, s in list(self.stages.items()) if s.snapshot})
         self.progress: Progress | None = None  # finite runs: "frame N of M" in every summary line (pipeline.progress)
@@ -196,10 +197,17 @@ class Supervisor:
         kind = message.get("type")
         if kind == READY:
             stage.ready = True
+            if self._end is not None:  # a stage (re)started after the source finished needs its word too
+                self._tell(control, stage, {"type": END, "last_seq": self._end})
         elif kind == QUIT:
             self.quit_by = stage.instance.key
         elif kind == DONE:
             stage.done = True
+            last = message.get("info", {}).get("last_seq") if isinstance(message.get("info"), dict) else None
+            if stage.instance.node.role is Role.SOURCE and isinstance(last, int) and self._end is None:
+                self._end = last  # the one end of stream the other stages take (pipeline/runner.py)
+                for other in self.stages.values():
+                    self._tell(control, other, {"type": END, "last_seq": last})
         elif kind == ERROR:
             stage.error = str(message.get("text", "unknown error"))
         elif kind == METRICS and isinstance(message.get("snapshot"), dict):
@@ -207,6 +215,15 @@ class Supervisor:
         elif kind == ACK and isinstance(message.get("seq"), int):
             stage.acked = max(stage.acked, message["seq"])
             self._relay_floor(control)
+
+    def _tell(self, control: zmq.Socket, stage: Running, message: dict[str, Any]) -> None:
+        """Send one control message to a stage that is not the source (dropped if it cannot take it now)."""
+        if stage.instance.node.role is Role.SOURCE:
+            return
+        try:
+            control.send_multipart([stage.instance.key.encode(), msgpack.packb(message)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
 
     def await_last_word(self, control: zmq.Socket, stage: Running, wait_s: float = 1.0) -> None:
         """Read what an exited stage said just before it exited (its error, QUIT or DONE).
@@ -268,6 +285,8 @@ class Supervisor:
                 # starts after the acknowledged ones); see pipeline/recovery.py
                 stage.resumed = True
                 self._epoch = getattr(self, "_epoch", 0) + 1
+                for other in self.stages.values():  # announced before capture may stamp it (pipeline/recovery.py)
+                    self._tell(control, other, {"type": EPOCH, "epoch": self._epoch})
                 kind = START if stage.instance.node.role is Role.SOURCE else RESEND
                 control.send_multipart([self._source_key, msgpack.packb({"type": kind, "epoch": self._epoch, "floor": self._floor()})])
 

@@ -39,6 +39,11 @@ KINDS = ("frame", "eos", "status")
 MAX_HEADER_BYTES = 1 << 20
 MAX_FRAME_BYTES = 8192 * 8192 * 3
 MAX_FACES = 256
+MAX_SIDE = 8192  # pixels a side of a frame
+MAX_COORDINATE = 1 << 31  # box coordinates and sizes, in pixels
+MAX_SEQ = 1 << 53  # frame numbers stay exact in JSON
+MAX_INFO_DEPTH, MAX_INFO_TEXT, MAX_INFO_NODES = 4, 4096, 1024  # the info map: plain JSON, shallow and small
+MAX_FPS = 1000.0
 # per-face attributes: plain JSON values, bounded so that no stage (or peer) can bloat a message
 MAX_NAMESPACES, MAX_KEYS, MAX_DEPTH, MAX_TEXT, MAX_ITEMS, MAX_NODES = 16, 32, 4, 256, 64, 512
 TOPIC_RESULT = b"result"
@@ -162,6 +167,8 @@ def decode(parts: list[Any]) -> Message:
     )
     if not math.isfinite(message.t_wall):
         raise WireError("field 't_wall' is not a finite number")
+    if not -1 <= message.prev_seq < message.seq < MAX_SEQ:
+        raise WireError(f"seq {message.seq} / prev_seq {message.prev_seq} out of order or range (-1 <= prev_seq < seq < 2^53)")
     if len(message.faces) > MAX_FACES:
         raise WireError(f"{len(message.faces)} faces exceed {MAX_FACES}")
     shape = header.get("shape")
@@ -192,8 +199,9 @@ def _face(raw: Any) -> Face:
     if not isinstance(raw, dict):
         raise WireError("a face is not a map")
     box = raw.get("box")
-    if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in box):
-        raise WireError("a face box is not 4 integers")
+    if not isinstance(box, list) or len(box) != 4 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and -MAX_COORDINATE < v < MAX_COORDINATE for v in box):
+        raise WireError("a face box is not 4 integers within +-2^31")
     det_conf = raw.get("det_conf")
     if not isinstance(det_conf, (int, float)) or isinstance(det_conf, bool):
         raise WireError("a face has no det_conf number")
@@ -215,38 +223,39 @@ def _attributes(raw: Any) -> Attributes:
     if not isinstance(raw, dict) or len(raw) > MAX_NAMESPACES:
         raise WireError(f"a face's attributes are not a map of at most {MAX_NAMESPACES} namespaces")
     budget = [MAX_NODES]
-
-    def check(value: Any, depth: int) -> None:
-        budget[0] -= 1
-        if budget[0] < 0 or depth > MAX_DEPTH:
-            raise WireError(f"a face's attributes exceed {MAX_NODES} values or depth {MAX_DEPTH}")
-        if isinstance(value, str):
-            if len(value) > MAX_TEXT:
-                raise WireError(f"an attribute text is longer than {MAX_TEXT} characters")
-        elif isinstance(value, list):
-            if len(value) > MAX_ITEMS:
-                raise WireError(f"an attribute list is longer than {MAX_ITEMS}")
-            for item in value:
-                check(item, depth + 1)
-        elif isinstance(value, dict):
-            if len(value) > MAX_KEYS or not all(isinstance(k, str) and 0 < len(k) <= MAX_TEXT for k in value):
-                raise WireError(f"an attribute map has more than {MAX_KEYS} keys, or a key that is not text")
-            for item in value.values():
-                check(item, depth + 1)
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                raise WireError("an attribute number is not finite")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if abs(value) >= 1 << 53:
-                raise WireError("an attribute integer is too large for JSON")
-        elif value is not None and not isinstance(value, bool):
-            raise WireError(f"an attribute value is not plain JSON ({type(value).__name__})")
-
     for namespace, values in raw.items():
         if not isinstance(namespace, str) or not isinstance(values, dict):
             raise WireError("a face's attribute namespace is not a map")
-        check({namespace: values}, 0)
+        _plain({namespace: values}, 0, budget, MAX_DEPTH, MAX_TEXT, "an attribute")
     return raw
+
+
+def _plain(value: Any, depth: int, budget: list[int], max_depth: int, max_text: int, what: str) -> None:
+    """Check one plain JSON value: bounded depth, size and text; finite numbers; no other types."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > max_depth:
+        raise WireError(f"{what} value exceeds its size or depth {max_depth}")
+    if isinstance(value, str):
+        if len(value) > max_text:
+            raise WireError(f"{what} text is longer than {max_text} characters")
+    elif isinstance(value, list):
+        if len(value) > MAX_ITEMS:
+            raise WireError(f"{what} list is longer than {MAX_ITEMS}")
+        for item in value:
+            _plain(item, depth + 1, budget, max_depth, max_text, what)
+    elif isinstance(value, dict):
+        if len(value) > MAX_KEYS or not all(isinstance(k, str) and 0 < len(k) <= MAX_TEXT for k in value):
+            raise WireError(f"{what} map has more than {MAX_KEYS} keys, or a key that is not text")
+        for item in value.values():
+            _plain(item, depth + 1, budget, max_depth, max_text, what)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise WireError(f"{what} number is not finite")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= 1 << 53:
+            raise WireError(f"{what} integer is too large for JSON")
+    elif value is not None and not isinstance(value, bool):
+        raise WireError(f"{what} value is not plain JSON ({type(value).__name__})")
 
 
 def check_attributes(message: Message, stage: str, namespace: str | None = None, given: frozenset[str] = frozenset()) -> None:
@@ -269,9 +278,17 @@ def _finite(value: Any) -> bool:
 
 
 def _info(raw: Any) -> dict[str, Any]:
-    """The info map; the fields that reach the JSON lines (size, error) are checked."""
+    """The info map: plain JSON (shallow, small, finite numbers); the fields the framework and the
+    JSON lines read are checked. An `fps` that is not a frame rate is dropped (the frame is kept)."""
     if not isinstance(raw, dict):
         raise WireError("field 'info' missing or of the wrong type")
+    fps = raw.get("fps")
+    if fps is not None and not (_finite(fps) and 0 < fps <= MAX_FPS):
+        del raw["fps"]  # odd but harmless: a frame whose rate is unknown
+    _plain(raw, 0, [MAX_INFO_NODES], MAX_INFO_DEPTH, MAX_INFO_TEXT, "an info")
+    for key in ("last_seq", "frames_read", "epoch", "floor"):
+        if key in raw and not (isinstance(raw[key], int) and not isinstance(raw[key], bool)):
+            raise WireError(f"field 'info.{key}' is not an integer")
     size = raw.get("size")
     if size is not None and not (isinstance(size, list) and len(size) == 2
                                  and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 31 for v in size)):
@@ -290,6 +307,8 @@ def _pixels(part: Any, shape: Any) -> np.ndarray:
         raise WireError("pixels without a valid [height, width, channels] shape")
     if shape[2] not in (1, 3, 4):
         raise WireError(f"unsupported channel count {shape[2]}")
+    if shape[0] > MAX_SIDE or shape[1] > MAX_SIDE:
+        raise WireError(f"a {shape[1]}x{shape[0]} frame exceeds {MAX_SIDE} pixels a side")
     buffer = part.buffer if hasattr(part, "buffer") else memoryview(part)
     expected = shape[0] * shape[1] * shape[2]
     if expected > MAX_FRAME_BYTES or len(buffer) != expected:

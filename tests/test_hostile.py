@@ -204,3 +204,154 @@ def test_a_consumer_key_gets_results_but_cannot_send_into_a_stage(tmp_path: Path
         for sock in sockets:
             sock.close(0)
         context.term()
+
+
+# ---- 2. role-checked, validated input at every socket -------------------------------------------
+def _smooth_over_loopback(tmp_path: Path, loopback, messages: list[list]) -> list[tuple[bytes, object]]:
+    """Run smooth (by hand: no supervisor) on these input messages; what it published, in order."""
+    import numpy as np  # noqa: F401
+
+    from pipeline.wire import decode
+    from test_graph import _config, _runner
+
+    sub, results = loopback(zmq.SUB, connect=f"tcp://127.0.0.1:{free_port()}")  # the recorder's place
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    push, into = loopback(zmq.PUSH, connect=f"tcp://127.0.0.1:{free_port()}")
+    config = _config(tmp_path, endpoints={"classify_out": into, "results": results}, display={"enabled": False})
+    for parts in messages:
+        push.send_multipart(parts)
+    started = time.monotonic()
+    assert _runner(config, "smooth").run() == 0
+    assert time.monotonic() - started < 30
+    published = []
+    while sub.poll(2000):
+        topic, *parts = sub.recv_multipart()
+        published.append((topic, decode(parts)))
+        if topic == b"eos":
+            break
+    return published
+
+
+def _eos(last: int) -> list:
+    from pipeline.wire import Message, encode
+
+    return encode(Message(kind="eos", source="s", seq=last + 1, prev_seq=last, info={"last_seq": last}))
+
+
+def _frame_parts(seq: int, prev_seq: int, **fields) -> list:
+    import numpy as np
+
+    from pipeline.wire import Face, Message, encode
+
+    message = Message(kind="frame", source="s", seq=seq, prev_seq=prev_seq, t_capture_ns=time.monotonic_ns(), t_wall=time.time(),
+                      faces=[Face([10, 10, 40, 40], 0.99, 0.3, "fake", 0.5)], info={"fps": 30.0, "size": [64, 48]},
+                      frame=np.zeros((48, 64, 3), np.uint8))
+    for key, value in fields.items():
+        setattr(message, key, value)
+    return encode(message)
+
+
+def test_a_result_where_a_frame_belongs_cannot_replace_a_frames_result(tmp_path: Path, loopback) -> None:
+    from pipeline.wire import Face
+
+    forged = _frame_parts(1, 0, frame=None, faces=[Face([10, 10, 40, 40], 0.99, 1.0, "real", 0.0)])  # no pixels, passed-through faces
+    published = _smooth_over_loopback(tmp_path, loopback, [_frame_parts(0, -1), forged, _frame_parts(1, 0), _frame_parts(2, 1), _eos(2)])
+    frames = [m for topic, m in published if topic == b"result"]
+    assert [m.seq for m in frames] == [0, 1, 2] and published[-1][0] == b"eos"
+    assert all(m.faces[0].frame_score == 0.3 and m.faces[0].threshold == 0.5 for m in frames)  # the true results
+
+
+def test_a_huge_seq_cannot_silence_later_frames(tmp_path: Path, loopback) -> None:
+    published = _smooth_over_loopback(tmp_path, loopback, [_frame_parts(0, -1), _frame_parts(2**40, 0), _frame_parts(1, 0),
+                                                            _frame_parts(2, 1), _eos(2)])
+    assert [m.seq for topic, m in published if topic == b"result"] == [0, 1, 2]
+
+
+def test_an_early_end_of_stream_cannot_shorten_the_run(tmp_path: Path, loopback) -> None:
+    published = _smooth_over_loopback(tmp_path, loopback, [_frame_parts(0, -1), _frame_parts(2, 1), _eos(0), _frame_parts(1, 0), _eos(2)])
+    assert [(topic, m.seq) for topic, m in published] == [(b"result", 0), (b"result", 1), (b"result", 2), (b"eos", 3)]
+
+
+def test_odd_fps_and_deep_nesting_never_reach_the_json_lines(tmp_path: Path, loopback) -> None:
+    import json
+
+    import msgpack
+
+    from pipeline.wire import WireError, decode, result_record
+
+    nan_fps = _frame_parts(0, -1, info={"fps": float("nan"), "size": [64, 48]})
+    text_fps = _frame_parts(1, 0, info={"fps": "thirty", "size": [64, 48]})
+    published = _smooth_over_loopback(tmp_path, loopback, [nan_fps, text_fps, _frame_parts(2, 1), _eos(2)])
+    records = [result_record(m) for topic, m in published if topic == b"result"]
+    assert [r["seq"] for r in records] == [0, 1, 2] and "fps" not in records[0] and "fps" not in records[1]
+    for record in records:
+        json.dumps(record, allow_nan=False)
+    deep: object = 1
+    for _ in range(990):
+        deep = [deep]
+    header = msgpack.unpackb(_frame_parts(0, -1)[0])
+    header["info"]["deep"] = deep
+    with pytest.raises(WireError):
+        decode([msgpack.packb(header)])
+
+
+@needs_model
+def test_odd_frames_and_huge_boxes_do_not_crash_classify(tmp_path: Path, loopback) -> None:
+    import numpy as np
+
+    from pipeline.wire import Face, decode
+    from test_graph import _config, _runner
+
+    pull, out = loopback(zmq.PULL)
+    push, into = loopback(zmq.PUSH, connect=f"tcp://127.0.0.1:{free_port()}")
+    config = _config(tmp_path, endpoints={"detections": into, "classify_out": out})
+    odd = [(np.zeros((48, 64, 1), np.uint8), [0, 0, 10**6, 10**6]), (np.zeros((48, 64, 4), np.uint8), [0, 0, 2**31 - 1, 2**31 - 1]),
+           (np.zeros((64, 64, 3), np.uint8), [-20000, -20000, 20000, 20000]), (np.zeros((64, 64, 3), np.uint8), [5, 5, 5, 40])]
+    for seq, (image, box) in enumerate(odd):
+        push.send_multipart(_frame_parts(seq, seq - 1, frame=image, faces=[Face(box, 0.9)]))
+    push.send_multipart(_eos(len(odd) - 1))
+    started = time.monotonic()
+    assert _runner(config, "classify").run() == 0
+    assert time.monotonic() - started < 30
+    got = [decode(pull.recv_multipart()) for _ in range(len(odd) + 1)]
+    assert [m.kind for m in got] == ["frame"] * len(odd) + ["eos"]
+    assert all(0 <= face.score <= 1 for m in got[:3] for face in m.faces) and [len(m.faces) for m in got[:4]] == [1, 1, 1, 0]
+    assert got[0].faces[0].box == [0, 0, 128, 96] and got[1].frame.shape[2] == 3
+
+
+@needs_model
+@pytest.mark.slow
+def test_forged_messages_on_a_tcp_edge_neither_end_forge_nor_hang_a_lossless_run(tmp_path: Path, paced_video: Path) -> None:
+    """The issue's four single-message attacks on smooth's tcp input, in one supervised lossless run."""
+    import numpy as np
+
+    from pipeline.wire import Face
+
+    into = f"tcp://127.0.0.1:{free_port()}"
+    config = make_config(tmp_path, source={"pace": True}, endpoints={"classify_out": into})
+    process = start_pipeline("--config", str(config), "--source", str(paced_video))
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    try:
+        wait_for_line(process, "stages ready")
+        push.connect(into)
+        time.sleep(1.0)  # well into the run
+        image = np.zeros((480, 640, 3), np.uint8)
+        push.send_multipart(_eos(20))  # an early end of stream
+        push.send_multipart(_frame_parts(100, 99, frame=None, faces=[Face([64, 178, 286, 507], 0.99, 1.0, "real", 0.0)]))  # a forged result
+        push.send_multipart(_frame_parts(2**40, 40, frame=image))  # a huge seq
+        marked = _frame_parts(60, 59, frame=image, info={"fps": 30.0, "size": [640, 480], "epoch": 10**6, "floor": 0})
+        push.send_multipart(marked)  # an epoch nobody announced
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        push.close(0)
+        context.term()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, stderr
+    records = read_jsonl(tmp_path / "results.jsonl")
+    assert [r["seq"] for r in records] == list(range(150)), stderr
+    assert not [r for r in records for face in r["faces"] if face["threshold"] == 0.0 or face["score"] == 1.0]
+    assert "cannot have sent" in stderr or "malformed" in stderr
