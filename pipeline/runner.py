@@ -153,7 +153,10 @@ class StageRunner:
                 self._run_loop()
         except StopPipeline:
             self.control.send(QUIT)  # a clean end asked for by the user, not a failure
-        except (StageError, zmq.ZMQError, OSError) as error:
+        except StageError as error:  # for the user to fix (a full disk, a bad file): restarting cannot help
+            self._report_error(str(error), fatal=True)
+            code = 1
+        except (zmq.ZMQError, OSError) as error:
             self._report_error(str(error))
             code = 1
         except Exception as error:  # a bug: one line with where it happened, not a traceback wall
@@ -179,9 +182,9 @@ class StageRunner:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
 
-    def _report_error(self, text: str) -> None:
+    def _report_error(self, text: str, fatal: bool = False) -> None:
         if self.control.socket is not None:
-            self.control.send(ERROR, text=text)
+            self.control.send(ERROR, text=text, fatal=fatal)
         else:
             print(f"{self.key}: error: {text}", file=sys.stderr)
 

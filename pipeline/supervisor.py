@@ -46,6 +46,7 @@ class Running:
     ready: bool = False
     done: bool = False
     error: str | None = None
+    fatal: bool = False  # its error is one to fix (a StageError): not restarted
     snapshot: dict[str, Any] = field(default_factory=dict)
     restarts: int = 0  # how many times this stage was started again
     restart_at: float | None = None  # dead, to be started again at this time (monotonic)
@@ -210,6 +211,7 @@ class Supervisor:
                     self._tell(control, other, {"type": END, "last_seq": last})
         elif kind == ERROR:
             stage.error = str(message.get("text", "unknown error"))
+            stage.fatal = message.get("fatal") is True
         elif kind == METRICS and isinstance(message.get("snapshot"), dict):
             stage.snapshot = {**message["snapshot"], "restarts": stage.restarts}
         elif kind == ACK and isinstance(message.get("seq"), int):
@@ -256,10 +258,10 @@ class Supervisor:
         """Apply the stage's restart policy to a dead stage: True when it will be started again.
 
         A stage that never became ready is not restarted: its error (a missing camera, a bad
-        model) is one the user has to fix."""
+        model) is one the user has to fix; neither is one that reported a StageError (a full disk)."""
         policy, limit, backoff = self.config.restart.for_stage(stage.instance.node.name)
-        if policy != "on-failure" or not stage.ready:
-            return False
+        if policy != "on-failure" or stage.fatal or (not stage.ready and stage.restarts == 0):
+            return False  # (a restarted stage that dies again before it is ready counts as one more restart)
         key = stage.instance.key
         if stage.restarts >= limit:
             log(f"stage {key}: not restarted again, it already was {stage.restarts} times (restart.max_restarts)")

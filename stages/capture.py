@@ -1,18 +1,24 @@
 """Capture: read frames from a camera, video file, network stream or image folder."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
+from pipeline.wire import MAX_SIDE, Message
 
-from pipeline.config import PipelineConfig
-from pipeline.config_file import resolve_path
-from pipeline.runner import main
-from pipeline.stage import SourceStage, StageError
-from pipeline.wire import Message
+# OpenCV refuses to decode an image over this many pixels (read before cv2 is imported): an absurd
+# image costs nothing instead of gigabytes
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_SIDE * MAX_SIDE))
+
+import cv2  # noqa: E402
+
+from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.config_file import resolve_path  # noqa: E402
+from pipeline.runner import main  # noqa: E402
+from pipeline.stage import SourceStage, StageError  # noqa: E402
 
 _STREAM_TIMEOUT_MS = 5000
 _REOPEN_FIRST_S, _REOPEN_MAX_S = 0.25, 8.0  # back-off between attempts to reopen a lost camera or stream
@@ -46,7 +52,8 @@ class Capture(SourceStage):
                 self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.config.height)
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:  # one image: a folder of one
             if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
-                raise StageError(f"source.uri {uri!r}: unreadable image (not a decodable {path.suffix} file)")
+                raise StageError(f"source.uri {uri!r}: unreadable image (not a decodable {path.suffix} file, "
+                                 f"or larger than {MAX_SIDE}x{MAX_SIDE} pixels)")
             self.images = [path]
         elif path.is_dir():
             self.images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -108,6 +115,9 @@ class Capture(SourceStage):
             if item is None:
                 return
             image, error, event = item
+            if image is not None and (image.shape[0] > MAX_SIDE or image.shape[1] > MAX_SIDE):
+                error = f"frame of {image.shape[1]}x{image.shape[0]} pixels refused: more than {MAX_SIDE} a side"
+                image = None
             info: dict = {}
             if self.images is not None:  # independent pictures: classify does not average scores across them
                 info["still"] = True
@@ -132,7 +142,7 @@ class Capture(SourceStage):
             if self.images is not None:
                 for path in self.images[skip:]:
                     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                    yield (image, None, None) if image is not None else (None, f"unreadable image {path.name}", None)
+                    yield (image, None, None) if image is not None else (None, f"unreadable image {path.name} (not decodable, or larger than {MAX_SIDE}x{MAX_SIDE} pixels)", None)
             else:
                 assert self.capture is not None
                 for _ in range(skip):

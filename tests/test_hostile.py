@@ -355,3 +355,114 @@ def test_forged_messages_on_a_tcp_edge_neither_end_forge_nor_hang_a_lossless_run
     assert [r["seq"] for r in records] == list(range(150)), stderr
     assert not [r for r in records for face in r["faces"] if face["threshold"] == 0.0 or face["score"] == 1.0]
     assert "cannot have sent" in stderr or "malformed" in stderr
+
+
+# ---- 6. nothing lost on disk; absurd frames refused at the source ------------------------------
+def _record(tmp_path: Path, jsonl: str, attempt: int = 0):
+    from pipeline.config_file import load_config
+    from stages.record import Record
+
+    config = load_config(make_config(tmp_path, record={"jsonl": jsonl}), check_files=False)
+    record = Record()
+    record.attempt = attempt
+    record.setup(config)
+    return record
+
+
+def _result(seq: int):
+    from pipeline.wire import Face, Message
+
+    return Message(kind="frame", source="s", seq=seq, prev_seq=seq - 1, t_wall=1.0, info={"size": [64, 48]},
+                   faces=[Face([1, 2, 3, 4], 0.9, 0.7, "real", 0.5)])
+
+
+def test_an_earlier_results_file_is_untouched_until_the_first_result(tmp_path: Path) -> None:
+    jsonl = tmp_path / "earlier.jsonl"
+    jsonl.write_text('{"seq": 0}\n' * 145)
+    record = _record(tmp_path, str(jsonl))
+    record.teardown()  # the run failed to start: no result ever came
+    assert jsonl.read_text() == '{"seq": 0}\n' * 145
+    record = _record(tmp_path, str(jsonl))
+    record.process(_result(0))
+    record.end_of_stream()
+    assert [r["seq"] for r in read_jsonl(jsonl)] == [0]
+
+
+def test_a_full_disk_stops_with_the_file_named_and_no_half_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from pipeline.stage import StageError
+
+    jsonl = tmp_path / "full.jsonl"
+    record = _record(tmp_path, str(jsonl))
+    record.process(_result(0))
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        if len(data) > 20:
+            return real_write(fd, data[:20])  # the disk takes part of the line, then nothing
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(StageError) as caught:
+        record.process(_result(1))
+    monkeypatch.undo()
+    record.teardown()
+    assert str(jsonl) in str(caught.value) and "No space left on device" in str(caught.value) and "\n" not in str(caught.value)
+    assert [r["seq"] for r in read_jsonl(jsonl)] == [0]  # the half line was cut
+    if Path("/dev/full").exists():
+        record = _record(tmp_path, "/dev/full")
+        with pytest.raises(StageError, match="record.jsonl /dev/full: cannot write"):
+            record.process(_result(0))
+        record.teardown()
+
+
+def test_capture_refuses_an_absurd_frame_with_a_reason(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from pipeline.config_file import load_config
+    from pipeline.wire import MAX_SIDE
+    from stages.capture import Capture
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), np.zeros((48, 64, 3), np.uint8))
+    cv2.imwrite(str(folder / "1.png"), np.zeros((4, MAX_SIDE + 8, 3), np.uint8))  # wider than any frame may be
+    capture = Capture()
+    capture.setup(load_config(make_config(tmp_path, source={"uri": str(folder)}), check_files=False))
+    frames = list(capture.frames())
+    capture.teardown()
+    assert frames[0].frame is not None and frames[1].frame is None
+    assert "refused" in frames[1].info["error"] and str(MAX_SIDE) in frames[1].info["error"]
+
+
+@needs_model
+@pytest.mark.slow
+def test_a_run_that_fails_to_start_keeps_the_earlier_results_file(tmp_path: Path, paced_video: Path) -> None:
+    import socket
+
+    from conftest import run_pipeline
+
+    jsonl = tmp_path / "results.jsonl"
+    jsonl.write_text('{"seq": 0}\n' * 145)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config = make_config(tmp_path, endpoints={"results": f"tcp://127.0.0.1:{busy.getsockname()[1]}"})
+        result = run_pipeline("--config", str(config), "--source", str(paced_video), timeout=90)
+    assert result.returncode != 0
+    assert jsonl.read_text() == '{"seq": 0}\n' * 145
+
+
+@needs_model
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_a_full_disk_ends_the_run_with_one_line_and_no_restarts(tmp_path: Path, paced_video: Path) -> None:
+    from conftest import run_pipeline
+
+    result = run_pipeline("--config", str(make_config(tmp_path)), "--source", str(paced_video), "--jsonl", "/dev/full", timeout=90)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors and "record.jsonl /dev/full: cannot write (No space left on device)" in errors[0], result.stderr
+    assert "restart 1 of" not in result.stderr and "Traceback" not in result.stderr

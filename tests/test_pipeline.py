@@ -57,7 +57,7 @@ def test_image_folder_with_an_unreadable_image(tmp_path: Path, face_video: Path)
     assert result.returncode == 0, result.stderr
     records = read_jsonl(tmp_path / "results.jsonl")
     assert [r["seq"] for r in records] == [0, 1, 2, 3]
-    assert records[2]["error"] == "unreadable image 001b.jpg" and records[2]["faces"] == []
+    assert records[2]["error"].startswith("unreadable image 001b.jpg") and records[2]["faces"] == []
     assert len(records[3]["faces"]) == 1
     # stills are independent pictures: each image is scored alone, no track, no average
     assert all("track" not in face and "frame_score" not in face for r in records for face in r["faces"])
