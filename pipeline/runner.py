@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline.control import DONE, END, ERROR, METRICS, QUIT, READY, START, STOP, StageControl
 from pipeline.graph import RESULTS, SINK_RESULTS, Format, Graph, Node, Port, derive_in_child, stage_class
+from pipeline.lifetime import remove_run_folder
 from pipeline.metrics import StageMetrics
 from pipeline.recovery import ACK, EPOCH, RESEND, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
@@ -78,7 +79,9 @@ def main(cls: type[Stage] | None = None, argv: list[str] | None = None) -> int:
     stage.attempt = args.attempt
     if args.control is None:  # started by hand: one line saying what this process is
         print(describe_process(node, args.worker, config, args.config), file=sys.stderr, flush=True)
-    return StageRunner(stage, node, graph, config, args.control).run()
+    runner = StageRunner(stage, node, graph, config, args.control)
+    runner.run_folder = Path(args.graph).parent if args.graph else None
+    return runner.run()
 
 
 def describe_process(node: Node, worker: int, config: PipelineConfig, config_path: str) -> str:
@@ -129,6 +132,7 @@ class StageRunner:
         self.epoch, self.floor, self.resend = 0, -1, False  # capture: from the supervisor
         self.last_handled, self._ack_sent, self._ack_time = -1, -1, 0.0
         self.announced_end: int | None = None  # under a supervisor: the source's last seq, once it has finished
+        self.run_folder: Path | None = None  # the run's private folder (removed by the last stage out when the supervisor died)
         self._refused = 0  # messages refused by the role checks (counted as malformed)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -177,6 +181,8 @@ class StageRunner:
             self.control.close()
             stop_authenticator(self.context)
             self.context.term()
+            if self.control_endpoint and os.getppid() != self.parent_pid:
+                remove_run_folder(self.run_folder)  # the supervisor was killed outright: nobody else will
         return code
 
     def _on_signal(self, signum: int, frame: Any) -> None:

@@ -29,6 +29,7 @@ from pipeline.metrics import summary_line
 from pipeline.stage import Role
 from pipeline.progress import Progress
 from pipeline.prometheus import PrometheusExporter
+from pipeline.lifetime import RUN_FOLDER_PREFIX, remove_run_folder
 from pipeline.transport import Role as Side, open_socket
 
 EXIT_OK, EXIT_STAGE_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -37,6 +38,20 @@ _STOP_GRACE_S = 3.0
 
 def log(text: str) -> None:
     print(f"run_pipeline: {text}", file=sys.stderr, flush=True)
+
+
+def remove_stale_run_folders() -> None:
+    """Remove run folders that a supervisor killed outright left behind (its pid is no longer alive)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{RUN_FOLDER_PREFIX}*"):
+        try:
+            pid = int((folder / "supervisor.pid").read_text())
+            if folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            remove_run_folder(folder)
+        except (OSError, ValueError):
+            continue  # not ours, not readable, or alive (PermissionError): leave it
 
 
 @dataclass
@@ -61,7 +76,9 @@ class Supervisor:
         """`graph` defaults to the one the config describes (build_graph raises ConfigError for a bad one)."""
         self.config = config
         self.graph = graph or build_graph(config)
-        self.run_dir = Path(tempfile.mkdtemp(prefix="liveness-run-"))
+        remove_stale_run_folders()
+        self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_FOLDER_PREFIX))
+        (self.run_dir / "supervisor.pid").write_text(str(os.getpid()))
         self.stages: dict[str, Running] = {}
         self.interrupted = False
         self.summary_at_exit = False
@@ -132,7 +149,9 @@ class Supervisor:
 
     def _start(self, instance: StageInstance, config_path: Path, control: str, attempt: int = 0) -> None:
         self._launch = (config_path, control)
-        command = [sys.executable, "-m", "pipeline.runner", "--stage", instance.node.name, "--module", instance.node.module,
+        # pipeline.lifetime ties the process to this one before it imports anything else
+        command = [sys.executable, "-m", "pipeline.lifetime", str(os.getpid()), str(self.run_dir),
+                   "pipeline.runner", "--stage", instance.node.name, "--module", instance.node.module,
                    "--graph", str(self.run_dir / "graph.json"), "--config", str(config_path),
                    "--worker", str(instance.worker), "--control", control, "--attempt", str(attempt)]
         env = dict(os.environ)

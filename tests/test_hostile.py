@@ -466,3 +466,50 @@ def test_a_full_disk_ends_the_run_with_one_line_and_no_restarts(tmp_path: Path, 
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert errors and "record.jsonl /dev/full: cannot write (No space left on device)" in errors[0], result.stderr
     assert "restart 1 of" not in result.stderr and "Traceback" not in result.stderr
+
+
+# ---- 5. supervisor lifetime: stages die with it, its folder goes too -----------------------------
+def _run_folder_of(pid: int, timeout: float = 30) -> Path:
+    import tempfile
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for folder in Path(tempfile.gettempdir()).glob("liveness-run-*"):
+            try:
+                if (folder / "supervisor.pid").read_text() == str(pid):
+                    return folder
+            except OSError:
+                continue
+        time.sleep(0.02)
+    raise AssertionError(f"no run folder of {pid}")
+
+
+@needs_model
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["start-up", "mid-run"])
+def test_kill_9_of_the_supervisor_leaves_no_stage_and_no_folder(tmp_path: Path, paced_video: Path, moment: str) -> None:
+    config = make_config(tmp_path, source={"pace": True})
+    process = start_pipeline("--config", str(config), "--source", str(paced_video))
+    try:
+        folder = _run_folder_of(process.pid)
+        if moment == "start-up":
+            deadline = time.monotonic() + 30
+            while not stage_processes(str(folder)) and time.monotonic() < deadline:
+                time.sleep(0.01)  # the first stage has just been started: still importing
+        else:
+            wait_for_line(process, "stages ready")
+            time.sleep(1.0)
+        assert stage_processes(str(folder))
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 5
+        while (stage_processes(str(folder)) or folder.exists()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not stage_processes(str(folder)), "stages outlived their supervisor"
+        assert not folder.exists(), "the run folder was left behind"
+    finally:
+        for pid in stage_processes(str(tmp_path)):
+            os.kill(pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
