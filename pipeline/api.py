@@ -28,6 +28,7 @@ from typing import IO, Any
 
 import yaml
 
+from pipeline.cli import source_overrides
 from pipeline.client import Result
 from pipeline.config import REPO_ROOT
 from pipeline.config_file import ConfigError, find_config, load_config
@@ -46,10 +47,10 @@ class PipelineError(RuntimeError):
 class PipelineRun:
     """One pipeline run: a context manager and an iterator of its results (see the module docstring)."""
 
-    def __init__(self, config: str | Path | Mapping[str, Any], source: str | int | None = None,
+    def __init__(self, config: str | Path | Mapping[str, Any], source: str | int | list[str] | None = None,
                  jsonl: str | Path | None = None, overrides: list[str] | None = None, verbose: bool = False) -> None:
         """`config`: a YAML path, a shipped config's name ("file") or a mapping of sections;
-        `source`: source.uri; `jsonl`: also keep the results in this file; `overrides`:
+        `source`: source.uri (a list: several files or folders, `sources`); `jsonl`: also keep the results in this file; `overrides`:
         `dotted.key=value` strings as for --set; `verbose`: show the run's log on stderr."""
         self._folder = Path(tempfile.mkdtemp(prefix="liveness-api-"))
         if isinstance(config, Mapping):
@@ -57,9 +58,8 @@ class PipelineRun:
             self.config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
         else:
             self.config_path = find_config(config)
-        self.overrides = list(overrides or [])
-        if source is not None:
-            self.overrides.append(f"source.uri={json.dumps(str(source))}")
+        sources = None if source is None else [str(uri) for uri in source] if isinstance(source, (list, tuple)) else [str(source)]
+        self.overrides = list(overrides or []) + source_overrides(sources)
         self.jsonl = Path(jsonl) if jsonl is not None else self._folder / "results.jsonl"
         self.overrides.append(f"record.jsonl={json.dumps(str(self.jsonl))}")
         try:

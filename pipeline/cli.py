@@ -58,7 +58,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, config_flag: bool) -> Non
         parser.add_argument("--config", default="configs/default.yaml", help="pipeline config (default: %(default)s)")
     else:
         parser.add_argument("config", metavar="CONFIG", help="pipeline config: a YAML path or a shipped config's name")
-    parser.add_argument("--source", help="camera index, video file, rtsp:// or http:// URL, or image folder (source.uri)")
+    parser.add_argument("--source", action="append", default=None,
+                        help="camera index, video file, rtsp:// or http:// URL, or image folder (source.uri); "
+                             "several times: several files or folders through one pipeline (sources, ids source0, source1, ...)")
     parser.add_argument("--jsonl", help="write every result to this JSON-lines file (record.jsonl)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set detect.workers=2 (repeatable)")
@@ -66,7 +68,15 @@ def add_run_arguments(parser: argparse.ArgumentParser, config_flag: bool) -> Non
                         help="also write the run-info JSON (result endpoint, outputs) to this file")
 
 
-def run(config: str, source: str | None = None, jsonl: str | None = None, overrides: list[str] | None = None,
+def source_overrides(source: str | list[str] | None) -> list[str]:
+    """`--source` as overrides: one sets source.uri, several the `sources` list."""
+    sources = [source] if isinstance(source, str) else list(source or [])
+    if len(sources) == 1:
+        return [f"source.uri={json.dumps(sources[0])}"]  # quoted: never re-typed by YAML
+    return [f"sources={json.dumps([{'uri': uri} for uri in sources])}"] if sources else []
+
+
+def run(config: str, source: str | list[str] | None = None, jsonl: str | None = None, overrides: list[str] | None = None,
         run_info: str | None = None) -> int:
     """Run one pipeline to its end; returns the exit status (see EXIT_CODES)."""
     from pipeline.graph import derive_in_child
@@ -74,9 +84,7 @@ def run(config: str, source: str | None = None, jsonl: str | None = None, overri
     from pipeline.runinfo import remove_run_info, resolve_ports, write_run_info
     from pipeline.supervisor import Supervisor
 
-    overrides = list(overrides or [])
-    if source is not None:
-        overrides.append(f"source.uri={json.dumps(source)}")  # quoted: never re-typed by YAML
+    overrides = list(overrides or []) + source_overrides(source)
     if jsonl is not None:
         overrides.append(f"record.jsonl={json.dumps(jsonl)}")
     config_path = str(find_config(config))
@@ -133,7 +141,7 @@ def demo(folder: str = "runs", extra: list[str] | None = None) -> int:
 
     out = Path(folder)
     write_demo_video(out / "demo.avi")
-    code = run("configs/file.yaml", str(out / "demo.avi"), str(out / "demo.jsonl"),
+    code = run("configs/file.yaml", [str(out / "demo.avi")], str(out / "demo.jsonl"),
                [f"display.video={json.dumps(str(out / 'demo_annotated.avi'))}", *(extra or [])])
     if code == 0:
         print(f"liveness-pipeline: demo results in {out / 'demo.jsonl'}, annotated video in {out / 'demo_annotated.avi'}")

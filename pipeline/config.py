@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _ENDPOINT = re.compile(r"^(auto|tcp://(\*|[\w.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})|ipc://.+)$")
@@ -154,6 +154,7 @@ class StageEntry(Section):
 
 class PipelineConfig(Section):
     source: SourceConfig = SourceConfig()
+    sources: list[SourceConfig] = Field([], description="several files or folders through one pipeline (lossless; `--source` given several times): each a `source` section whose unset fields come from `source`, ids `source0`, `source1`, ...; results carry `source` and `source_seq`")
     detect: DetectConfig = DetectConfig()
     classify: ClassifyConfig = ClassifyConfig()
     display: DisplayConfig = DisplayConfig()
@@ -166,8 +167,26 @@ class PipelineConfig(Section):
     metrics: MetricsConfig = MetricsConfig()
     metrics_interval_s: float = Field(5.0, gt=0, description="how often `run_pipeline.py` prints its one-line summary")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_inherit(cls, raw: Any) -> Any:
+        """Each `sources` entry takes the fields it does not set from `source`, and the id sourceK."""
+        if isinstance(raw, dict) and isinstance(raw.get("sources"), list):
+            base = raw.get("source") if isinstance(raw.get("source"), dict) else {}
+            base = {key: value for key, value in base.items() if key != "id"}
+            raw = {**raw, "sources": [{**base, "id": f"source{index}", **entry} if isinstance(entry, dict) else entry
+                                      for index, entry in enumerate(raw["sources"])]}
+        return raw
+
+    def all_sources(self) -> list[SourceConfig]:
+        """The run's sources: `sources` when given, else the one `source`."""
+        return self.sources or [self.source]
+
     def policy(self) -> str:
-        """The effective delivery policy: cameras and streams are live, files and folders lossless."""
+        """The effective delivery policy: cameras and streams are live, files and folders lossless
+        (several sources: lossless, checked by pipeline/config_file.py)."""
+        if self.sources:
+            return "lossless"
         return self.source.policy if self.source.policy != "auto" else "live" if source_is_live(self.source.uri) else "lossless"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pipeline.config import REPO_ROOT, ConfigError, PipelineConfig, StageEntry, source_is_live
+from pipeline.config import REPO_ROOT, ConfigError, PipelineConfig, SourceConfig, StageEntry, source_is_live
 
 
 _PROBLEMS = {"extra_forbidden": "unknown field", "int_type": "expected an integer", "float_type": "expected a number",
@@ -29,7 +29,7 @@ def describe_error(error: dict[str, Any]) -> tuple[str, str]:
         model: Any = PipelineConfig
         for part in error["loc"][:-1]:
             model = model if isinstance(part, int) else model.model_fields[part].annotation
-            model = StageEntry if model == list[StageEntry] else model
+            model = StageEntry if model == list[StageEntry] else SourceConfig if model == list[SourceConfig] else model
         return path, f"unknown field (known: {', '.join(model.model_fields)})"
     if template is None:
         return path, error["msg"].removeprefix("Value error, ")
@@ -50,6 +50,12 @@ def _check(config: PipelineConfig, check_files: bool) -> None:
          "curve.server_secret_key and curve.allowed_clients go together")
     need((curve.client_secret_key is None) == (curve.server_public_key is None), "curve.server_public_key",
          "curve.client_secret_key and curve.server_public_key go together")
+    ids = [source.id for source in config.sources]
+    need(len(set(ids)) == len(ids), "sources", f"every source needs its own id (given: {', '.join(ids)})")
+    for index, source in enumerate(config.sources):
+        need(source.policy != "live" and not source_is_live(source.uri), f"sources.{index}.uri",
+             f"several sources run lossless: files and folders only, got {source.uri!r} (a camera or stream runs alone, as source)")
+        need(not check_files or resolve_path(source.uri).exists(), f"sources.{index}.uri", f"no such file or folder: {source.uri}")
     if not check_files:
         return
     for name in ("server_secret_key", "client_secret_key", "server_public_key"):

@@ -16,27 +16,29 @@ from pipeline.config import REPO_ROOT, PipelineConfig, source_is_live
 
 def start_counting(config: PipelineConfig) -> subprocess.Popen | None:
     """Start counting the source's frames in a child (None for live, looping or unreadable sources)."""
-    if config.policy() == "live" or config.source.loop or source_is_live(config.source.uri):
+    sources = config.all_sources()
+    if config.policy() == "live" or any(source.loop or source_is_live(source.uri) for source in sources):
         return None
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.progress", config.source.uri],
+    uris = [f"{source.uri}\t{source.max_frames or 0}" for source in sources]
+    return subprocess.Popen([sys.executable, "-m", "pipeline.progress", *uris],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
 
 
 def finish_counting(child: subprocess.Popen | None, config: PipelineConfig, wait_s: float = 10.0) -> int | None:
-    """The frames this run will process (capped by `source.max_frames`), None when unknown."""
+    """The frames this run will process (each source capped by its `max_frames`), None when unknown."""
     if child is None:
-        return config.source.max_frames if config.source.loop else None  # a looping file ends at max_frames only
+        sources = config.all_sources()
+        if all(source.loop and source.max_frames for source in sources):  # a looping file ends at max_frames only
+            return sum(source.max_frames or 0 for source in sources)
+        return None
     try:
         out, _ = child.communicate(timeout=wait_s)
     except subprocess.TimeoutExpired:
         child.kill()
         child.communicate()
         return None
-    total = int(out.strip()) if child.returncode == 0 and out.strip().isdigit() and int(out.strip()) > 0 else None
-    if total is not None and config.source.max_frames is not None:
-        total = min(total, config.source.max_frames)
-    return total
+    return int(out.strip()) if child.returncode == 0 and out.strip().isdigit() and int(out.strip()) > 0 else None
 
 
 def count_frames(uri: str) -> int | None:
@@ -94,6 +96,17 @@ class Progress:
         return text
 
 
+def count_all(arguments: list[str]) -> int:
+    """The sum over `URI<TAB>MAX_FRAMES` arguments (0 = no cap) of each source's frames; 0 when one is unknown."""
+    total = 0
+    for argument in arguments:
+        uri, _, cap = argument.rpartition("\t")
+        counted = count_frames(uri)
+        if not counted:
+            return 0
+        total += min(counted, int(cap)) if int(cap or 0) else counted
+    return total
+
+
 if __name__ == "__main__":
-    counted = count_frames(sys.argv[1]) if len(sys.argv) == 2 else None
-    print(counted or 0)
+    print(count_all(sys.argv[1:]))

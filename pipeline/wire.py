@@ -23,7 +23,8 @@ Header fields (version 1), also documented for users in docs/result_schema.md:
                       when a stage added any: {namespace (the stage's name): {key: JSON value}}
   info         map    kind-specific extras: eos {last_seq, frames_read, dropped}; frame {fps (videos and
                       streams), size, still (an image of a folder: not part of a video), file (that
-                      image's file name), error}
+                      image's file name), source_seq and source_last (several sources: the
+                      frame's number in its own source, its last frame), error}
 """
 from __future__ import annotations
 
@@ -299,6 +300,11 @@ def _info(raw: Any) -> dict[str, Any]:
         raise WireError("field 'info.still' is not true/false")
     if "file" in raw and not (isinstance(raw["file"], str) and len(raw["file"]) <= 4096):
         raise WireError("field 'info.file' is not a file name")
+    own = raw.get("source_seq")
+    if own is not None and not (isinstance(own, int) and not isinstance(own, bool) and 0 <= own < 1 << 53):
+        raise WireError("field 'info.source_seq' is not a frame number")
+    if "source_last" in raw and not isinstance(raw["source_last"], bool):
+        raise WireError("field 'info.source_last' is not true/false")
     return raw
 
 
@@ -338,4 +344,8 @@ def result_record(message: Message) -> dict[str, Any]:
         record["error"] = message.info["error"]
     if "file" in message.info:
         record["file"] = message.info["file"]  # an image folder's image
+    if "source_seq" in message.info:  # several sources: the frame's number in its own source, and its last
+        record["source_seq"] = message.info["source_seq"]
+        if message.info.get("source_last"):
+            record["source_last"] = True
     return record

@@ -37,6 +37,16 @@ class Capture(SourceStage):
     output = "frames"
 
     def setup(self, config: PipelineConfig) -> None:
+        self.parts: list[Capture] = []  # several sources: one reader each, interleaved by `frames`
+        if len(config.sources) > 1:
+            for source in config.sources:
+                part = Capture(self.worker)
+                part.setup(config.model_copy(update={"source": source, "sources": []}))
+                self.parts.append(part)
+            self.config, self.live = config.source, False
+            return
+        if config.sources:
+            config = config.model_copy(update={"source": config.sources[0], "sources": []})
         self.config = config.source
         self.live = config.policy() == "live"
         uri = self.config.uri
@@ -100,6 +110,9 @@ class Capture(SourceStage):
             delay = min(delay * 2, _REOPEN_MAX_S)
 
     def frames(self, start: int = 0) -> Iterator[Message]:
+        if self.parts:
+            yield from self._interleave(start)
+            return
         seq = start
         started = time.monotonic() - start / self.fps
         limit = self.config.max_frames
@@ -135,6 +148,27 @@ class Capture(SourceStage):
             yield Message(kind="frame", source=self.config.id, seq=seq, t_capture_ns=time.monotonic_ns(),
                           t_wall=time.time(), info=info, frame=image)
             seq += 1
+
+    def _interleave(self, start: int) -> Iterator[Message]:
+        """Several sources: a frame of each in turn (one that has ended drops out), numbered in one
+        sequence from 0; `info.source_seq` is the frame's number in its own source and
+        `info.source_last` marks each source's last frame."""
+        readers = [part.frames() for part in self.parts]
+        ahead = [next(reader, None) for reader in readers]  # one frame ahead: the last of a source is known
+        seq = 0
+        while any(message is not None for message in ahead):
+            for index, reader in enumerate(readers):
+                message = ahead[index]
+                if message is None:
+                    continue
+                ahead[index] = next(reader, None)
+                message.info["source_seq"] = message.seq
+                if ahead[index] is None:
+                    message.info["source_last"] = True
+                message.seq, seq = seq, seq + 1
+                if message.seq >= start:  # a restarted capture resumes after the acknowledged frames
+                    message.t_capture_ns, message.t_wall = time.monotonic_ns(), time.time()
+                    yield message
 
     def _read(self, skip: int = 0) -> Iterator[tuple]:
         """(frame or None, error text) pairs until the source ends, after skipping `skip` frames unread."""
@@ -175,6 +209,8 @@ class Capture(SourceStage):
                 self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
 
     def teardown(self) -> None:
+        for part in getattr(self, "parts", []):
+            part.teardown()
         if getattr(self, "capture", None) is not None:
             self.capture.release()
 

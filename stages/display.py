@@ -79,13 +79,16 @@ class Display(SinkStage):
         if self.video_path is not None:
             self.video_path.parent.mkdir(parents=True, exist_ok=True)
         self.writer: cv2.VideoWriter | None = None
+        # several sources: a window and a video each (the video's name gets _ID before its suffix)
+        self.several = len(config.sources) > 1
+        self.source_videos: dict[str, tuple[cv2.VideoWriter, tuple[int, int]]] = {}
         self.arrivals: deque[float] = deque(maxlen=30)
         self.resume_after = -1
         if self.video_path is not None:
             # OpenCV's writer keeps up to 256 KiB in memory (several frames) that a kill -9 loses:
             # acknowledge frames only once that many newer ones are written
             self.ack_lag = _WRITER_LAG_FRAMES
-            if self.attempt:
+            if self.attempt and not self.several:  # several sources' videos start again after a restart
                 self.resume_after = self._recover(config.source.id)
         self.web: WebView | None = None
         if settings.web_port:  # the live page, for machines without a screen
@@ -106,10 +109,12 @@ class Display(SinkStage):
         if self.web is not None:
             self.web.publish(canvas, {"fps": round(fps, 1), "latency": round(latency_ms, 1), "seq": message.seq,
                                       "faces": len(message.faces), "stages": frame_stats(message.stamps)})
-        if self.video_path is not None:
+        if self.video_path is not None and self.several:
+            self._write_source(message.source, canvas, float(message.info.get("fps", 30.0)))
+        elif self.video_path is not None:
             self._write(canvas, float(message.info.get("fps", 30.0)))
         if self.window:
-            cv2.imshow(self.title, canvas)
+            cv2.imshow(f"{self.title} {message.source}" if self.several else self.title, canvas)
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                 raise StopPipeline("q pressed in the display window")
         return []
@@ -155,6 +160,25 @@ class Display(SinkStage):
             canvas = cv2.resize(canvas, self.video_size)  # a folder of mixed sizes still makes one video
         self.writer.write(canvas)
 
+    def source_video(self, source: str) -> Path:
+        """Several sources: the annotated video of one (display.video with _SOURCE before the suffix)."""
+        assert self.video_path is not None
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source)[:64] or "source"
+        return self.video_path.with_name(f"{self.video_path.stem}_{safe}{self.video_path.suffix}")
+
+    def _write_source(self, source: str, canvas: np.ndarray, fps: float) -> None:
+        if source not in self.source_videos:
+            if len(self.source_videos) >= 64:
+                return  # bounded, whatever names arrive
+            path = self.source_video(source)
+            fourcc = "mp4v" if path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG"
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (canvas.shape[1], canvas.shape[0]))
+            if not writer.isOpened():
+                raise StageError(f"display.video {path}: cannot write this file ({fourcc})")
+            self.source_videos[source] = (writer, (canvas.shape[1], canvas.shape[0]))
+        writer, size = self.source_videos[source]
+        writer.write(canvas if (canvas.shape[1], canvas.shape[0]) == size else cv2.resize(canvas, size))
+
     def end_of_stream(self) -> None:
         self.teardown()
 
@@ -165,6 +189,9 @@ class Display(SinkStage):
         if getattr(self, "writer", None) is not None:
             self.writer.release()
             self.writer = None
+        for writer, _ in getattr(self, "source_videos", {}).values():
+            writer.release()
+        self.source_videos = {}
         if getattr(self, "window", False):
             cv2.destroyAllWindows()
 

@@ -4,7 +4,7 @@ The one step that sees every frame in capture order, whatever the number of dete
 classification workers: the framework reorders before `process` (`reorders`), and what it returns
 goes to the result stream and the display (`publishes`). In videos and camera streams each face
 is followed from frame to frame and its score averaged over the last `classify.smoothing_s`
-seconds (liveness.tracking); stills and `smoothing_s: 0` pass unchanged.
+seconds (liveness.tracking), each source on its own; stills and `smoothing_s: 0` pass unchanged.
 """
 from __future__ import annotations
 
@@ -23,11 +23,19 @@ class Smooth(Stage):
     publishes = True
 
     def setup(self, config: PipelineConfig) -> None:
-        seconds = config.classify.smoothing_s
-        self.smoother = ScoreSmoother(seconds) if seconds > 0 else None
+        self.seconds = config.classify.smoothing_s
+        self.smoothers: dict[str, ScoreSmoother] = {}  # one per source: faces are followed within their own source
+        self.most_sources = max(len(config.all_sources()), 1)
 
     def process(self, message: Message) -> list[Message]:
-        smooth_frame(self.smoother, message.seq, message.info, message.faces)
+        smoother = None
+        if self.seconds > 0:
+            if message.source not in self.smoothers and len(self.smoothers) >= self.most_sources:
+                self.smoothers.pop(next(iter(self.smoothers)))  # bounded, whatever names arrive
+            smoother = self.smoothers.setdefault(message.source, ScoreSmoother(self.seconds))
+        own = message.info.get("source_seq")  # several sources: the frame's number in its own source (media time)
+        seq = own if isinstance(own, int) and not isinstance(own, bool) and own >= 0 else message.seq
+        smooth_frame(smoother, seq, message.info, message.faces)
         return [message]
 
 
