@@ -76,6 +76,8 @@ class Progress:
         """"frame 40 of 90 (44%), 7.9 fps, about 6s left" (the total and time left where known);
         at the end: "processed 90 of 90 frames in 11s (7.9 fps with start-up)"."""
         done, now = int(publisher.get("frames_out", 0)), time.monotonic()
+        if self.total:
+            done = min(done, self.total)  # frames resent after a restart or a stall are published again
         elapsed = max(now - self.started, 1e-6)
         if final:
             rate = done / elapsed

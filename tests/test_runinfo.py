@@ -161,3 +161,7 @@ def test_a_looping_file_counts_up_to_max_frames() -> None:
     assert start_counting(config) is None and finish_counting(None, config) == 500
     endless = PipelineConfig.model_validate({"source": {"uri": "video.mp4", "loop": True}})
     assert finish_counting(None, endless) is None
+
+
+def test_progress_never_counts_past_the_total() -> None:
+    assert Progress(40).line({"frames_out": 42}, final=True).startswith("processed 40 of 40 frames")
