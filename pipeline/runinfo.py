@@ -108,7 +108,8 @@ def running(name: str | None = None) -> list[dict[str, Any]]:
         except ValueError:
             continue
         if not isinstance(info.get("pid"), int) or not _alive(info["pid"]):
-            continue  # a run that was killed before it could remove its file
+            path.unlink(missing_ok=True)  # a run that was killed before it could remove its file
+            continue
         if name is None or info.get("name") == Path(name).stem:
             found.append({**info, "path": str(path)})
     return sorted(found, key=lambda info: info.get("started", 0), reverse=True)

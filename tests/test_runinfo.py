@@ -55,6 +55,7 @@ def test_run_info_is_found_while_the_run_lives(runs: Path) -> None:
     stale = runs / "file-999999999.json"  # a run killed before it could remove its file
     stale.write_text(json.dumps({**info, "pid": 999999999, "started": info["started"] + 1}))
     assert [found["path"] for found in running()] == [str(path)]
+    assert not stale.exists()  # removed on the way
     remove_run_info(path)
     with pytest.raises(ValueError, match="no pipeline is running on this machine"):
         find_run()
