@@ -13,6 +13,13 @@ How (only in a supervised `lossless` run; live runs and stages run by hand skip 
   epoch, so it releases floor+1, floor+2, ... again. A restarted capture starts after the floor.
 - Each sink (`SinkGate`) takes only the next frame of the chain (`prev_seq == last handled`):
   repeats are dropped, and frames after a gap are dropped too because they will be resent.
+- A frame can also vanish without any stage dying (taken by a stranger's socket on a tcp
+  endpoint, refused as malformed). Capture reports the last frame it sent (`SENT`); when the sinks
+  have handled nothing new for `ACK_TIMEOUT_S` while frames are outstanding, the supervisor asks
+  capture to resend its window in the same epoch (the stages keep their ordering and drop what they
+  already have, so only the gap fills and nothing is handled twice); after `MAX_RESENDS` such
+  resends without progress (a minute: longer than any stall a loaded machine or a stopped stage
+  should cause) the run ends, exit 1, with one line naming the frames that never arrived.
 """
 from __future__ import annotations
 
@@ -22,6 +29,9 @@ from pipeline.reorder import Reorderer
 from pipeline.wire import Message
 
 ACK, RESEND = "ack", "resend"  # control messages: stage -> supervisor {seq}; supervisor -> capture {seq} / {epoch, floor}
+SENT = "sent"  # capture -> supervisor {seq}: the last frame sent (the watchdog compares it with the floor)
+ACK_TIMEOUT_S = 10.0  # lossless: sent frames the sinks have not handled for this long are sent again
+MAX_RESENDS = 5  # ... this many times in a row without progress, then the run ends naming the lost frames
 EPOCH = "epoch"  # supervisor -> every other stage {epoch}: the newest epoch capture may stamp (sent before capture hears of it)
 
 

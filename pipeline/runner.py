@@ -32,7 +32,7 @@ from pipeline.control import DONE, END, ERROR, METRICS, QUIT, READY, START, STOP
 from pipeline.graph import RESULTS, SINK_RESULTS, Format, Graph, Node, Port, derive_in_child, stage_class
 from pipeline.lifetime import remove_run_folder
 from pipeline.metrics import StageMetrics
-from pipeline.recovery import ACK, EPOCH, RESEND, EpochGate, SendWindow, SinkGate, stamp
+from pipeline.recovery import ACK, EPOCH, RESEND, SENT, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
 from pipeline.stage import Role, SourceStage, Stage, StageError, StopPipeline
 from pipeline.transport import CONSUMERS, MAX_SUBSCRIPTION_BYTES, STAGES, ResultPublisher, Role as Side, open_socket, stop_authenticator
@@ -130,7 +130,7 @@ class StageRunner:
         self.epoch_gate = EpochGate() if self.recovering and node.reorders else None
         self.started = False  # capture: the supervisor said start
         self.epoch, self.floor, self.resend = 0, -1, False  # capture: from the supervisor
-        self.last_handled, self._ack_sent, self._ack_time = -1, -1, 0.0
+        self.last_handled, self._ack_sent, self._ack_time, self._handled_sent = -1, -1, 0.0, -1
         self.announced_end: int | None = None  # under a supervisor: the source's last seq, once it has finished
         self.run_folder: Path | None = None  # the run's private folder (removed by the last stage out when the supervisor died)
         self._refused = 0  # messages refused by the role checks (counted as malformed)
@@ -229,9 +229,11 @@ class StageRunner:
             return
         lag = min(self.stage.ack_lag, self.config.restart.window // 2)  # a lag as long as the window would stall capture
         seq = self.last_handled if final else self.last_handled - lag
-        if seq > self._ack_sent and (final or time.monotonic() - self._ack_time >= 0.05):
-            self.control.send(ACK, seq=seq)
-            self._ack_sent, self._ack_time = seq, time.monotonic()
+        moved = seq > self._ack_sent or self.last_handled > self._handled_sent
+        if moved and (final or time.monotonic() - self._ack_time >= 0.05):
+            # `handled` (not yet durable beyond `seq`) tells the watchdog that frames still arrive
+            self.control.send(ACK, seq=max(seq, self._ack_sent), handled=self.last_handled)
+            self._ack_sent, self._handled_sent, self._ack_time = max(seq, self._ack_sent), self.last_handled, time.monotonic()
 
     def _maybe_send_metrics(self) -> None:
         now = time.monotonic()
@@ -488,6 +490,8 @@ class StageRunner:
             if candidates and (self.control.socket is None or self.announced_end is not None):
                 # (under a supervisor, kept until the source has finished: its word may still be on its way)
                 for candidate in candidates.values():
+                    if eos is not None and candidate.info.get("last_seq") == eos.info.get("last_seq"):
+                        continue  # the same end of stream, sent again in a new epoch
                     if eos is None and self._take_eos(candidate, reorder):
                         eos = candidate
                     else:
@@ -598,6 +602,7 @@ class StageRunner:
         previous = self.floor
         frames = iter(source.frames(start=self.floor + 1))  # a restarted capture resumes after the floor
         eos: Message | None = None
+        sent_reported = 0.0
         self.resend = False  # the start already set the epoch; nothing was sent yet
         while not self._should_stop():
             window.acknowledge(self.floor)
@@ -628,7 +633,13 @@ class StageRunner:
                     return
                 previous = message.seq
                 self.metrics.frames_out += 1
+                if time.monotonic() - sent_reported >= 0.05:  # the supervisor's watchdog compares it with the floor
+                    self.control.send(SENT, seq=previous)
+                    sent_reported = time.monotonic()
                 continue
+            if previous > -1 and sent_reported:
+                self.control.send(SENT, seq=previous)  # the window is full or the stream over: say where we are
+                sent_reported = 0.0
             self.control.socket.poll(_POLL_MS)  # window full or stream over: wait for acknowledgements
 
     def _lossless_frames(self, source: SourceStage):

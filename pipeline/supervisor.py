@@ -23,7 +23,7 @@ import zmq
 from pipeline.config import REPO_ROOT, EndpointsConfig, PipelineConfig
 from pipeline.config_file import dump_config
 from pipeline.control import DONE, END, ERROR, METRICS, QUIT, READY, START, STOP
-from pipeline.recovery import ACK, EPOCH, RESEND
+from pipeline.recovery import ACK, ACK_TIMEOUT_S, EPOCH, MAX_RESENDS, RESEND, SENT
 from pipeline.graph import CONTROL, Graph, StageInstance, build_graph
 from pipeline.metrics import summary_line
 from pipeline.stage import Role
@@ -67,6 +67,7 @@ class Running:
     restart_at: float | None = None  # dead, to be started again at this time (monotonic)
     resumed: bool = True  # False: restarted, and the pipeline has not yet been told (start / resend)
     acked: int = -1  # lossless: the last seq this stage (a sink) acknowledged
+    handled: int = -1  # lossless: the last seq it has handled (acknowledged or still in its buffer)
 
 
 class Supervisor:
@@ -84,6 +85,10 @@ class Supervisor:
         self.summary_at_exit = False
         self.quit_by: str | None = None  # a stage through which the user ended the run
         self._end: int | None = None  # the source's last seq, once it has sent its end of stream
+        self._sent = -1  # lossless: the last seq capture reports sent
+        self._progress_at = time.monotonic()  # when the floor last moved (or the watchdog last resent)
+        self._resends = 0  # watchdog resends since the sinks last got a new frame
+        self._delivered_seen = -1
         self.context = zmq.Context()
         self.exporter = PrometheusExporter(lambda: {key: s.snapshot for key, s in list(self.stages.items()) if s.snapshot})
         self.progress: Progress | None = None  # finite runs: "frame N of M" in every summary line (pipeline.progress)
@@ -184,6 +189,8 @@ class Supervisor:
             if failed and not (started and self._schedule_restart(failed)):
                 return self._fail(failed)
             self._restart_due(control)
+            if started and self.config.policy() == "lossless" and not self._watchdog(control):
+                return EXIT_STAGE_FAILED
             if not started:
                 if all(s.ready for s in self.stages.values()):
                     control.send_multipart([self._source_key, msgpack.packb({"type": START, "epoch": 0, "floor": -1})])
@@ -235,7 +242,14 @@ class Supervisor:
             stage.snapshot = {**message["snapshot"], "restarts": stage.restarts}
         elif kind == ACK and isinstance(message.get("seq"), int):
             stage.acked = max(stage.acked, message["seq"])
+            handled = message.get("handled")
+            stage.handled = max(stage.handled, stage.acked, handled if isinstance(handled, int) else -1)
+            delivered = self._delivered()
+            if delivered > self._delivered_seen:  # frames still arrive: the watchdog waits
+                self._delivered_seen, self._progress_at, self._resends = delivered, time.monotonic(), 0
             self._relay_floor(control)
+        elif kind == SENT and isinstance(message.get("seq"), int) and stage.instance.node.role is Role.SOURCE:
+            self._sent = max(self._sent, message["seq"])
 
     def _tell(self, control: zmq.Socket, stage: Running, message: dict[str, Any]) -> None:
         """Send one control message to a stage that is not the source (dropped if it cannot take it now)."""
@@ -266,6 +280,11 @@ class Supervisor:
         """Lossless: the last seq every acknowledging stage (the sinks, or else the publisher) has acknowledged."""
         names = {node.name for node in self.graph.acknowledging()}
         return min((s.acked for s in self.stages.values() if s.instance.node.name in names), default=-1)
+
+    def _delivered(self) -> int:
+        """Lossless: the last seq every acknowledging stage has handled (durably or not yet)."""
+        names = {node.name for node in self.graph.acknowledging()}
+        return min((s.handled for s in self.stages.values() if s.instance.node.name in names), default=-1)
 
     def _relay_floor(self, control: zmq.Socket) -> None:
         floor = self._floor()
@@ -300,16 +319,44 @@ class Supervisor:
                 config_path, endpoint = self._launch
                 self._start(stage.instance, config_path, endpoint, attempt=stage.restarts + 1)
                 new = self.stages[key]
-                new.restarts, new.acked, new.resumed = stage.restarts + 1, stage.acked, False
+                new.restarts, new.acked, new.handled, new.resumed = stage.restarts + 1, stage.acked, stage.acked, False
             elif not stage.resumed and stage.ready:
                 # a new epoch: capture sends every unacknowledged frame again (a restarted capture
                 # starts after the acknowledged ones); see pipeline/recovery.py
                 stage.resumed = True
-                self._epoch = getattr(self, "_epoch", 0) + 1
-                for other in self.stages.values():  # announced before capture may stamp it (pipeline/recovery.py)
-                    self._tell(control, other, {"type": EPOCH, "epoch": self._epoch})
-                kind = START if stage.instance.node.role is Role.SOURCE else RESEND
-                control.send_multipart([self._source_key, msgpack.packb({"type": kind, "epoch": self._epoch, "floor": self._floor()})])
+                self._new_epoch(control, START if stage.instance.node.role is Role.SOURCE else RESEND)
+
+    def _new_epoch(self, control: zmq.Socket, kind: str) -> None:
+        """Announce a new epoch to every stage, then tell capture to start or resend in it."""
+        self._epoch = getattr(self, "_epoch", 0) + 1
+        for other in self.stages.values():  # announced before capture may stamp it (pipeline/recovery.py)
+            self._tell(control, other, {"type": EPOCH, "epoch": self._epoch})
+        control.send_multipart([self._source_key, msgpack.packb({"type": kind, "epoch": self._epoch, "floor": self._floor()})])
+        self._progress_at, self._delivered_seen = time.monotonic(), self._delivered()
+
+    def _watchdog(self, control: zmq.Socket) -> bool:
+        """Lossless: resend frames sent but not acknowledged for ACK_TIMEOUT_S; False (logged) once
+        MAX_RESENDS resends in a row brought nothing (those frames cannot be delivered)."""
+        settled = all(s.ready and s.resumed and s.restart_at is None for s in self.stages.values())
+        delivered = self._delivered()
+        outstanding = self._sent > delivered or (self._end is not None and not self._finished())
+        if not settled or not outstanding:
+            self._progress_at = time.monotonic()  # nothing outstanding, or a restart under way
+            return True
+        if time.monotonic() - self._progress_at < ACK_TIMEOUT_S:
+            return True
+        floor = delivered
+        if self._resends >= MAX_RESENDS:
+            behind = f" (frames {floor + 2}-{self._sent} wait behind it)" if self._sent > floor + 1 else ""
+            log(f"error: lossless: frame {floor + 1} never reached the sinks{behind} after {MAX_RESENDS} resends "
+                f"({ACK_TIMEOUT_S:.0f} s each); stopping the pipeline")
+            return False
+        self._resends += 1
+        log(f"lossless: frames after seq {floor} not acknowledged for {ACK_TIMEOUT_S:.0f} s; resending them ({self._resends} of {MAX_RESENDS})")
+        # the same epoch: the stages keep their ordering and drop what they already have; only gaps fill
+        control.send_multipart([self._source_key, msgpack.packb({"type": RESEND, "epoch": getattr(self, "_epoch", 0), "floor": self._floor()})])
+        self._progress_at = time.monotonic()
+        return True
 
     def _failed_stage(self) -> Running | None:
         for stage in self.stages.values():

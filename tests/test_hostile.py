@@ -513,3 +513,54 @@ def test_kill_9_of_the_supervisor_leaves_no_stage_and_no_folder(tmp_path: Path, 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# ---- 4. the lossless watchdog: a frame lost without a stage dying is sent again, or named ---------
+@needs_model
+@pytest.mark.slow
+def test_frames_taken_by_a_strangers_socket_are_sent_again(tmp_path: Path, paced_video: Path) -> None:
+    frames = f"tcp://127.0.0.1:{free_port()}"
+    config = make_config(tmp_path, source={"pace": True}, endpoints={"frames": frames})
+    process = start_pipeline("--config", str(config), "--source", str(paced_video))
+    context = zmq.Context()
+    rogue = context.socket(zmq.PULL)
+    rogue.setsockopt(zmq.LINGER, 0)
+    try:
+        wait_for_line(process, "stages ready")
+        time.sleep(0.5)
+        rogue.connect(frames)  # round robin hands it every other frame
+        taken = 0
+        while taken < 8 and rogue.poll(10000):
+            rogue.recv_multipart()
+            taken += 1
+        rogue.close(0)  # gone, with the frames
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        context.term()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert taken == 8
+    assert process.returncode == 0, stderr
+    assert "not acknowledged" in stderr and "resending" in stderr
+    assert [r["seq"] for r in read_jsonl(tmp_path / "results.jsonl")] == list(range(150))
+
+
+@needs_model
+@pytest.mark.slow
+def test_a_frame_that_cannot_be_delivered_ends_the_run_naming_it(tmp_path: Path, face_video: Path) -> None:
+    import yaml
+
+    from conftest import run_pipeline
+
+    config = make_config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["stages"] = [{"name": "loser", "module": "tests.hostile_stage", "after": "classify", "settings": {"lose": 5}}]
+    config.write_text(yaml.safe_dump(raw))
+    started = time.monotonic()
+    result = run_pipeline("--config", str(config), "--source", str(face_video), timeout=200)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "frame 5 never reached the sinks" in errors[0], result.stderr
+    assert time.monotonic() - started < 150  # bounded: the watchdog's resends, then the end
+    assert [r["seq"] for r in read_jsonl(tmp_path / "results.jsonl")] == list(range(5))  # nothing after the gap, nothing twice
