@@ -1,6 +1,6 @@
 # make run    : set up (.venv, pinned packages, detector weights) and run the pipeline
 # make test   : set up for tests (training + test packages) and run every test;  make test-fast : the fast tier alone (pytest -m "not slow")
-# make fuzz   : fuzz the wire decoder (100,000 cases);  make soak : 10-minute memory and latency soak
+# make fuzz   : fuzz the wire decoder and running stages (100,000 cases each);  make soak : 10-minute memory and latency soak
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -68,10 +68,14 @@ BENCH_ARGS ?=
 bench: dev-setup
 	$(PY) bench/pipeline_bench.py $(BENCH_ARGS)
 
-# Fuzz the wire decoder (FUZZ_EXAMPLES byte-level mutations of real messages, plus structured cases).
+# Fuzz the wire decoder (FUZZ_EXAMPLES byte-level mutations of real messages, plus structured cases),
+# then running stages: FUZZ_STAGE_MESSAGES hostile messages into a supervised lossless run, which must
+# still give every real frame its one true result (tests/test_fuzz_stages.py).
 FUZZ_EXAMPLES ?= 100000
+FUZZ_STAGE_MESSAGES ?= 100000
 fuzz: dev-setup
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider --timeout=0 tests/test_fuzz_wire.py
+	FUZZ_STAGE_MESSAGES=$(FUZZ_STAGE_MESSAGES) $(PY) -m pytest -q -s -p no:cacheprovider --timeout=0 tests/test_fuzz_stages.py
 
 # Run the pipeline on a looping 30 fps file for SOAK_SECONDS; fails above 5% RSS growth after warm-up.
 SOAK_SECONDS ?= 600

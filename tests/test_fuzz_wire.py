@@ -70,7 +70,7 @@ def _check(raw_parts: list[bytes]) -> None:
     finally:
         assert time.monotonic() - started < _SLOWEST_S
     record = result_record(message)
-    json.dumps(record, allow_nan=True)  # what record writes and consumers read
+    json.dumps(record, allow_nan=False)  # what record writes and consumers read: never NaN
     for face in record["faces"]:  # attributes are plain, finite JSON within their bounds
         json.dumps(face.get("attributes", {}), allow_nan=False)
 
