@@ -422,7 +422,8 @@ class StageRunner:
         reorder = None
         if self.node.reorders:  # how far ahead a frame can be: capture's window (lossless), else generous
             window = self.config.restart.window + 1 if self.recovering else 1 << 16
-            reorder = Reorderer(max_ahead=window, max_pending=min(window, 4 * self.config.restart.window + 256))
+            # held at most: capture's window (lossless), else what the queues of a few hops can hold
+            reorder = Reorderer(max_ahead=window, max_pending=min(window, self.config.restart.window + 64))
         eos: Message | None = None
         candidates: dict[Any, Message] = {}  # ends of stream waiting for the supervisor's word, by last_seq
         stale = 0

@@ -564,3 +564,48 @@ def test_a_frame_that_cannot_be_delivered_ends_the_run_naming_it(tmp_path: Path,
     assert len(errors) == 1 and "frame 5 never reached the sinks" in errors[0], result.stderr
     assert time.monotonic() - started < 150  # bounded: the watchdog's resends, then the end
     assert [r["seq"] for r in read_jsonl(tmp_path / "results.jsonl")] == list(range(5))  # nothing after the gap, nothing twice
+
+
+def test_out_of_order_frames_cannot_grow_the_reorder_buffer(tmp_path: Path, loopback) -> None:
+    """Frames that never complete a chain are held only up to the bound (the issue: 300 x 1 MB, +310 MB)."""
+    from pipeline.reorder import Reorderer
+    from pipeline.wire import decode
+
+    reorder = Reorderer(max_ahead=1 << 16, max_pending=96)
+    for seq in range(2, 600, 2):  # every other frame missing: nothing is ever released
+        assert reorder.push(decode(_frame_parts(seq, seq - 1))) == []
+    assert len(reorder) == 96 and reorder.refused == 299 - 96
+
+
+@needs_model
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["detect", "smooth"])
+def test_a_stage_killed_twice_within_a_second_is_restarted_twice(tmp_path: Path, paced_video: Path, stage: str) -> None:
+    """With the default restart policy: the second kill lands while the first restart is starting up."""
+    config = make_config(tmp_path, source={"pace": True})
+    jsonl = tmp_path / "results.jsonl"
+    process = start_pipeline("--config", str(config), "--source", str(paced_video))
+    try:
+        wait_for_line(process, "stages ready")
+        deadline = time.monotonic() + 60
+        while not jsonl.is_file() or jsonl.read_bytes().count(b"\n") < 20:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        first = _pid_of(f"stages.{stage}", process.pid)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while True:  # its restart (after the 0.5 s back-off), killed as soon as it exists
+            pids = [pid for pid in stage_processes(f"stages.{stage}") if pid != first and os.getpgid(pid) == process.pid]
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                break
+            assert time.monotonic() < deadline, "never restarted"
+            time.sleep(0.01)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "restart 2 of 5" in stderr
+    assert [r["seq"] for r in read_jsonl(jsonl)] == list(range(150)), stderr
