@@ -100,6 +100,19 @@ def test_idle_connections_beyond_the_limit_rebuild_the_publisher(publisher) -> N
             peer.close()
 
 
+def test_a_stalled_consumer_never_holds_the_publisher_back(publisher, loopback) -> None:
+    sub, _ = loopback(zmq.SUB, connect=publisher.endpoint)
+    sub.setsockopt(zmq.RCVHWM, 1)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    assert _receives(sub, publisher)  # joined; from now on it never reads
+    before = _rss_mb(os.getpid())
+    started = time.monotonic()
+    for _ in range(50000):
+        publisher.send([b"result", bytes(1024)])
+    assert time.monotonic() - started < 10  # never waited for the consumer
+    assert _rss_mb(os.getpid()) - before < 50
+
+
 @pytest.fixture(scope="module")
 def paced_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_face_video(tmp_path_factory.mktemp("video") / "paced.avi", frames=150)
