@@ -267,7 +267,7 @@ class StageRunner:
         largest = MAX_SUBSCRIPTION_BYTES + 1 if port.socket == "pub" else MAX_HEADER_BYTES if port.format is Format.RESULT else MAX_FRAME_BYTES
         sock = open_socket(self.context, _SOCKET_TYPES[port.socket], endpoint, port.side, self._hwm(port), subscribe,
                            curve=self.config.curve, peers=CONSUMERS if public else STAGES,
-                           max_message=largest if port.side is Side.BIND or port.socket != "push" else -1)
+                           max_message=largest)
         if port.socket == "pub" and not self.live:
             sock.setsockopt(zmq.XPUB_NODROP, 1)  # lossless: a slow recorder slows us down instead of losing results
         return sock
