@@ -1,5 +1,5 @@
 """Fuzz running stages: hostile messages sent into a real, supervised lossless pipeline (into smooth's
-tcp input, beside classify's real frames) never crash, hang, forge or shorten the run: afterwards
+and into classify's tcp input, beside the real frames) never crash, hang, forge or shorten the run: afterwards
 every real frame has its one true result, the same as in a clean run of the same video.
 
 The test suite sends a few thousand messages; `make fuzz` sends 100,000 (FUZZ_STAGE_MESSAGES). What
@@ -88,16 +88,22 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_face_video(tmp_path_factory.mktemp("video") / "fuzz.avi", frames=FRAMES)
 
 
-def test_hostile_messages_through_running_stages_leave_every_true_result(tmp_path: Path, video: Path) -> None:
-    clean = tmp_path / "clean"
-    clean.mkdir()
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory: pytest.TempPathFactory, video: Path) -> list[tuple]:
+    """Every frame's true result: a clean run of the same video."""
+    clean = tmp_path_factory.mktemp("clean")
     baseline = run_pipeline("--config", str(make_config(clean)), "--source", str(video), timeout=300)
     assert baseline.returncode == 0, baseline.stderr
-    expected = _true(read_jsonl(clean / "results.jsonl"))
-    assert [seq for seq, _ in expected] == list(range(FRAMES))
+    results = _true(read_jsonl(clean / "results.jsonl"))
+    assert [seq for seq, _ in results] == list(range(FRAMES))
+    return results
 
+
+@pytest.mark.parametrize("edge", ["classify_out", "detections"])  # smooth's input, classify's input
+def test_hostile_messages_through_running_stages_leave_every_true_result(tmp_path: Path, video: Path, expected: list[tuple],
+                                                                         edge: str) -> None:
     into = f"tcp://127.0.0.1:{free_port()}"
-    config = make_config(tmp_path, source={"pace": True}, endpoints={"classify_out": into})
+    config = make_config(tmp_path, source={"pace": True}, endpoints={edge: into})
     process = start_pipeline("--config", str(config), "--source", str(video))
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
@@ -121,7 +127,7 @@ def test_hostile_messages_through_running_stages_leave_every_true_result(tmp_pat
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    print(f"{sent} hostile messages sent into a running smooth stage")
+    print(f"{sent} hostile messages sent into a running stage ({edge})")
     assert process.returncode == 0, stderr
     assert sent == MESSAGES, f"the run ended after {sent} of {MESSAGES} messages"
     assert "Traceback" not in stderr
