@@ -83,7 +83,7 @@ soak: dev-setup
 	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
 
 # Training (offline; docs/training.md). On 2 cores: ~9 min to gather the shared data once (runs/cache),
-# ~6 min for the leave-one-setup-out estimate, ~6 min to train, seconds to calibrate.
+# ~21 min for the leave-one-setup-out estimate, ~5 min to train, seconds to calibrate.
 # `make train` reproduces models/liveness.onnx from RECIPE: the estimate with whole capture setups left
 # out (its out-of-fold scores choose the threshold), the model trained on every source, the threshold
 # written into it.

@@ -203,6 +203,27 @@ def write_scores(path: Path, data: Examples, scores: np.ndarray, folds: Sequence
                              data.attack[i], data.kind[i], f"{scores[i]:.6f}", folds[i] if folds is not None else ""])
 
 
+def read_scored(path: Path) -> tuple[Examples, np.ndarray, np.ndarray]:
+    """(the faces, without pixels, their scores, their folds) of a write_scores CSV."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    column = lambda name: np.array([r[name] for r in rows])  # noqa: E731
+    data = Examples(np.zeros((len(rows), 1, 1, 3), np.uint8), (column("label") == "real").astype(np.int64), column("source"),
+                    column("group"), column("attack"), column("kind"), column("origin"), np.zeros(len(rows), np.int64), 1, [1.0])
+    return data, column("score").astype(np.float64), column("fold")
+
+
+def combine(folders: Sequence[Path]) -> tuple[Examples, np.ndarray, np.ndarray]:
+    """The mean out-of-fold score of several LOSO runs over the same faces (what a model averaging
+    their recipes scores out of fold); ValueError when the runs scored different faces."""
+    runs = [read_scored(folder / "oof_scores.csv") for folder in folders]
+    data, _, folds = runs[0]
+    for other, _, other_folds in runs[1:]:
+        if list(other.origin) != list(data.origin) or list(other_folds) != list(folds):
+            raise ValueError(f"{folders[0]} and the others scored different faces or folds")
+    return data, np.mean([scores for _, scores, _ in runs], axis=0), folds
+
+
 def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, scores, attacks) from a write_scores CSV."""
     with open(path, newline="") as handle:
@@ -256,7 +277,7 @@ def site_decisions(features: np.ndarray, data: Examples, rows: np.ndarray, prior
 def loso(data: Examples, recipe, weights, by: str = "setup", folds: Sequence[str] | None = None,
          log=lambda line: print(line, file=sys.stderr)) -> tuple[Examples, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(the scored faces, their out-of-fold P(real), the same with a drawn face mask, their fold, and
-    their decision after site adaptation on the fold's other people: site_decisions, frozen recipes only).
+    their decision after site adaptation on the fold's other people: site_decisions).
 
     Every fold named (default all) is left out in turn: the recipe is trained on the rest (all box
     jitter copies) and scores the fold's detector-box crops, bare and with a surgical mask drawn
@@ -295,6 +316,10 @@ def loso(data: Examples, recipe, weights, by: str = "setup", folds: Sequence[str
             fold_model, _ = fit(data.subset(train), recipe, weights, log)
             scores[test] = predict(fold_model, data.x[test])
             masked_scores[test] = predict(fold_model, masked_x[test])
+            fold_features = np.zeros((len(data), embed(fold_model, data.x[:1]).shape[1]))
+            fold_features[test] = embed(fold_model, data.x[test])
+            kernel, bias = fold_model.get_layer("liveness").get_weights()
+            site[test] = site_decisions(fold_features, data, np.nonzero(test)[0], (kernel[:, 1].astype(np.float64), float(bias[1])))
         log(f"fold {fold}: {int(test.sum())} faces, AUC {metrics.roc_auc(data.y[test], scores[test]):.3f}")
     keep = scored & ~np.isnan(scores)
     return data.subset(keep), scores[keep], masked_scores[keep], fold_of[keep], site[keep]
@@ -358,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-d", "--data", required=True, type=Path, help="data folder / manifest, real/ + fake/ folders, or gathered folder")
+    parser.add_argument("-d", "--data", type=Path, default=None, help="data folder / manifest, real/ + fake/ folders, or gathered folder")
     parser.add_argument("-m", "--model", type=Path, default=None, help="ONNX model to evaluate (plain mode)")
     parser.add_argument("-o", "--out", type=Path, default=Path("runs/eval"), help="folder for report.txt, figures.json, PNGs, scores")
     parser.add_argument("--groups", nargs="*", default=[], help="plain mode: only these source groups")
@@ -367,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--by", choices=("setup", "source"), default="setup", help="--loso: leave out whole setups or single sources")
     parser.add_argument("--recipe", type=Path, default=None, help="--loso: recipe YAML (default: the --model's own, else %s)" % DEFAULT_RECIPE.name)
     parser.add_argument("--folds", nargs="*", default=[], help="--loso: only these folds (default all)")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="LOSO_DIR",
+                        help="instead of training: the mean score of earlier --loso runs (their oof_scores.csv), per fold")
     parser.add_argument("--threshold", type=float, default=None, help="threshold for the figures (default: the model's, else the pooled lowest-ACER one)")
     args = parser.parse_args(argv)
 
@@ -374,8 +401,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evaluate: {message}", file=sys.stderr)
         return 2
 
+    if args.combine:
+        from training.calibrate import min_acer_threshold
+
+        try:
+            test, scores, folds = combine(args.combine)
+        except (OSError, ValueError) as error:
+            return fail(f"--combine: {error}")
+        threshold = args.threshold if args.threshold is not None else min_acer_threshold(test.y, scores)
+        table, figures = fold_table(test, scores, folds, threshold)
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_scores(args.out / "oof_scores.csv", test, scores, folds)
+        (args.out / "figures.json").write_text(json.dumps({"threshold": threshold, "folds": figures,
+                                                             "combined": [str(f) for f in args.combine]}, indent=1))
+        text = f"mean of {', '.join(map(str, args.combine))}, threshold {threshold:.4f}\n{table}"
+        (args.out / "report.txt").write_text(text + "\n")
+        print(text)
+        return 0
     if not args.loso and args.model is None:
-        return fail("give --model (evaluate a model) or --loso (estimate a recipe)")
+        return fail("give --model (evaluate a model), --loso (estimate a recipe) or --combine")
+    if args.data is None:
+        return fail("--data is needed with --model and --loso")
     try:
         if args.model is not None:
             from liveness.model import LivenessModel, ModelError
@@ -416,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(test) == 0 or len(set(test.y.tolist())) < 2:
             return fail(f"no fold could be scored with both labels (folds: {', '.join(known)})")
         threshold = args.threshold if args.threshold is not None else min_acer_threshold(test.y, scores)
-        table, figures = fold_table(test, scores, folds, threshold, masked, site if recipe.epochs == 0 else None)
+        table, figures = fold_table(test, scores, folds, threshold, masked, site)
         write_scores(args.out / "oof_scores.csv", test, scores, folds)
         text = (f"leave-one-{args.by}-out, recipe {recipe.version} ({time.time() - started:.0f} s), threshold {threshold:.4f}"
                 f"{' (given)' if args.threshold is not None else ' (pooled lowest ACER)'}\n{table}\n\n"

@@ -45,23 +45,36 @@ def build(size: int, tiles: int, levels: Sequence[int], weights: dict[str, np.nd
     from keras import layers
 
     blocks = max(levels)
+    image = keras.Input((size, size, 3 * tiles), name="image")
     backbone = efficientnet_lite0(size, blocks=blocks, weights=weights, levels=levels, name=BACKBONE_NAME)
-    first_tuned = blocks - tune_blocks
+    _set_trainable(backbone, blocks - tune_blocks)
+    maps = [_as_list(backbone(layers.Lambda(lambda t, j=tile: t[..., 3 * j : 3 * j + 3], name=f"tile_{tile}")(image)))
+            for tile in range(tiles)]
+    return keras.Model(image, _head(maps, dropout), name="liveness_efficientnet_lite0")
+
+
+def _as_list(maps) -> list:
+    return maps if isinstance(maps, list) else [maps]
+
+
+def _set_trainable(backbone, first_tuned: int) -> None:
+    """Blocks from `first_tuned` (0-based) on train, batch norms and everything before never."""
+    from keras import layers
+
     for layer in backbone.layers:
         block = _block_of(layer.name)
-        layer.trainable = (block is not None and block >= first_tuned
-                           and not isinstance(layer, layers.BatchNormalization))
-    image = keras.Input((size, size, 3 * tiles), name="image")
-    pooled = []
-    for tile in range(tiles):
-        crop = layers.Lambda(lambda t, j=tile: t[..., 3 * j : 3 * j + 3], name=f"tile_{tile}")(image)
-        maps = backbone(crop)
-        maps = maps if isinstance(maps, list) else [maps]
-        pooled.extend(layers.GlobalAveragePooling2D(name=f"pool_{tile}_{i}")(m) for i, m in enumerate(maps))
+        layer.trainable = block is not None and block >= first_tuned and not isinstance(layer, layers.BatchNormalization)
+
+
+def _head(maps_per_tile: list[list], dropout: float):
+    """Pooled maps of every tile, concatenated, dropout, softmax."""
+    from keras import layers
+
+    pooled = [layers.GlobalAveragePooling2D(name=f"pool_{tile}_{i}")(m)
+              for tile, maps in enumerate(maps_per_tile) for i, m in enumerate(maps)]
     features = layers.Concatenate(name="features")(pooled) if len(pooled) > 1 else pooled[0]
     features = layers.Dropout(dropout, name="dropout")(features)
-    output = layers.Dense(2, activation="softmax", name=HEAD_NAME)(features)
-    return keras.Model(image, output, name="liveness_efficientnet_lite0")
+    return layers.Dense(2, activation="softmax", name=HEAD_NAME)(features)
 
 
 def _block_of(layer_name: str) -> int | None:

@@ -64,6 +64,7 @@ class Recipe:
             found.append("jitter and epochs >= 0, samples_per_epoch and batch_size >= 1 are required")
         if self.epochs and not self.tune_blocks:
             found.append("epochs: fine-tuning needs tune_blocks > 0")
+
         return found
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,7 +99,7 @@ def recipe_from_dict(raw: Any, where: str = "recipe") -> Recipe:
                 if not isinstance(value, list):
                     raise TypeError
                 values[name] = [kind(v) for v in value]
-            elif isinstance(default, bool) or isinstance(value, bool):
+            elif isinstance(value, bool):
                 raise TypeError
             else:
                 values[name] = type(default)(value) if not isinstance(default, str) else str(value)
