@@ -35,7 +35,8 @@ from pipeline.metrics import StageMetrics
 from pipeline.recovery import ACK, EPOCH, RESEND, SENT, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
 from pipeline.stage import Role, SourceStage, Stage, StageError, StopPipeline
-from pipeline.transport import CONSUMERS, MAX_SUBSCRIPTION_BYTES, STAGES, ResultPublisher, Role as Side, open_socket, stop_authenticator
+from pipeline.transport import (CONSUMERS, MAX_CONSUMERS, MAX_SUBSCRIPTION_BYTES, MAX_SUBSCRIPTIONS, STAGES, ResultPublisher,
+                                Role as Side, open_socket, stop_authenticator)
 from pipeline.wire import MAX_FRAME_BYTES, MAX_HEADER_BYTES, TOPIC_RESULT, TOPIC_STATUS, Message, WireError, check_attributes, decode, encode
 
 _SOCKET_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.XPUB, "sub": zmq.SUB}
@@ -121,6 +122,7 @@ class StageRunner:
         self.results: zmq.Socket | None = None  # live source only: the result stream, for flow control
         self.outputs: list[tuple[Port, zmq.Socket]] = []
         self.publisher: ResultPublisher | None = None  # the publisher: the result stream towards consumers
+        self._rebuilds_seen = 0  # times the result stream was started afresh under consumers' load (reported)
         self._last_metrics = 0.0
         self._idle_since = 0  # when this stage last finished a message: what arrives earlier waits in our queue
         # lossless under a supervisor: acknowledgements and resends (pipeline/recovery.py)
@@ -364,6 +366,17 @@ class StageRunner:
         message.stamps[self.key] = [received]
         return message
 
+    def _service_publisher(self) -> None:
+        """Let the result stream read what consumers sent; say so when their load made it start afresh."""
+        assert self.publisher is not None
+        self.publisher.service()  # (sending does this too)
+        if self.publisher.rebuilds > self._rebuilds_seen:
+            self.metrics.drop("consumers_reset", self.publisher.rebuilds - self._rebuilds_seen)
+            self._rebuilds_seen = self.publisher.rebuilds
+            if self.publisher.rebuilds <= 3:
+                print(f"{self.key}: endpoints.results: consumers exceeded {MAX_SUBSCRIPTIONS} subscriptions or {MAX_CONSUMERS} "
+                      "connections; the socket was closed and bound again", file=sys.stderr, flush=True)
+
     def _refuse(self, problem: str) -> None:
         """Count and drop a message this stage's upstream cannot have sent (three are named on stderr)."""
         self.metrics.malformed += 1
@@ -437,7 +450,7 @@ class StageRunner:
                         except zmq.Again:
                             break
             if self.publisher is not None:
-                self.publisher.service()
+                self._service_publisher()
             if self.input in events:
                 burst_ends = time.monotonic() + _POLL_MS / 1000
                 for _ in range(64):  # drain a burst, then look at control (and send metrics) again

@@ -164,6 +164,7 @@ def test_a_consumer_flood_neither_loads_the_publisher_nor_shortens_the_run(tmp_p
     print(f"smooth VmRSS {before:.0f} MB, +{grown:.1f} MB under the flood")
     assert grown < 50, f"smooth grew by {grown:.0f} MB"
     assert process.returncode == 0, stderr
+    assert "the socket was closed and bound again" in stderr and "consumers_reset" in stderr
     assert [r["seq"] for r in read_jsonl(tmp_path / "results.jsonl")] == list(range(150))
 
 
