@@ -50,10 +50,14 @@ class SourceConfig(Section):
     policy: Literal["auto", "live", "lossless"] = Field("auto", description="`live`, `lossless`, or `auto` (cameras/streams live, files/folders lossless)")
     pace: bool = Field(False, description="play files at their native frame rate")
     loop: bool = Field(False, description="start a file again at its end")
-    max_frames: int | None = Field(None, ge=1, description="stop after this many frames")
+    max_frames: int | None = Field(None, ge=1, description="stop after this many frames (a live source among several: after this many turns)")
     max_in_flight: int = Field(0, ge=0, description="live: frames allowed between capture and result (0 = one per worker of the largest pool)")
     width: int | None = Field(None, ge=1, description="camera capture width request")
     height: int | None = Field(None, ge=1, description="camera capture height request")
+
+    def effective_policy(self) -> str:
+        """`live` or `lossless`: `auto` makes cameras and streams live, files and folders lossless."""
+        return self.policy if self.policy != "auto" else "live" if source_is_live(self.uri) else "lossless"
 
 
 class DetectConfig(Section):
@@ -154,7 +158,7 @@ class StageEntry(Section):
 
 class PipelineConfig(Section):
     source: SourceConfig = SourceConfig()
-    sources: list[SourceConfig] = Field([], description="several files or folders through one pipeline (lossless; `--source` given several times): each a `source` section whose unset fields come from `source`, ids `source0`, `source1`, ...; results carry `source` and `source_seq`")
+    sources: list[SourceConfig] = Field([], description="several sources through one pipeline (`--source` given several times): each a `source` section whose unset fields come from `source`, ids `source0`, `source1`, ...; files and folders lossless, cameras and streams (or `policy: live`) live; results carry `source` and `source_seq`")
     detect: DetectConfig = DetectConfig()
     classify: ClassifyConfig = ClassifyConfig()
     display: DisplayConfig = DisplayConfig()
@@ -183,11 +187,25 @@ class PipelineConfig(Section):
         return self.sources or [self.source]
 
     def policy(self) -> str:
-        """The effective delivery policy: cameras and streams are live, files and folders lossless
-        (several sources: lossless, checked by pipeline/config_file.py)."""
+        """The effective delivery policy: cameras and streams are live, files and folders lossless.
+        Several sources run the pipeline lossless; a live one among them drops at capture (newest frame only)."""
         if self.sources:
             return "lossless"
-        return self.source.policy if self.source.policy != "auto" else "live" if source_is_live(self.source.uri) else "lossless"
+        return self.source.effective_policy()
+
+    def lossless_window(self) -> int:
+        """Lossless: frames capture keeps until the sinks acknowledge them. With a live source among
+        several, about two a source, so that a live frame waits behind a short queue, not a long one."""
+        if any(source.effective_policy() == "live" for source in self.sources):
+            return max(2, min(self.restart.window, 2 * len(self.sources)))
+        return self.restart.window
+
+    def seq_span(self) -> int:
+        """How far apart the frame numbers of one lossless window can lie: the window, or with a live
+        source among several (whose frame numbers follow turns and leave gaps) the window's rounds."""
+        if any(source.effective_policy() == "live" for source in self.sources):
+            return self.lossless_window() * len(self.sources)
+        return self.lossless_window()
 
 
 def source_is_live(uri: str) -> bool:

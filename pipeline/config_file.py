@@ -53,9 +53,8 @@ def _check(config: PipelineConfig, check_files: bool) -> None:
     ids = [source.id for source in config.sources]
     need(len(set(ids)) == len(ids), "sources", f"every source needs its own id (given: {', '.join(ids)})")
     for index, source in enumerate(config.sources):
-        need(source.policy != "live" and not source_is_live(source.uri), f"sources.{index}.uri",
-             f"several sources run lossless: files and folders only, got {source.uri!r} (a camera or stream runs alone, as source)")
-        need(not check_files or resolve_path(source.uri).exists(), f"sources.{index}.uri", f"no such file or folder: {source.uri}")
+        need(not check_files or source_is_live(source.uri) or resolve_path(source.uri).exists(), f"sources.{index}.uri",
+             f"no such file or folder: {source.uri}")
     if not check_files:
         return
     for name in ("server_secret_key", "client_secret_key", "server_public_key"):

@@ -11,13 +11,13 @@ import sys
 import time
 from typing import Any
 
-from pipeline.config import REPO_ROOT, PipelineConfig, source_is_live
+from pipeline.config import REPO_ROOT, PipelineConfig
 
 
 def start_counting(config: PipelineConfig) -> subprocess.Popen | None:
     """Start counting the source's frames in a child (None for live, looping or unreadable sources)."""
     sources = config.all_sources()
-    if config.policy() == "live" or any(source.loop or source_is_live(source.uri) for source in sources):
+    if config.policy() == "live" or any(source.loop or source.effective_policy() == "live" for source in sources):
         return None
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     uris = [f"{source.uri}\t{source.max_frames or 0}" for source in sources]
@@ -29,6 +29,8 @@ def finish_counting(child: subprocess.Popen | None, config: PipelineConfig, wait
     """The frames this run will process (each source capped by its `max_frames`), None when unknown."""
     if child is None:
         sources = config.all_sources()
+        if any(source.effective_policy() == "live" for source in config.sources):
+            return None  # a live source among several sends what it has at its turns: no total beforehand
         if all(source.loop and source.max_frames for source in sources):  # a looping file ends at max_frames only
             return sum(source.max_frames or 0 for source in sources)
         return None

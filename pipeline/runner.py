@@ -229,7 +229,7 @@ class StageRunner:
         """Tell the supervisor how far this sink got (at most every 50 ms, and once more at the end)."""
         if not self.acks:
             return
-        lag = min(self.stage.ack_lag, self.config.restart.window // 2)  # a lag as long as the window would stall capture
+        lag = min(self.stage.ack_lag, self.config.lossless_window() // 2)  # a lag as long as the window would stall capture
         seq = self.last_handled if final else self.last_handled - lag
         moved = seq > self._ack_sent or self.last_handled > self._handled_sent
         if moved and (final or time.monotonic() - self._ack_time >= 0.05):
@@ -434,9 +434,9 @@ class StageRunner:
                 poller.register(sock, zmq.POLLIN)  # subscription notices: read so they never pile up
         reorder = None
         if self.node.reorders:  # how far ahead a frame can be: capture's window (lossless), else generous
-            window = self.config.restart.window + 1 if self.recovering else 1 << 16
+            window = self.config.seq_span() + 1 if self.recovering else 1 << 16
             # held at most: capture's window (lossless), else what the queues of a few hops can hold
-            reorder = Reorderer(max_ahead=window, max_pending=min(window, self.config.restart.window + 64))
+            reorder = Reorderer(max_ahead=window, max_pending=min(window, self.config.lossless_window() + 64))
         eos: Message | None = None
         candidates: dict[Any, Message] = {}  # ends of stream waiting for the supervisor's word, by last_seq
         stale = 0
@@ -611,7 +611,7 @@ class StageRunner:
         """
         assert self.control.socket is not None
         port, sock = self.outputs[0]
-        window = SendWindow(self.config.restart.window)
+        window = SendWindow(self.config.lossless_window())
         window.acknowledge(self.floor)
         previous = self.floor
         frames = iter(source.frames(start=self.floor + 1))  # a restarted capture resumes after the floor
@@ -640,6 +640,7 @@ class StageRunner:
                     continue
                 self.metrics.frames_in += 1
                 _count_source_event(self.metrics, message)
+                _count_skipped(self.metrics, source)
                 message.prev_seq = previous
                 message.stamps[self.key] = [message.t_capture_ns, time.monotonic_ns()]
                 window.add(message)
@@ -660,6 +661,7 @@ class StageRunner:
         for message in source.frames():
             self.metrics.frames_in += 1
             _count_source_event(self.metrics, message)
+            _count_skipped(self.metrics, source)
             if self._should_stop():
                 return
             yield message
@@ -682,6 +684,14 @@ def _count_source_event(metrics: StageMetrics, message: Message) -> None:
     event = message.info.get("source_event")
     if isinstance(event, dict) and event.get("event") == "source_lost":
         metrics.drop("source_lost")
+
+
+def _count_skipped(metrics: StageMetrics, source: SourceStage) -> None:
+    """Frames a live source among several replaced before they were sent are dropped (busy)."""
+    if source.skipped:
+        metrics.frames_in += source.skipped
+        metrics.drop("busy", source.skipped)
+        source.skipped = 0
 
 
 class _LiveEntrance:

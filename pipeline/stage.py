@@ -95,6 +95,7 @@ class SourceStage(Stage):
     """A stage that produces frames instead of receiving them."""
 
     role = Role.SOURCE
+    skipped = 0  # frames a live source replaced by newer ones before they could be sent; the framework counts them as dropped (busy)
 
     def frames(self, start: int = 0) -> Iterator[Message]:
         """Yield frame messages with kind, source, seq, capture times, pixels and info filled in,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from pipeline.stage import SourceStage, StageError  # noqa: E402
 _STREAM_TIMEOUT_MS = 5000
 _REOPEN_FIRST_S, _REOPEN_MAX_S = 0.25, 8.0  # back-off between attempts to reopen a lost camera or stream
 _BAD_FRAMES_IN_A_ROW = 3  # a file whose frames fail to decode this many times in a row ends there
+_LIVE_TURN_WAIT_S = 1.0  # several sources: how long a live source's turn waits for a new frame
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 _NO_CAMERA_HINT = (
     "point --source at a video file, an rtsp:// or http:// stream or an image folder, "
@@ -38,8 +40,13 @@ class Capture(SourceStage):
 
     def setup(self, config: PipelineConfig) -> None:
         self.parts: list[Capture] = []  # several sources: one reader each, interleaved by `frames`
+        self.limits: list[int | None] = []  # several sources: a live one's turns (its max_frames)
         if len(config.sources) > 1:
             for source in config.sources:
+                live = source.effective_policy() == "live"
+                self.limits.append(source.max_frames if live else None)
+                if live:  # its reader runs at its own pace (a file's: its frame rate); turns count against max_frames
+                    source = source.model_copy(update={"max_frames": None, "pace": True})
                 part = Capture(self.worker)
                 part.setup(config.model_copy(update={"source": source, "sources": []}))
                 self.parts.append(part)
@@ -150,9 +157,15 @@ class Capture(SourceStage):
             seq += 1
 
     def _interleave(self, start: int) -> Iterator[Message]:
-        """Several sources: a frame of each in turn (one that has ended drops out), numbered in one
-        sequence from 0; `info.source_seq` is the frame's number in its own source and
-        `info.source_last` marks each source's last frame."""
+        """Several sources: a frame of each in turn (one that has ended drops out); `info.source_seq` is
+        the frame's number in its own source and `info.source_last` marks each source's last frame.
+
+        Files and folders alone are numbered in one sequence from 0. With a live source among them,
+        turn r of source i is frame r * n + i (a turn a live source had no new frame for, or a source
+        that has ended, leaves a gap), so a restarted capture knows how far each file got."""
+        if any(part.live for part in self.parts):
+            yield from self._interleave_turns(start)
+            return
         readers = [part.frames() for part in self.parts]
         ahead = [next(reader, None) for reader in readers]  # one frame ahead: the last of a source is known
         seq = 0
@@ -169,6 +182,68 @@ class Capture(SourceStage):
                 if message.seq >= start:  # a restarted capture resumes after the acknowledged frames
                     message.t_capture_ns, message.t_wall = time.monotonic_ns(), time.time()
                     yield message
+
+    def _interleave_turns(self, start: int) -> Iterator[Message]:
+        """Several sources, some live: a live source is read by its own thread, which keeps only the
+        newest frame, so the files' queue never makes it lag (frames it replaced count as dropped)."""
+        count = len(self.parts)
+        first_round = [max(0, -(-(start - index) // count)) for index in range(count)]  # turns done before a restart
+        readers: list[_Newest | Iterator[Message] | None] = []  # None: that source has ended
+        ahead: list[Message | None] = []
+        live: list[_Newest] = []
+        try:
+            for index, part in enumerate(self.parts):
+                part.attempt = self.attempt
+                if part.live:
+                    live.append(_Newest(part))
+                    readers.append(live[-1])
+                    ahead.append(None)
+                else:
+                    reader = part.frames(start=first_round[index])
+                    readers.append(reader)
+                    ahead.append(next(reader, None))
+                    if ahead[index] is None:
+                        readers[index] = None
+            stalled = [False] * count
+            round_ = min(first_round)
+            while any(reader is not None for reader in readers):
+                for index, reader in enumerate(readers):
+                    seq = round_ * count + index
+                    if reader is None or seq < start:
+                        continue
+                    if isinstance(reader, _Newest):
+                        limit = self.limits[index]
+                        if limit is not None and round_ >= limit:
+                            readers[index] = None
+                            continue
+                        # wait for a new frame, but not again for one that missed its last turn
+                        message = reader.take(timeout=0.0 if stalled[index] else _LIVE_TURN_WAIT_S)
+                        self.skipped += reader.replaced_since_taken()
+                        stalled[index] = message is None
+                        if message is None:
+                            if reader.ended:
+                                readers[index] = None
+                            continue
+                        if limit is not None and round_ + 1 >= limit:
+                            message.info["source_last"] = True
+                        message.info["source_seq"] = message.seq
+                        message.seq = seq
+                        yield message  # with the time it was captured: its wait for the turn is latency
+                        continue
+                    message = ahead[index]
+                    assert message is not None
+                    ahead[index] = next(reader, None)
+                    if ahead[index] is None:
+                        readers[index] = None
+                        message.info["source_last"] = True
+                    message.info["source_seq"] = message.seq
+                    message.seq = seq
+                    message.t_capture_ns, message.t_wall = time.monotonic_ns(), time.time()
+                    yield message
+                round_ += 1
+        finally:
+            for reader in live:
+                reader.stop()
 
     def _read(self, skip: int = 0) -> Iterator[tuple]:
         """(frame or None, error text) pairs until the source ends, after skipping `skip` frames unread."""
@@ -213,6 +288,63 @@ class Capture(SourceStage):
             part.teardown()
         if getattr(self, "capture", None) is not None:
             self.capture.release()
+
+
+class _Newest:
+    """A live source among several, read by its own thread at the source's pace: only the newest frame
+    waits for its turn (a one-frame mailbox), so a slow turn drops old frames instead of adding lag."""
+
+    def __init__(self, part: Capture) -> None:
+        self._frames = part.frames()
+        self._ready = threading.Condition()
+        self._newest: Message | None = None
+        self._replaced = 0
+        self._failure: BaseException | None = None
+        self._stopping = False
+        self.ended = False
+        self._thread = threading.Thread(target=self._read, name=f"capture-{part.config.id}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for message in self._frames:
+                with self._ready:
+                    if self._stopping:
+                        return
+                    if self._newest is not None:
+                        self._replaced += 1
+                        event = self._newest.info.get("source_event")
+                        if event and "source_event" not in message.info:  # a lost or back notice is never replaced
+                            message.info["source_event"] = event
+                    self._newest = message
+                    self._ready.notify()
+        except BaseException as failure:  # raised again in the capture's own thread, by take()
+            self._failure = failure
+        finally:
+            with self._ready:
+                self.ended = True
+                self._ready.notify()
+
+    def take(self, timeout: float) -> Message | None:
+        """The newest frame not taken yet, waiting up to `timeout` seconds; None when none came."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._newest is not None or self.ended, timeout)
+            if self._failure is not None:
+                raise self._failure
+            message, self._newest = self._newest, None
+            return message
+
+    def replaced_since_taken(self) -> int:
+        """Frames replaced by newer ones since the last call."""
+        with self._ready:
+            replaced, self._replaced = self._replaced, 0
+            return replaced
+
+    def stop(self) -> None:
+        """Stop reading; waits briefly so the source is not released under a read in progress."""
+        with self._ready:
+            self._stopping = True
+        self._thread.join(timeout=2.0)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,45 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path, long_video: Path, stage: s
     assert count_video_frames(tmp_path / "annotated.avi") == FRAMES
 
 
+
+@pytest.mark.parametrize("stage", ["capture", "classify"])
+def test_kill_9_with_a_live_source_among_files_loses_no_file_frame(tmp_path: Path, long_video: Path, stage: str) -> None:
+    """Two files and a live source (a looping file at its frame rate): after a stage is killed,
+    every frame of each file still arrives once, in order; the live one goes on with its newest."""
+    import json
+
+    import yaml
+
+    config = make_config(tmp_path, source={"pace": True}, restart={"policy": "on-failure", "backoff_s": 0.1, "max_restarts": 2})
+    short = write_face_video(tmp_path / "short.avi", frames=40)
+    settings = yaml.safe_load(config.read_text())
+    settings["sources"] = [{"uri": str(long_video)}, {"uri": str(short)},
+                           {"uri": str(short), "policy": "live", "loop": True, "max_frames": 60}]
+    config.write_text(yaml.safe_dump(settings))
+    jsonl = tmp_path / "results.jsonl"
+    process = start_pipeline("--config", str(config))
+    try:
+        deadline = time.monotonic() + 60
+        while _lines(jsonl) < 30:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
+            time.sleep(0.02)
+        os.kill(_stage_pid(f"stages.{stage}", process.pid), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert f"stage {stage} stopped (killed by signal 9); restart 1 of 2" in stderr
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    seqs = [r["seq"] for r in records]
+    assert seqs == sorted(set(seqs)), stderr  # once each, in the order they entered
+    for source, frames in (("source0", FRAMES), ("source1", 40)):
+        assert [r["source_seq"] for r in records if r["source"] == source] == list(range(frames)), (source, stderr)
+    live = [r for r in records if r["source"] == "source2"]
+    assert live and all(r["seq"] % 3 == 2 and r["seq"] < 3 * 60 for r in live)
+
+
 def test_policy_never_still_stops_the_run(tmp_path: Path, long_video: Path) -> None:
     config = make_config(tmp_path, source={"pace": True}, restart={"policy": "on-failure", "record": {"policy": "never"}})
     jsonl = tmp_path / "results.jsonl"

@@ -2,9 +2,11 @@
 frame of each in turn, results tagged by source with each source's own frame numbers and order."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -47,7 +49,6 @@ def test_sources_take_source_fields_and_their_own_ids(tmp_path: Path, two_source
 
 
 @pytest.mark.parametrize("sources, field, problem", [
-    ('[{"uri": "0"}, {"uri": "VIDEO"}]', "sources.0.uri", "several sources run lossless: files and folders only"),
     ('[{"uri": "VIDEO", "id": "a"}, {"uri": "VIDEO", "id": "a"}]', "sources", "every source needs its own id"),
     ('[{"uri": "VIDEO"}, {"uri": "/no/such.mp4"}]', "sources.1.uri", "no such file or folder"),
     ('[{"uri": "VIDEO", "fps": 3}]', "sources.0.fps", "unknown field (known: uri, id,"),
@@ -116,3 +117,68 @@ def test_two_videos_through_file_yaml_every_frame_once_in_order_per_source(tmp_p
         assert all(len(r["faces"]) == 1 for r in own)
         capture = cv2.VideoCapture(str(tmp_path / f"out_{source}.avi"))
         assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
+
+
+def test_a_live_source_among_files_sends_its_newest_frame_at_its_turn(tmp_path: Path) -> None:
+    from stages.capture import Capture
+
+    still, live = write_face_video(tmp_path / "still.avi", frames=4), write_face_video(tmp_path / "live.avi", frames=30)
+    config = PipelineConfig.model_validate({"sources": [{"uri": str(still), "policy": "lossless"},
+                                                        {"uri": str(live), "policy": "live", "loop": True, "max_frames": 6}]})
+    assert config.policy() == "lossless" and config.lossless_window() == 4 and config.seq_span() == 8
+    capture = Capture()
+    capture.setup(config)
+    messages = []
+    for message in capture.frames():
+        messages.append(message)
+        time.sleep(0.1)  # a slow pipeline: the live file (30 fps) has moved on ~3 frames by its next turn
+    capture.teardown()
+    files = [m for m in messages if m.source == "source0"]
+    assert [m.seq for m in files] == [0, 2, 4, 6] and [m.info["source_seq"] for m in files] == [0, 1, 2, 3]
+    assert [m.seq for m in files if m.info.get("source_last")] == [6]
+    lives = [m for m in messages if m.source == "source1"]
+    assert 3 <= len(lives) <= 6 and all(m.seq % 2 == 1 and m.seq < 12 for m in lives)  # turn r is frame 2r + 1
+    own = [m.info["source_seq"] for m in lives]
+    assert own == sorted(own) and own[-1] - own[0] >= 2 * (len(lives) - 1)  # the newest, not the next
+    assert capture.skipped == own[-1] + 1 - len(lives)  # every live frame read and not sent counts as dropped
+
+    resumed = Capture()  # a restarted capture (a new process in a run) resumes each file where the floor left it
+    resumed.setup(config)
+    after = [(m.seq, m.source, m.info["source_seq"]) for m in resumed.frames(start=3) if m.source == "source0"]
+    resumed.teardown()
+    assert after == [(4, "source0", 2), (6, "source0", 3)]
+
+
+@pytest.mark.slow
+@needs_model
+@needs_weights
+def test_files_and_live_sources_through_one_pipeline(tmp_path: Path) -> None:
+    """Two files lossless and two live sources (looping files played at their rate) in one run:
+    every file frame once and in order, the live ones' newest frames at their turns, tagged."""
+    files = [write_face_video(tmp_path / "a.avi", frames=20), write_face_video(tmp_path / "b.avi", frames=9, fps=25.0)]
+    lives = [write_face_video(tmp_path / f"live{i}.avi", frames=30) for i in range(2)]
+    sources = [{"uri": str(p)} for p in files] + [{"uri": str(p), "policy": "live", "loop": True, "max_frames": 12} for p in lives]
+    config = tmp_path / "four.yaml"
+    config.write_text((REPO / "configs" / "file.yaml").read_text().replace("models/liveness.onnx", str(REPO / "models" / "liveness.onnx"))
+                      + f"sources: {json.dumps(sources)}\n")
+    env = {**os.environ, "LIVENESS_RUNS_DIR": str(tmp_path / "runs")}
+    done = subprocess.run([sys.executable, str(REPO / "run_pipeline.py"), "--config", str(config), "--jsonl", str(tmp_path / "out.jsonl"),
+                           "--set", f"display.video={tmp_path / 'out.avi'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = read_jsonl(tmp_path / "out.jsonl")
+    seqs = [r["seq"] for r in records]
+    assert seqs == sorted(set(seqs))  # one result a frame, in the order they entered
+    for source, frames in (("source0", 20), ("source1", 9)):
+        own = [r for r in records if r["source"] == source]
+        assert [r["source_seq"] for r in own] == list(range(frames)), source
+        assert [r["source_seq"] for r in own if r.get("source_last")] == [frames - 1]
+        assert all(len(r["faces"]) == 1 for r in own)
+    latencies = []
+    for source in ("source2", "source3"):
+        own = [r for r in records if r["source"] == source]
+        assert 1 <= len(own) <= 12 and all(r["seq"] % 4 == int(source[-1]) for r in own), source
+        assert [r["source_seq"] for r in own] == sorted({r["source_seq"] for r in own})
+        latencies += [r["latency_ms"] for r in own]
+    print(f"\nlive sources among files: {len(latencies)} live frames, latency p50 {np.median(latencies):.0f} ms, "
+          f"max {max(latencies):.0f} ms")
