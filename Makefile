@@ -1,6 +1,7 @@
 # make run    : set up (.venv, pinned packages, detector weights) and run the pipeline
 # make test   : set up for tests (training + test packages) and run every test;  make test-fast : the fast tier alone (pytest -m "not slow")
 # make fuzz   : fuzz the wire decoder and running stages (100,000 cases each);  make soak : 10-minute memory and latency soak
+# make supervisor-kill : kill -9 the supervisor at 24 moments of a run; nothing may outlive it
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,7 @@ SOURCE ?=
 ARGS ?=
 JSONL ?= runs/results.jsonl
 
-.PHONY: setup dev-setup run demo test test-fast train evaluate loso calibrate bench fuzz soak clean
+.PHONY: setup dev-setup run demo test test-fast train evaluate loso calibrate bench fuzz soak supervisor-kill clean
 
 # setup: the runtime only (requirements.txt, no TensorFlow) and the detector weights; dev-setup adds
 # training and tests (requirements-dev.txt) and the training networks' weights.
@@ -81,6 +82,12 @@ fuzz: dev-setup
 SOAK_SECONDS ?= 600
 soak: dev-setup
 	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
+
+# kill -9 run_pipeline.py at KILL_TRIALS moments from its start to 14 s (start-up, run, end); fails when
+# a stage process or the run folder is still there 5 s later (bench/supervisor_kill.py)
+KILL_TRIALS ?= 24
+supervisor-kill: dev-setup
+	$(PY) bench/supervisor_kill.py --trials $(KILL_TRIALS)
 
 # Training (offline; docs/training.md). On 2 cores: ~9 min to gather the shared data once (runs/cache),
 # ~21 min for the leave-one-setup-out estimate, ~5 min to train, seconds to calibrate.

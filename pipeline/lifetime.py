@@ -17,6 +17,7 @@ import runpy
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,21 @@ def remove_run_folder(folder: Path | None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def parent_gone(parent: int, wait_s: float = 0.5) -> bool:
+    """Whether `parent` has died, waiting up to `wait_s` for it to be sure.
+
+    PR_SET_PDEATHSIG fires when the *thread* that started us exits. When a multi-threaded
+    supervisor is killed, that thread can go first: we are handed to one of its other threads
+    (getppid() unchanged) and signalled while the process is still dying, so a moment's wait is
+    needed to tell that from a SIGTERM the living supervisor sent."""
+    deadline = time.monotonic() + wait_s
+    while os.getppid() == parent:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def orphaned_exit(folder: Path | None) -> None:
     """The supervisor is gone: remove the run folder and exit without further ado."""
     remove_run_folder(folder)
@@ -53,7 +69,7 @@ def main(argv: list[str]) -> None:
     tie_to_parent(parent, folder)
 
     def on_term(signum: int, frame: Any) -> None:
-        if os.getppid() != parent:
+        if parent_gone(parent):
             orphaned_exit(folder)
         raise SystemExit(128 + signum)
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline.control import DONE, END, ERROR, METRICS, QUIT, READY, START, STOP, StageControl
 from pipeline.graph import RESULTS, SINK_RESULTS, Format, Graph, Node, Port, derive_in_child, stage_class
-from pipeline.lifetime import remove_run_folder
+from pipeline.lifetime import parent_gone, remove_run_folder
 from pipeline.metrics import StageMetrics
 from pipeline.recovery import ACK, EPOCH, RESEND, SENT, EpochGate, SendWindow, SinkGate, stamp
 from pipeline.reorder import Reorderer
@@ -136,6 +136,7 @@ class StageRunner:
         self.announced_end: int | None = None  # under a supervisor: the source's last seq, once it has finished
         self.run_folder: Path | None = None  # the run's private folder (removed by the last stage out when the supervisor died)
         self._refused = 0  # messages refused by the role checks (counted as malformed)
+        self._terminated = False  # a SIGTERM came
 
     # ---- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:
@@ -183,12 +184,13 @@ class StageRunner:
             self.control.close()
             stop_authenticator(self.context)
             self.context.term()
-            if self.control_endpoint and os.getppid() != self.parent_pid:
+            if self.control_endpoint and (os.getppid() != self.parent_pid or (self._terminated and parent_gone(self.parent_pid))):
                 remove_run_folder(self.run_folder)  # the supervisor was killed outright: nobody else will
         return code
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
+        self._terminated = self._terminated or signum == signal.SIGTERM  # perhaps the supervisor dying (PDEATHSIG)
 
     def _report_error(self, text: str, fatal: bool = False) -> None:
         if self.control.socket is not None:

@@ -534,6 +534,46 @@ def test_kill_9_of_the_supervisor_leaves_no_stage_and_no_folder(tmp_path: Path, 
             process.wait()
 
 
+
+def test_a_stage_whose_starting_thread_dies_first_still_removes_the_folder(tmp_path: Path) -> None:
+    """PDEATHSIG fires when the parent's starting *thread* exits: a supervisor killed outright can
+    lose that thread first, so the stage is signalled while getppid() still names the dying
+    process. Here a parent starts the stage from a thread that ends, and the parent exits 0.2 s
+    later: the stage must see it go, remove the run folder and exit, not just exit."""
+    import subprocess
+    import sys
+    import textwrap
+
+    folder = tmp_path / "liveness-run-test"
+    folder.mkdir()
+    (folder / "graph.json").write_text("{}")
+    (tmp_path / "slow_stage.py").write_text("import time\ntime.sleep(30)\n")
+    parent = textwrap.dedent(f"""
+        import os, subprocess, sys, threading, time
+        env = {{**os.environ, "PYTHONPATH": os.pathsep.join([{str(tmp_path)!r}, os.getcwd()])}}
+        def start():
+            child = subprocess.Popen([sys.executable, "-m", "pipeline.lifetime", str(os.getpid()), {str(folder)!r}, "slow_stage"], env=env)
+            print(child.pid, flush=True)
+            time.sleep(1.0)  # the stage is past its start, sleeping under lifetime's handler
+        thread = threading.Thread(target=start)
+        thread.start()
+        thread.join()  # the thread that started the stage ends: SIGTERM to the stage, parent alive
+        time.sleep(0.2)
+        os._exit(0)
+    """)
+    done = subprocess.run([sys.executable, "-c", parent], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True, timeout=30)
+    child = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while (folder.exists() or Path(f"/proc/{child}").exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = Path(f"/proc/{child}").exists()
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive, "the stage outlived its parent"
+    assert not folder.exists(), "the stage exited without removing the run folder"
+
+
 # ---- 4. the lossless watchdog: a frame lost without a stage dying is sent again, or named ---------
 @needs_model
 @pytest.mark.slow
