@@ -193,19 +193,21 @@ class PipelineConfig(Section):
             return "lossless"
         return self.source.effective_policy()
 
+    def live_among_sources(self) -> bool:
+        """Several sources, at least one of them live (a camera, a stream, or `policy: live`)."""
+        return any(source.effective_policy() == "live" for source in self.sources)
+
     def lossless_window(self) -> int:
         """Lossless: frames capture keeps until the sinks acknowledge them. With a live source among
         several, about two a source, so that a live frame waits behind a short queue, not a long one."""
-        if any(source.effective_policy() == "live" for source in self.sources):
+        if self.live_among_sources():
             return max(2, min(self.restart.window, 2 * len(self.sources)))
         return self.restart.window
 
     def seq_span(self) -> int:
         """How far apart the frame numbers of one lossless window can lie: the window, or with a live
         source among several (whose frame numbers follow turns and leave gaps) the window's rounds."""
-        if any(source.effective_policy() == "live" for source in self.sources):
-            return self.lossless_window() * len(self.sources)
-        return self.lossless_window()
+        return self.lossless_window() * (len(self.sources) if self.live_among_sources() else 1)
 
 
 def source_is_live(uri: str) -> bool:

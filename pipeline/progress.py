@@ -29,7 +29,7 @@ def finish_counting(child: subprocess.Popen | None, config: PipelineConfig, wait
     """The frames this run will process (each source capped by its `max_frames`), None when unknown."""
     if child is None:
         sources = config.all_sources()
-        if any(source.effective_policy() == "live" for source in config.sources):
+        if config.live_among_sources():
             return None  # a live source among several sends what it has at its turns: no total beforehand
         if all(source.loop and source.max_frames for source in sources):  # a looping file ends at max_frames only
             return sum(source.max_frames or 0 for source in sources)

@@ -160,36 +160,18 @@ class Capture(SourceStage):
         """Several sources: a frame of each in turn (one that has ended drops out); `info.source_seq` is
         the frame's number in its own source and `info.source_last` marks each source's last frame.
 
-        Files and folders alone are numbered in one sequence from 0. With a live source among them,
-        turn r of source i is frame r * n + i (a turn a live source had no new frame for, or a source
-        that has ended, leaves a gap), so a restarted capture knows how far each file got."""
-        if any(part.live for part in self.parts):
-            yield from self._interleave_turns(start)
-            return
-        readers = [part.frames() for part in self.parts]
-        ahead = [next(reader, None) for reader in readers]  # one frame ahead: the last of a source is known
-        seq = 0
-        while any(message is not None for message in ahead):
-            for index, reader in enumerate(readers):
-                message = ahead[index]
-                if message is None:
-                    continue
-                ahead[index] = next(reader, None)
-                message.info["source_seq"] = message.seq
-                if ahead[index] is None:
-                    message.info["source_last"] = True
-                message.seq, seq = seq, seq + 1
-                if message.seq >= start:  # a restarted capture resumes after the acknowledged frames
-                    message.t_capture_ns, message.t_wall = time.monotonic_ns(), time.time()
-                    yield message
-
-    def _interleave_turns(self, start: int) -> Iterator[Message]:
-        """Several sources, some live: a live source is read by its own thread, which keeps only the
-        newest frame, so the files' queue never makes it lag (frames it replaced count as dropped)."""
+        Files and folders alone are numbered in one sequence from 0, and a restarted capture reads
+        them again up to `start`. With a live source among them, turn r of source i of n is frame
+        r * n + i (a turn a live source had no new frame for, or a source that has ended, leaves a
+        gap), so a restarted capture knows where each file was without reading it. A live source is
+        read by its own thread, which keeps only the newest frame, so the files' queue never makes
+        it lag (frames it replaced count as dropped)."""
         count = len(self.parts)
-        first_round = [max(0, -(-(start - index) // count)) for index in range(count)]  # turns done before a restart
+        by_turn = any(part.live for part in self.parts)
+        # turns each source had before a restart (numbering by turn only; else all are read again)
+        done = [max(0, -(-(start - index) // count)) if by_turn else 0 for index in range(count)]
         readers: list[_Newest | Iterator[Message] | None] = []  # None: that source has ended
-        ahead: list[Message | None] = []
+        ahead: list[Message | None] = []  # a file's next frame: its last is known when it is sent
         live: list[_Newest] = []
         try:
             for index, part in enumerate(self.parts):
@@ -199,47 +181,47 @@ class Capture(SourceStage):
                     readers.append(live[-1])
                     ahead.append(None)
                 else:
-                    reader = part.frames(start=first_round[index])
-                    readers.append(reader)
+                    reader = part.frames(start=done[index])
                     ahead.append(next(reader, None))
-                    if ahead[index] is None:
-                        readers[index] = None
+                    readers.append(reader if ahead[index] is not None else None)
             stalled = [False] * count
-            round_ = min(first_round)
+            round_, sent = min(done), 0
             while any(reader is not None for reader in readers):
                 for index, reader in enumerate(readers):
-                    seq = round_ * count + index
-                    if reader is None or seq < start:
+                    if reader is None:
                         continue
+                    seq = round_ * count + index if by_turn else sent
                     if isinstance(reader, _Newest):
                         limit = self.limits[index]
                         if limit is not None and round_ >= limit:
                             readers[index] = None
                             continue
+                        if seq < start:
+                            continue
                         # wait for a new frame, but not again for one that missed its last turn
-                        message = reader.take(timeout=0.0 if stalled[index] else _LIVE_TURN_WAIT_S)
-                        self.skipped += reader.replaced_since_taken()
+                        message, replaced = reader.take(timeout=0.0 if stalled[index] else _LIVE_TURN_WAIT_S)
+                        self.skipped += replaced
                         stalled[index] = message is None
                         if message is None:
-                            if reader.ended:
-                                readers[index] = None
+                            readers[index] = None if reader.ended else reader
                             continue
                         if limit is not None and round_ + 1 >= limit:
                             message.info["source_last"] = True
-                        message.info["source_seq"] = message.seq
-                        message.seq = seq
-                        yield message  # with the time it was captured: its wait for the turn is latency
-                        continue
-                    message = ahead[index]
-                    assert message is not None
-                    ahead[index] = next(reader, None)
-                    if ahead[index] is None:
-                        readers[index] = None
-                        message.info["source_last"] = True
+                    else:
+                        if by_turn and seq < start:
+                            continue
+                        message = ahead[index]
+                        assert message is not None
+                        ahead[index] = next(reader, None)
+                        if ahead[index] is None:
+                            readers[index] = None
+                            message.info["source_last"] = True
+                        message.t_capture_ns, message.t_wall = time.monotonic_ns(), time.time()  # sent now
                     message.info["source_seq"] = message.seq
                     message.seq = seq
-                    message.t_capture_ns, message.t_wall = time.monotonic_ns(), time.time()
-                    yield message
+                    sent += 1
+                    if seq >= start:  # (files alone: a restarted capture read them again up to here)
+                        yield message  # a live frame keeps its capture time: its wait for the turn is latency
                 round_ += 1
         finally:
             for reader in live:
@@ -325,20 +307,16 @@ class _Newest:
                 self.ended = True
                 self._ready.notify()
 
-    def take(self, timeout: float) -> Message | None:
-        """The newest frame not taken yet, waiting up to `timeout` seconds; None when none came."""
+    def take(self, timeout: float) -> tuple[Message | None, int]:
+        """The newest frame not taken yet (None when none came within `timeout` seconds) and how many
+        frames newer ones replaced since the last take (read under one lock: the count matches the frame)."""
         with self._ready:
             self._ready.wait_for(lambda: self._newest is not None or self.ended, timeout)
             if self._failure is not None:
                 raise self._failure
             message, self._newest = self._newest, None
-            return message
-
-    def replaced_since_taken(self) -> int:
-        """Frames replaced by newer ones since the last call."""
-        with self._ready:
             replaced, self._replaced = self._replaced, 0
-            return replaced
+            return message, replaced
 
     def stop(self) -> None:
         """Stop reading; waits briefly so the source is not released under a read in progress."""

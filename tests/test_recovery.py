@@ -30,23 +30,28 @@ def _stage_pid(module: str, group: int) -> int:
     return pids[0]
 
 
+def _kill_stage_after(process, stage: str, jsonl: Path, lines: int) -> str:
+    """kill -9 the run's `stage` once `jsonl` holds `lines` results; the run's stderr when it has ended."""
+    try:
+        deadline = time.monotonic() + 60
+        while _lines(jsonl) < lines:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
+            time.sleep(0.02)
+        os.kill(_stage_pid(f"stages.{stage}", process.pid), signal.SIGKILL)
+        return process.communicate(timeout=90)[1]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 @pytest.mark.parametrize("stage", ["capture", "detect", "classify", "smooth", "record", "display"])
 def test_kill_9_mid_run_loses_nothing(tmp_path: Path, long_video: Path, stage: str) -> None:
     config = make_config(tmp_path, source={"pace": True},
                          restart={"policy": "on-failure", "backoff_s": 0.1, "max_restarts": 2})
     jsonl = tmp_path / "results.jsonl"
     process = start_pipeline("--config", str(config), "--source", str(long_video))
-    try:
-        deadline = time.monotonic() + 60
-        while _lines(jsonl) < 15:  # well into the run, with frames in flight everywhere
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
-            time.sleep(0.02)
-        os.kill(_stage_pid(f"stages.{stage}", process.pid), signal.SIGKILL)
-        _, stderr = process.communicate(timeout=90)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stderr = _kill_stage_after(process, stage, jsonl, 15)  # well into the run, with frames in flight everywhere
     assert process.returncode == 0, stderr
     key = stage
     assert f"stage {key} stopped (killed by signal 9); restart 1 of 2" in stderr
@@ -75,17 +80,7 @@ def test_kill_9_with_a_live_source_among_files_loses_no_file_frame(tmp_path: Pat
     config.write_text(yaml.safe_dump(settings))
     jsonl = tmp_path / "results.jsonl"
     process = start_pipeline("--config", str(config))
-    try:
-        deadline = time.monotonic() + 60
-        while _lines(jsonl) < 30:
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
-            time.sleep(0.02)
-        os.kill(_stage_pid(f"stages.{stage}", process.pid), signal.SIGKILL)
-        _, stderr = process.communicate(timeout=90)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stderr = _kill_stage_after(process, stage, jsonl, 30)
     assert process.returncode == 0, stderr
     assert f"stage {stage} stopped (killed by signal 9); restart 1 of 2" in stderr
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
