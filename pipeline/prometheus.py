@@ -46,7 +46,21 @@ class _SnapshotCollector:
         restarts = CounterMetricFamily("liveness_stage_restarts", "Times run_pipeline.py restarted the stage (restart.policy)", labels=["stage"])
         timings = {key: GaugeMetricFamily(name, help_text, labels=["stage", "quantile"]) for key, (name, help_text) in _TIMINGS.items()}
         means = {key: GaugeMetricFamily(f"{name}_mean", f"{help_text} (mean)", labels=["stage"]) for key, (name, help_text) in _TIMINGS.items()}
+        # several sources share a stage: each one's frames, drops and latency, labelled by source
+        source_frames = CounterMetricFamily("liveness_source_frames_out", "Frames of one source a stage sent on", labels=["stage", "source"])
+        source_dropped = CounterMetricFamily("liveness_source_dropped", "Frames of one source dropped, by reason", labels=["stage", "source", "reason"])
+        source_fps = GaugeMetricFamily("liveness_source_fps", "Frames of one source sent per second since the stage started", labels=["stage", "source"])
+        source_latency = GaugeMetricFamily("liveness_source_latency_seconds", "Capture to this stage's send, for one source", labels=["stage", "source", "quantile"])
         for stage, snap in sorted(snapshots.items()):
+            for source, figures in sorted(snap.get("sources", {}).items()):
+                source_frames.add_metric([stage, source], figures.get("frames_out", 0))
+                source_fps.add_metric([stage, source], figures.get("fps", 0.0))
+                for reason, count in figures.get("dropped", {}).items():
+                    source_dropped.add_metric([stage, source, reason], count)
+                latency = figures.get("latency_ms") or {}
+                for name, quantile in _QUANTILES.items():
+                    if name in latency:
+                        source_latency.add_metric([stage, source, quantile], latency[name] / 1000.0)
             frames_in.add_metric([stage], snap.get("frames_in", 0))
             frames_out.add_metric([stage], snap.get("frames_out", 0))
             malformed.add_metric([stage], snap.get("malformed", 0))
@@ -61,7 +75,8 @@ class _SnapshotCollector:
                         timings[key].add_metric([stage, quantile], values[name] / 1000.0)
                 if "mean" in values:
                     means[key].add_metric([stage], values["mean"] / 1000.0)
-        yield from (frames_in, frames_out, malformed, dropped, fps, restarts, *timings.values(), *means.values())
+        yield from (frames_in, frames_out, malformed, dropped, fps, restarts, *timings.values(), *means.values(),
+                    source_frames, source_dropped, source_fps, source_latency)
 
 
 class PrometheusExporter:

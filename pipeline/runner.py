@@ -308,8 +308,10 @@ class StageRunner:
                 if sock.recv()[:1] == b"\x01":
                     joined += 1
 
-    def _send(self, port: Port, sock: zmq.Socket, parts: list[Any]) -> bool:
-        """Send with the port's policy: live ports that may drop never wait; others wait (backpressure)."""
+    def _send(self, port: Port, sock: zmq.Socket, parts: list[Any], source: str | None = None) -> bool:
+        """Send with the port's policy: live ports that may drop never wait; others wait (backpressure).
+
+        `source` names the frame's source, for the per-source count of frames dropped here."""
         may_drop = self.live and port.live_drops
         blocked_since = 0
         while True:
@@ -320,7 +322,7 @@ class StageRunner:
                 return True
             except zmq.Again:
                 if may_drop:
-                    self.metrics.drop(f"{port.endpoint}_busy")
+                    self.metrics.drop(f"{port.endpoint}_busy", source=source)
                     return False
                 blocked_since = blocked_since or time.monotonic_ns()
             if self._should_stop():
@@ -335,9 +337,9 @@ class StageRunner:
                 own[-1] = time.monotonic_ns()
             if port.format is Format.RESULT:
                 for parts in _result_parts(message):
-                    self._send(port, sock, parts)
+                    self._send(port, sock, parts, message.source)
             else:
-                self._send(port, sock, encode(message))
+                self._send(port, sock, encode(message), message.source)
         if self.publisher is not None:
             for parts in _result_parts(message):
                 self.publisher.send(parts)
@@ -472,11 +474,12 @@ class StageRunner:
                             self._refused = self.epoch_gate.refused
                             self._refuse("an epoch the supervisor never announced")
                         else:
-                            self.metrics.drop("repeat")  # sent again after a restart: not a loss
+                            self.metrics.drop("repeat", source=message.source)  # sent again after a restart: not a loss
                         continue
                     if self.sink_gate is not None and not self.sink_gate.admit(message):
                         if message.kind == "frame":
-                            self.metrics.drop("repeat" if message.seq <= self.sink_gate.last_handled else "ahead")
+                            self.metrics.drop("repeat" if message.seq <= self.sink_gate.last_handled else "ahead",
+                                              source=message.source)
                         continue
                     if message.kind == "eos":
                         if self.control.socket is None and not self._take_eos(message, reorder):
@@ -539,9 +542,7 @@ class StageRunner:
         for out in outputs:
             out.stamps.setdefault(self.key, [started]).append(time.monotonic_ns())
             self._emit(out)
-            self.metrics.frames_out += 1
-            if out.t_capture_ns:
-                self.metrics.latency_ms.append((time.monotonic_ns() - out.t_capture_ns) / 1e6)
+            self.metrics.sent(out.source, out.t_capture_ns)
         self._idle_since = time.monotonic_ns()
         if message.kind == "frame":
             self.last_handled = message.seq
@@ -588,10 +589,10 @@ class StageRunner:
         for message in frames:
             message.prev_seq = previous
             message.stamps[self.key] = [message.t_capture_ns, time.monotonic_ns()]
-            if not self._send(port, sock, encode(message)):
+            if not self._send(port, sock, encode(message), message.source):
                 break
             previous = message.seq
-            self.metrics.frames_out += 1
+            self.metrics.sent(message.source)
         if self.stop_requested:
             return
         eos = Message(kind="eos", source=self.config.source.id, seq=previous + 1, prev_seq=previous,
@@ -642,14 +643,14 @@ class StageRunner:
                     continue
                 self.metrics.frames_in += 1
                 _count_source_event(self.metrics, message)
-                _count_skipped(self.metrics, source)
+                _count_skipped(self.metrics, source, message)
                 message.prev_seq = previous
                 message.stamps[self.key] = [message.t_capture_ns, time.monotonic_ns()]
                 window.add(message)
-                if not self._send(port, sock, encode(stamp(message, self.epoch, window.floor))):
+                if not self._send(port, sock, encode(stamp(message, self.epoch, window.floor)), message.source):
                     return
                 previous = message.seq
-                self.metrics.frames_out += 1
+                self.metrics.sent(message.source)
                 if time.monotonic() - sent_reported >= 0.05:  # the supervisor's watchdog compares it with the floor
                     self.control.send(SENT, seq=previous)
                     sent_reported = time.monotonic()
@@ -663,7 +664,7 @@ class StageRunner:
         for message in source.frames():
             self.metrics.frames_in += 1
             _count_source_event(self.metrics, message)
-            _count_skipped(self.metrics, source)
+            _count_skipped(self.metrics, source, message)
             if self._should_stop():
                 return
             yield message
@@ -685,14 +686,16 @@ def _count_source_event(metrics: StageMetrics, message: Message) -> None:
     """A camera or stream that went away is counted (frames it did not deliver are lost)."""
     event = message.info.get("source_event")
     if isinstance(event, dict) and event.get("event") == "source_lost":
-        metrics.drop("source_lost")
+        metrics.drop("source_lost", source=message.source)
 
 
-def _count_skipped(metrics: StageMetrics, source: SourceStage) -> None:
-    """Frames a live source among several replaced before they were sent are dropped (busy)."""
+def _count_skipped(metrics: StageMetrics, source: SourceStage, message: Message) -> None:
+    """Frames a live source among several replaced before they were sent are dropped (busy).
+
+    They were replaced by `message`, the frame of that source just read, so they count as its source's."""
     if source.skipped:
         metrics.frames_in += source.skipped
-        metrics.drop("busy", source.skipped)
+        metrics.drop("busy", source.skipped, source=message.source)
         source.skipped = 0
 
 
@@ -731,7 +734,7 @@ class _LiveEntrance:
                 _count_source_event(self.runner.metrics, message)
                 with self.lock:
                     if self.slot is not None:
-                        self.runner.metrics.drop("busy")
+                        self.runner.metrics.drop("busy", source=self.slot.source)
                         if "source_event" in self.slot.info and "source_event" not in message.info:
                             message.info["source_event"] = self.slot.info["source_event"]  # a status must not be dropped
                     self.slot = message

@@ -93,7 +93,8 @@ class Display(SinkStage):
         self.web: WebView | None = None
         if settings.web_port:  # the live page, for machines without a screen
             try:
-                self.web = WebView(settings.web_host, settings.web_port, self.title)
+                self.web = WebView(settings.web_host, settings.web_port, self.title,
+                                   sources=[source.id for source in config.all_sources()])
             except OSError as error:
                 raise StageError(f"display.web_port: cannot serve on {settings.web_host}:{settings.web_port} "
                                  f"({error.strerror or error})") from None
@@ -108,7 +109,8 @@ class Display(SinkStage):
         canvas = annotate(message.frame, message, fps, latency_ms, self.attributes)
         if self.web is not None:
             self.web.publish(canvas, {"fps": round(fps, 1), "latency": round(latency_ms, 1), "seq": message.seq,
-                                      "faces": len(message.faces), "stages": frame_stats(message.stamps)})
+                                      "faces": len(message.faces), "stages": frame_stats(message.stamps)},
+                             message.source)
         if self.video_path is not None and self.several:
             self._write_source(message.source, canvas, float(message.info.get("fps", 30.0)))
         elif self.video_path is not None:

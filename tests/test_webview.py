@@ -10,11 +10,13 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import free_port, make_config, needs_model, start_pipeline, wait_for_line
 from pipeline.client import subscribe
@@ -103,6 +105,30 @@ def _stalled_client(port: int) -> socket.socket:
     return client
 
 
+def _frames_seen(browser: DevTools, session: str, feed: int, wanted: int = 5, within_s: float = 30) -> int:
+    """Distinct, non-blank frames the page drew from one feed's MJPEG stream (waits for `wanted`)."""
+    frames_seen, deadline = 0, time.monotonic() + within_s
+    while frames_seen < wanted and time.monotonic() < deadline:
+        frames_seen = int(browser.evaluate(session, f"document.getElementById('frames-seen-{feed}')?.textContent || '0'"))
+        time.sleep(0.2)
+    return frames_seen
+
+
+def _open_page(browser: DevTools, port: int) -> str:
+    target = browser.call("Target.createTarget", {"url": f"http://127.0.0.1:{port}/"})["targetId"]
+    return browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+
+
+def _interrupt(pipeline: subprocess.Popen) -> None:
+    if pipeline.poll() is None:
+        os.killpg(pipeline.pid, signal.SIGINT)
+        try:
+            pipeline.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(pipeline.pid, signal.SIGKILL)
+            pipeline.wait()
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does it)")
 def test_live_page_in_headless_chromium(tmp_path: Path, face_video: Path) -> None:
     web_port = free_port()
@@ -116,17 +142,12 @@ def test_live_page_in_headless_chromium(tmp_path: Path, face_video: Path) -> Non
         # viewers that stall must not hold the pipeline back (a lossless run: the display is a sink)
         stalled = [_stalled_client(web_port) for _ in range(3)]
         browser = DevTools(tmp_path / "profile")
-        target = browser.call("Target.createTarget", {"url": f"http://127.0.0.1:{web_port}/"})["targetId"]
-        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        frames_seen, deadline = 0, time.monotonic() + 30
-        while frames_seen < 5 and time.monotonic() < deadline:
-            frames_seen = int(browser.evaluate(session, "document.getElementById('frames-seen')?.textContent || '0'"))
-            time.sleep(0.2)
-        assert frames_seen >= 5  # distinct, non-blank frames drawn from the MJPEG stream inside the page
-        stages = browser.evaluate(session, "document.getElementById('stages').innerText")
+        session = _open_page(browser, web_port)
+        assert _frames_seen(browser, session, 0) >= 5  # distinct, non-blank frames drawn inside the page
+        stages = browser.evaluate(session, "document.getElementById('stages-0').innerText")
         assert "detect" in stages and "classify" in stages, stages  # per-stage figures on the page
-        assert float(browser.evaluate(session, "document.getElementById('fps').textContent")) > 0
-        endpoint = json.loads(json.dumps(__import__("yaml").safe_load(config.read_text())))["endpoints"]["results"]
+        assert float(browser.evaluate(session, "document.getElementById('fps-0').textContent")) > 0
+        endpoint = yaml.safe_load(config.read_text())["endpoints"]["results"]
         results = []
         for result in subscribe(endpoint, timeout_s=10):  # results keep flowing with stalled viewers attached
             results.append(result.seq)
@@ -142,14 +163,55 @@ def test_live_page_in_headless_chromium(tmp_path: Path, face_video: Path) -> Non
             browser.close()
         for client in stalled:
             client.close()
-        if pipeline.poll() is None:
-            os.killpg(pipeline.pid, signal.SIGINT)
-            try:
-                pipeline.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(pipeline.pid, signal.SIGKILL)
-                pipeline.wait()
+        _interrupt(pipeline)
     assert pipeline.returncode == 130
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+def test_several_sources_each_have_a_feed_and_metrics(tmp_path: Path, face_video: Path) -> None:
+    """Two live sources in one run: the page shows a stream of each, and Prometheus counts each one."""
+    from test_metrics import _scrape
+
+    web_port, metrics_port = free_port(), free_port()
+    config = make_config(tmp_path, display={"web_port": web_port}, metrics={"prometheus_port": metrics_port})
+    raw = yaml.safe_load(config.read_text())
+    raw["sources"] = [{"uri": str(face_video), "id": "door", "policy": "live", "loop": True},
+                      {"uri": str(face_video), "id": "hall & stairs", "policy": "live", "loop": True}]
+    config.write_text(yaml.safe_dump(raw))
+    pipeline = start_pipeline("--config", str(config))
+    browser: DevTools | None = None
+    try:
+        wait_for_line(pipeline, "stages ready")
+        browser = DevTools(tmp_path / "profile")
+        session = _open_page(browser, web_port)
+        titles, deadline = [], time.monotonic() + 20
+        while not titles and time.monotonic() < deadline:  # (the page may still be loading)
+            titles = browser.evaluate(session, "[...document.querySelectorAll('.feed h4')].map(h => h.textContent)")
+            time.sleep(0.2)
+        assert titles == ["door", "hall & stairs"]  # the id is shown as text, escaped in the page
+        assert _frames_seen(browser, session, 0) >= 5 and _frames_seen(browser, session, 1) >= 5
+        for index in (0, 1):
+            assert float(browser.evaluate(session, f"document.getElementById('fps-{index}').textContent")) > 0
+        one = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{web_port}/stats.json?source=hall%20%26%20stairs",
+                                                timeout=5).read())
+        assert one["seq"] >= 0 and one["clients"] >= 1
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"http://127.0.0.1:{web_port}/frame.jpg?source=nobody", timeout=5)
+        values = _scrape(metrics_port)
+        for source in ("door", "hall & stairs"):
+            sent = [value for (name, labels), value in values.items() if name == "liveness_source_frames_out_total"
+                    and 'stage="classify"' in labels and f'source="{source}"' in labels]
+            latency = [value for (name, labels), value in values.items() if name == "liveness_source_latency_seconds"
+                       and 'stage="smooth"' in labels and f'source="{source}"' in labels]
+            assert sent and sent[0] > 0 and latency, (source, sorted(k for k in values if "source" in k[0]))
+    finally:
+        if browser is not None:
+            browser.close()
+        _interrupt(pipeline)
+    assert pipeline.returncode == 130
+    assert pipeline.stderr is not None
+    summary = [line for line in pipeline.stderr.read().splitlines() if "per source" in line]
+    assert summary and "door" in summary[-1] and "hall & stairs" in summary[-1], summary  # each source's rate
 
 
 def test_web_port_in_use_names_the_field(tmp_path: Path, face_video: Path) -> None:
