@@ -107,8 +107,13 @@ def prepare_video(folder: Path, frames: int, source: str | None) -> tuple[Path, 
 
 
 # ---- the single-process loop: what the seed's demo does ---------------------------------------
+LOOP_CPU_MS: dict[str, float] = {}  # backend -> CPU ms a frame of the last single-process loop (all its threads)
+
+
 def single_process_fps(video: Path, frames: int, backend: str, model_path: Path) -> float:
-    """Frames/s of read -> detect -> classify -> draw in one process (steady state, after the first frame)."""
+    """Frames/s of read -> detect -> classify -> draw in one process (steady state, after the first frame).
+
+    Its CPU time a frame goes to LOOP_CPU_MS (OpenCV may use a second thread, which counts)."""
     detector = create_detector(backend, confidence=0.5, min_size=40)
     model = LivenessModel(model_path, threads=1)
     done: list[float] = []
@@ -122,6 +127,9 @@ def single_process_fps(video: Path, frames: int, backend: str, model_path: Path)
                 face.score, face.label = float(score), model.label(float(score))
         annotate(frame, Message(kind="frame", source="bench", seq=len(done), faces=faces), 0.0, 0.0)
         done.append(time.perf_counter())
+        if len(done) == 1:
+            cpu_started = time.process_time()
+    LOOP_CPU_MS[backend] = round((time.process_time() - cpu_started) * 1000.0 / max(len(done) - 1, 1), 2)
     return (len(done) - 1) / (done[-1] - done[0])
 
 
@@ -194,14 +202,25 @@ class Results(threading.Thread):
         self.context.term()
 
 
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (OSError when it is gone)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_S  # utime, stime (fields 14, 15 of proc(5))
+
+
 class MemoryMonitor(threading.Thread):
-    """Peak RSS (VmHWM) of every stage process under one supervisor, read from /proc until they exit."""
+    """Peak RSS (VmHWM) and CPU time of every stage process under one supervisor (and of the
+    supervisor), read from /proc until they exit."""
 
     def __init__(self, supervisor_pid: int) -> None:
         super().__init__(daemon=True)
         self.supervisor_pid = supervisor_pid
         self.peak_mb: dict[str, float] = {}
         self.tensorflow: set[str] = set()
+        self.cpu: dict[str, list[tuple[int, float]]] = {}  # name -> (monotonic ns, CPU seconds so far)
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -216,9 +235,14 @@ class MemoryMonitor(threading.Thread):
                         maps_read[pid] = time.monotonic()
                         if "tensorflow" in Path(f"/proc/{pid}/maps").read_text():
                             self.tensorflow.add(name)
+                    self.cpu.setdefault(name, []).append((time.monotonic_ns(), cpu_seconds(pid)))
                 except (OSError, StopIteration):
                     continue
                 self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), hwm / 1024.0)
+            try:
+                self.cpu.setdefault("supervisor", []).append((time.monotonic_ns(), cpu_seconds(self.supervisor_pid)))
+            except OSError:
+                pass
             time.sleep(0.25)
 
     def _stages(self) -> list[tuple[int, str]]:
@@ -290,7 +314,28 @@ def run_pipeline(folder: Path, video: Path, settings: dict[str, Any], timeout: f
         said = "\n".join(line for line in stderr.splitlines() if line.startswith("run_pipeline:"))
         raise SystemExit(f"pipeline run failed (exit {process.returncode}):\n{said}\n{stderr.strip()[-800:]}")
     return {"results": results.received, "eos": results.eos, "rss_mb": memory.peak_mb, "tensorflow": memory.tensorflow,
+            "cpu": memory.cpu, "stderr": stderr,
             "scrape": scraper}
+
+
+def cpu_ms_per_frame(run: dict[str, Any]) -> dict[str, float]:
+    """CPU milliseconds each process spent a result, between the first and the last result (start-up
+    and imports left out): where the two cores go. `all` is their sum, `results` the frames counted."""
+    arrivals = [arrived for arrived, _ in run["results"]]
+    if len(arrivals) < 2:
+        return {}
+    first, last = arrivals[0], arrivals[-1]
+    frames = len(arrivals) - 1
+    figures: dict[str, float] = {}
+    for name, samples in run["cpu"].items():
+        before = [cpu for t, cpu in samples if t <= first]
+        # sampled every 0.25 s: the window is known to +-0.25 s at each end (a sink that exits
+        # right after the last frame has its last sample before it)
+        after = [cpu for t, cpu in samples if t >= last] or [samples[-1][1]]
+        if before:
+            figures[name] = round((after[0] - before[-1]) * 1000.0 / frames, 2)
+    figures["all"] = round(sum(figures.values()), 2)
+    return figures
 
 
 def steady_fps(run: dict[str, Any]) -> float:
@@ -442,8 +487,12 @@ def main(argv: list[str] | None = None) -> int:
             single = (before + single_process_fps(video, frames, "blazeface", fast_model)) / 2
             figures.update(file_fps_single_blazeface=round(single, 2), file_fps_blazeface=round(piped, 2),
                            file_speedup_blazeface=round(piped / single, 3),
+                           file_cpu_ms_per_frame_blazeface=cpu_ms_per_frame(run),
+                           file_cpu_ms_per_frame_single_blazeface=LOOP_CPU_MS.get("blazeface"),
                            file_process_p50_ms_blazeface=run["scrape"].values("liveness_stage_process_seconds"))
             log(f"file, BlazeFace: single-process loop {single:.1f} fps, pipeline {piped:.1f} fps, ratio {piped / single:.2f}")
+            log(f"file, BlazeFace: CPU ms a frame, single-process loop {LOOP_CPU_MS.get('blazeface')}, pipeline "
+                + ", ".join(f"{name} {ms}" for name, ms in sorted(cpu_ms_per_frame(run).items())))
         if "scaling" not in args.skip:
             scaling = {}
             for workers in (1, 2, 4):
