@@ -81,6 +81,7 @@ def run(config: str, source: str | list[str] | None = None, jsonl: str | None = 
     """Run one pipeline to its end; returns the exit status (see EXIT_CODES)."""
     from pipeline.graph import derive_in_child
     from pipeline.progress import Progress, finish_counting, start_counting
+    from pipeline.lifetime import RUN_INFO_LIST
     from pipeline.runinfo import remove_run_info, resolve_ports, write_run_info
     from pipeline.supervisor import Supervisor
 
@@ -110,6 +111,8 @@ def run(config: str, source: str | list[str] | None = None, jsonl: str | None = 
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(info_paths[0].read_text())
         info_paths.append(target)
+    # a stage that outlives a killed supervisor removes these with the run folder (pipeline.lifetime)
+    (supervisor.run_dir / RUN_INFO_LIST).write_text("".join(f"{path.resolve()}\n" for path in info_paths))
     print(f"liveness-pipeline: results on {json.loads(info_paths[0].read_text())['results']} "
           f"(run info: {info_paths[0]})", flush=True)
     try:

@@ -57,6 +57,7 @@ def write_run_info(config: PipelineConfig, config_path: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     name = Path(config_path).stem
     info = {"config": str(Path(config_path).resolve()), "name": name, "pid": os.getpid(),
+            "pid_started": process_started(os.getpid()),
             "results": connectable(config.endpoints.results), "source": config.source.uri, "source_id": config.source.id,
             "policy": config.policy(), "jsonl": config.record.jsonl,
             "video": config.display.video if config.display.enabled else None,
@@ -76,14 +77,24 @@ def remove_run_info(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_started(pid: int) -> int | None:
+    """When a process started (clock ticks after boot, Linux), to tell it from a later one given
+    the same pid; None where /proc cannot say."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: Any = None) -> bool:
+    """Whether the run's supervisor still runs (and is the same process, when its start is known)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not isinstance(started, int) or process_started(pid) in (started, None)
 
 
 def read_run_info(path: str | Path) -> dict[str, Any]:
@@ -107,7 +118,7 @@ def running(name: str | None = None) -> list[dict[str, Any]]:
             info = read_run_info(path)
         except ValueError:
             continue
-        if not isinstance(info.get("pid"), int) or not _alive(info["pid"]):
+        if not isinstance(info.get("pid"), int) or not _alive(info["pid"], info.get("pid_started")):
             path.unlink(missing_ok=True)  # a run that was killed before it could remove its file
             continue
         if name is None or info.get("name") == Path(name).stem:

@@ -29,7 +29,7 @@ from pipeline.metrics import summary_line
 from pipeline.stage import Role
 from pipeline.progress import Progress
 from pipeline.prometheus import PrometheusExporter
-from pipeline.lifetime import RUN_FOLDER_PREFIX, remove_run_folder
+from pipeline.lifetime import RUN_FOLDER_PREFIX, remove_run_folder, start_janitor
 from pipeline.transport import Role as Side, open_socket
 
 EXIT_OK, EXIT_STAGE_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -80,6 +80,7 @@ class Supervisor:
         remove_stale_run_folders()
         self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_FOLDER_PREFIX))
         (self.run_dir / "supervisor.pid").write_text(str(os.getpid()))
+        self._janitor_pipe, self._janitor = start_janitor(self.run_dir)  # cleans up if this process is killed outright
         self.stages: dict[str, Running] = {}
         self.interrupted = False
         self.summary_at_exit = False
@@ -146,6 +147,11 @@ class Supervisor:
                 control.close(0)
             self.context.term()
             shutil.rmtree(self.run_dir, ignore_errors=True)
+            os.close(self._janitor_pipe)  # the janitor finds the folder gone and ends
+            try:
+                self._janitor.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass  # it ends by itself; never hold the run's exit for it
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 

@@ -506,7 +506,10 @@ def _run_folder_of(pid: int, timeout: float = 30) -> Path:
 @needs_model
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", ["start-up", "mid-run"])
-def test_kill_9_of_the_supervisor_leaves_no_stage_and_no_folder(tmp_path: Path, paced_video: Path, moment: str) -> None:
+def test_kill_9_of_the_supervisor_leaves_no_stage_and_no_folder(tmp_path: Path, paced_video: Path, moment: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("LIVENESS_RUNS_DIR", str(runs))  # the run-info file goes with the folder
     config = make_config(tmp_path, source={"pace": True})
     process = start_pipeline("--config", str(config), "--source", str(paced_video))
     try:
@@ -526,6 +529,8 @@ def test_kill_9_of_the_supervisor_leaves_no_stage_and_no_folder(tmp_path: Path, 
             time.sleep(0.05)
         assert not stage_processes(str(folder)), "stages outlived their supervisor"
         assert not folder.exists(), "the run folder was left behind"
+        if moment == "mid-run":
+            assert not list(runs.glob("*.json")), "the run-info file was left behind"
     finally:
         for pid in stage_processes(str(tmp_path)):
             os.kill(pid, signal.SIGKILL)
@@ -572,6 +577,56 @@ def test_a_stage_whose_starting_thread_dies_first_still_removes_the_folder(tmp_p
         os.kill(child, signal.SIGKILL)
     assert not alive, "the stage outlived its parent"
     assert not folder.exists(), "the stage exited without removing the run folder"
+
+
+def test_the_janitor_cleans_up_after_a_supervisor_killed_while_a_stage_ignores_it(tmp_path: Path) -> None:
+    """A stage that does not go when its supervisor is killed (here: it ignores SIGTERM, as one in
+    the middle of its own exit cannot act on it) is killed by the run's janitor, which then removes
+    the run folder and the run-info file the folder lists."""
+    import subprocess
+    import sys
+    import textwrap
+
+    folder = tmp_path / "liveness-run-janitor"
+    info = tmp_path / "runs" / "file-1.json"
+    (tmp_path / "stubborn_stage.py").write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n")
+    supervisor = textwrap.dedent(f"""
+        import json, os, subprocess, sys, time
+        from pathlib import Path
+        from pipeline.lifetime import RUN_INFO_LIST, start_janitor
+        folder, info = Path({str(folder)!r}), Path({str(info)!r})
+        folder.mkdir()
+        (folder / "supervisor.pid").write_text(str(os.getpid()))
+        info.parent.mkdir()
+        info.write_text(json.dumps({{"pid": os.getpid(), "results": "tcp://127.0.0.1:1"}}))
+        (folder / RUN_INFO_LIST).write_text(str(info) + "\\n")
+        pipe, janitor = start_janitor(folder)
+        env = {{**os.environ, "PYTHONPATH": os.pathsep.join([{str(tmp_path)!r}, os.getcwd()])}}
+        stage = subprocess.Popen([sys.executable, "-m", "pipeline.lifetime", str(os.getpid()), str(folder), "stubborn_stage"], env=env)
+        print(stage.pid, flush=True)
+        time.sleep(60)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", supervisor], cwd=Path(__file__).resolve().parent.parent,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        stage = int(process.stdout.readline())
+        time.sleep(1.0)  # the stage is past lifetime's start and ignores SIGTERM
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 6
+        while (folder.exists() or Path(f"/proc/{stage}").exists()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        alive = Path(f"/proc/{stage}").exists() and "Z" not in Path(f"/proc/{stage}/stat").read_text().split()[2]
+        assert not alive, "the stubborn stage outlived its supervisor by 6 s"
+        assert not folder.exists() and not info.exists(), "the janitor left the run folder or its run info"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        try:
+            os.kill(stage, signal.SIGKILL)
+        except (OSError, UnboundLocalError):
+            pass
 
 
 # ---- 4. the lossless watchdog: a frame lost without a stage dying is sent again, or named ---------

@@ -77,7 +77,7 @@ def test_the_python_api_iterates_in_order_and_stops_every_stage(tmp_path: Path) 
             stages = stages or _children(results.process.pid)
             if result.seq == 3:
                 break
-    assert results.returncode == 130 and len(stages) == 5  # capture, detect, classify, smooth, record
+    assert results.returncode == 130 and len(stages) == 6  # capture, detect, classify, smooth, record, the janitor
     assert not [pid for pid in stages if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
 
 

@@ -61,6 +61,32 @@ def test_run_info_is_found_while_the_run_lives(runs: Path) -> None:
         find_run()
 
 
+def test_a_pid_given_to_another_process_is_not_the_run(runs: Path) -> None:
+    config = resolve_ports(PipelineConfig.model_validate({"endpoints": {"results": "auto"}}))
+    path = write_run_info(config, REPO / "configs" / "file.yaml")
+    info = json.loads(path.read_text())
+    assert isinstance(info["pid_started"], int) and running()
+    path.write_text(json.dumps({**info, "pid_started": info["pid_started"] - 1}))  # our pid, an earlier process
+    assert running() == [] and not path.exists()
+
+
+def test_a_dead_runs_folder_takes_only_its_own_run_info_with_it(tmp_path: Path, runs: Path) -> None:
+    from pipeline.lifetime import RUN_INFO_LIST, remove_run_folder
+
+    folder = tmp_path / "liveness-run-x"
+    folder.mkdir()
+    (folder / "supervisor.pid").write_text("4242")
+    runs.mkdir()
+    own, other, plain = runs / "file-4242.json", runs / "file-77.json", tmp_path / "notes.json"
+    own.write_text(json.dumps({"pid": 4242, "results": "tcp://127.0.0.1:1"}))
+    other.write_text(json.dumps({"pid": 77, "results": "tcp://127.0.0.1:2"}))
+    plain.write_text("[1, 2]")
+    (folder / RUN_INFO_LIST).write_text(f"{own}\n{other}\n{plain}\n{tmp_path / 'missing.json'}\n")
+    remove_run_folder(folder)
+    assert not folder.exists() and not own.exists()
+    assert other.exists() and plain.exists()  # listed, but not this run's: left alone
+
+
 def test_unreadable_run_info_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read run info"):
         find_endpoint(run_info=str(tmp_path / "none.json"))
